@@ -1,0 +1,7 @@
+"""`python -m RaGANLib ...` is the same as `ragan ...`."""
+
+import sys
+
+from RaGANLib.cli import main
+
+sys.exit(main())

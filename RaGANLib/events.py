@@ -1,0 +1,84 @@
+"""The event protocol: what a running command tells programs (JSON lines) and people (progress bar, log).
+
+Every event is one JSON object with "event", "version" and "time". Events of a run are also appended to
+`<run>/events.jsonl`, and a readable line for each goes to `<run>/train.log`. Readers ignore keys they do not know.
+
+Events: environment, started, prepared, notice, progress, preview, checkpoint, finished, error.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+PROTOCOL_VERSION = 1
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def describe(event: dict) -> str:
+    """One readable line for an event, as the log and the terminal show it."""
+    kind = event["event"]
+    if kind == "progress":
+        losses = "  ".join(f"{name} {value:.3f}" for name, value in event.get("losses", {}).items())
+        fraction = event["step"] / max(1, event["total"])
+        bar = "#" * int(fraction * 24) + "-" * (24 - int(fraction * 24))
+        return (
+            f"step {event['step']}/{event['total']} [{bar}] {fraction:4.0%}  {event['images_per_s']:.1f} img/s"
+            f"  {losses}  ETA {format_duration(event['eta_s'])}"
+        )
+    if kind == "error":
+        return f"error ({event['kind']}): {event['message']}"
+    details = {k: v for k, v in event.items() if k not in ("event", "version", "time")}
+    if kind == "notice":
+        return f"note: {details['message']}"
+    return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in details.items())
+
+
+class Reporter:
+    """Sends events to stdout as JSON lines (`json_lines=True`) or as readable lines, and to the run folder."""
+
+    def __init__(self, json_lines: bool = False, stream=None):
+        self.json_lines = json_lines
+        self.stream = stream or sys.stdout
+        self.run_folder: Path | None = None
+        self._bar_open = False
+
+    def attach(self, run_folder: Path) -> None:
+        """From now on also append events to `<run>/events.jsonl` and `<run>/train.log`."""
+        self.run_folder = Path(run_folder)
+
+    def emit(self, event: str, **fields) -> dict:
+        record = {"event": event, "version": PROTOCOL_VERSION, "time": round(time.time(), 3), **fields}
+        line = json.dumps(record)
+        text = describe(record)
+        if self.json_lines:
+            print(line, file=self.stream, flush=True)
+        else:
+            self._show(event, text)
+        if self.run_folder is not None:
+            with open(self.run_folder / "events.jsonl", "a") as events:
+                events.write(line + "\n")
+            with open(self.run_folder / "train.log", "a") as log:
+                log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+        return record
+
+    def notice(self, message: str) -> None:
+        self.emit("notice", message=message)
+
+    def _show(self, event: str, text: str) -> None:
+        """A progress line overwrites itself on a terminal; every other event gets its own line."""
+        interactive = getattr(self.stream, "isatty", lambda: False)()
+        if event == "progress" and interactive:
+            print("\r" + text, end="", file=self.stream, flush=True)
+            self._bar_open = True
+            return
+        if self._bar_open:
+            print(file=self.stream)
+            self._bar_open = False
+        print(text, file=self.stream, flush=True)

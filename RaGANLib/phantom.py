@@ -1,0 +1,67 @@
+"""Phantom CT cases made on the spot: demo and test data that needs no download and holds no patient.
+
+Each case is an abdomen-like cross-section extruded along z with varying shape: air around a body outline with a fat
+rim, soft tissue, a vertebra (bone, unlabelled), an organ (label 1) and one or two lesions inside it (label 2),
+intensities in Hounsfield units with noise. Cases differ by seed.
+"""
+
+import numpy as np
+
+CLASS_NAMES = {"1": "organ", "2": "lesion"}
+CLASS_COLORS = {"1": [0.85, 0.45, 0.3], "2": [0.95, 0.85, 0.2]}
+SPACING = (1.6, 1.6, 3.0)  # x, y, z in mm
+
+
+def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
+    c, s = np.cos(angle), np.sin(angle)
+    u = (xx - cx) * c + (yy - cy) * s
+    v = -(xx - cx) * s + (yy - cy) * c
+    return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+
+
+def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np.ndarray, np.ndarray]:
+    """One phantom case as (image in HU as int16, label as uint8), arrays indexed [z, y, x]."""
+    rng = np.random.default_rng(seed)
+    depth, height, width = shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.full(shape, -1000.0, dtype=np.float32)
+    label = np.zeros(shape, dtype=np.uint8)
+
+    body_ry, body_rx = height * rng.uniform(0.30, 0.36), width * rng.uniform(0.40, 0.46)
+    organ_cy, organ_cx = height * rng.uniform(0.42, 0.5), width * rng.uniform(0.33, 0.42)
+    organ_ry, organ_rx, organ_angle = height * rng.uniform(0.12, 0.16), width * rng.uniform(0.13, 0.18), rng.uniform(-0.6, 0.6)
+    lesions = [
+        (rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), rng.uniform(0.3, 0.5), rng.uniform(0.25, 0.75))
+        for _ in range(rng.integers(1, 3))
+    ]
+    organ_hu, lesion_hu = rng.uniform(50, 70), rng.uniform(-10, 20)
+
+    for z in range(depth):
+        t = z / max(1, depth - 1)
+        taper = 1.0 - 0.25 * (t - 0.5) ** 2  # the body narrows towards both ends
+        cy, cx = height * 0.5, width * 0.5
+        body = _ellipse(yy, xx, cy, cx, body_ry * taper, body_rx * taper)
+        inner = _ellipse(yy, xx, cy, cx, body_ry * taper - 4, body_rx * taper - 4)
+        image[z][body] = -100.0  # subcutaneous fat
+        image[z][inner] = 40.0  # soft tissue
+        spine = _ellipse(yy, xx, cy + body_ry * taper * 0.62, cx, height * 0.06, width * 0.05)
+        image[z][spine] = 450.0
+        organ_scale = np.sin(np.pi * (0.15 + 0.7 * t))  # the organ grows and shrinks along z
+        organ = _ellipse(yy, xx, organ_cy, organ_cx, organ_ry * organ_scale, organ_rx * organ_scale, organ_angle)
+        organ &= inner
+        image[z][organ] = organ_hu
+        label[z][organ] = 1
+        for dy, dx, radius, z_centre in lesions:
+            r = radius * organ_ry * max(0.0, 1 - ((t - z_centre) / 0.3) ** 2) ** 0.5
+            if r < 1.5:
+                continue
+            lesion = _ellipse(yy, xx, organ_cy + dy * organ_ry, organ_cx + dx * organ_rx, r, r) & organ
+            image[z][lesion] = lesion_hu
+            label[z][lesion] = 2
+
+    # Partial-volume blur across the in-plane neighbours, then scanner noise.
+    blurred = image.copy()
+    for axis in (1, 2):
+        blurred += np.roll(image, 1, axis) + np.roll(image, -1, axis)
+    image = blurred / 5.0 + rng.normal(0, 12, size=shape)
+    return np.clip(np.round(image), -1024, 3071).astype(np.int16), label

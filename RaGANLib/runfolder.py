@@ -1,0 +1,104 @@
+"""The run folder: one folder per training run, holding all that is needed to resume or reproduce it.
+
+    <run>/spec.json          the options it runs with
+    <run>/lock               held (OS file lock) by the one trainer working in the folder
+    <run>/STOP               created by anyone who wants the trainer to checkpoint and exit
+    <run>/cache/             prepared slices, reused on resume
+    <run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed
+    <run>/tensorboard/       TensorBoard logs
+    <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
+    <run>/model/             the exported generator (see RaGANLib.model_folder)
+    <run>/events.jsonl, <run>/train.log
+"""
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+from RaGANLib.errors import BadInput
+
+STOP_FILE = "STOP"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either the old or the new content, never a part."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+class RunFolder:
+    """Paths and housekeeping of one run folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.spec = self.root / "spec.json"
+        self.cache = self.root / "cache"
+        self.checkpoints = self.root / "checkpoints"
+        self.tensorboard = self.root / "tensorboard"
+        self.previews = self.root / "previews"
+        self.model = self.root / "model"
+        self.stop_file = self.root / STOP_FILE
+        self._lock_handle = None
+
+    def create(self) -> None:
+        for folder in (self.root, self.cache, self.checkpoints, self.tensorboard, self.previews):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def lock(self) -> None:
+        """Hold the run folder for this process; a second trainer on it is refused.
+
+        An OS lock dies with its process, so a killed trainer never leaves the folder locked.
+        """
+        handle = open(self.root / "lock", "a+")
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise BadInput(f"run folder '{self.root}' is in use by {holder}; stop that trainer first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def stop_requested(self) -> bool:
+        return self.stop_file.exists()
+
+    def clear_stop(self) -> None:
+        self.stop_file.unlink(missing_ok=True)
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"ckpt-{step:08d}.npz"
+
+    def list_checkpoints(self) -> list[tuple[int, Path]]:
+        """Checkpoints as (step, path), newest first."""
+        found = []
+        for path in self.checkpoints.glob("ckpt-*.npz"):
+            match = re.fullmatch(r"ckpt-(\d+)\.npz", path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found, reverse=True)
+
+    def prune_checkpoints(self, keep: int) -> None:
+        for _, path in self.list_checkpoints()[keep:]:
+            path.unlink(missing_ok=True)
