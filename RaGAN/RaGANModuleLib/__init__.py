@@ -1,0 +1,14 @@
+"""Qt-free helpers of the RaGAN Slicer module: everything the module does that can run without a GUI.
+
+Each function takes the MRML scene (or nodes of it) as an argument, so the same code runs in Slicer and in tests
+with `slicer-core`. Where things happen:
+
+    locations.py       where RaGANLib, the user's RaGAN folder and the trainer's Python are
+    scene_files.py     reading and writing volume nodes as NRRD files; subject hierarchy placement
+    training_cases.py  scene -> run folder: image + label of each case written as NRRD, and the job spec
+    trainer_job.py     the trainer child process: start, read its events without blocking, stop, kill
+    results.py         run folder / generate output -> scene: synthetic volume + segmentation, preview, loss chart
+    dataset_export.py  real and synthetic cases -> an nnU-Net v2 raw dataset
+    environment.py     what the trainer's Python has (TensorFlow, device), and installing the requirements
+    demo_data.py       a phantom case put into the scene, for trying the module without data
+"""

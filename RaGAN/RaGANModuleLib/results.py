@@ -1,0 +1,180 @@
+"""Trainer output -> scene: the synthetic volume and segmentation, the live preview, and the loss chart.
+
+    volume, segmentation = load_generated(scene, finished_event["outputs"], model_folder, source_node=ct_node)
+    preview = PreviewNodes(scene); preview.update(preview_event)
+    chart = LossChart(scene); chart.add(progress_event)
+
+Segment names, colours and label values come from the model's `model.json`, so "liver" trained from a segment named
+"liver" comes back as a segment named "liver" in the same colour. If loading fails half-way, the nodes made so far are
+removed: nothing half-made stays in the scene.
+"""
+
+import json
+from pathlib import Path
+
+from RaGANModuleLib import scene_files
+
+
+def read_model_info(model_folder: Path) -> dict:
+    """The model's `model.json` (classes with values, names and colours; slice size and spacing; modality)."""
+    path = Path(model_folder) / "model.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"'{model_folder}' is not a RaGAN model folder (it has no model.json)") from None
+    except ValueError as error:
+        raise ValueError(f"'{path}' cannot be read: {error}") from None
+
+
+def model_classes(model_folder: Path) -> list[dict]:
+    """The model's label classes other than background: dicts with "value", "name", "color"."""
+    classes = read_model_info(model_folder).get("classes", [])
+    return [c for c in classes if int(c.get("value", 0)) != 0]
+
+
+def load_generated(scene, outputs: dict, model_folder: Path, source_node=None, name: str = "RaGAN synthetic"):
+    """Load `generate`'s image and label as a scalar volume and a segmentation beside the source study.
+
+    Returns (volume node, segmentation node). Both sit in a new subject hierarchy item named `name`, placed as a
+    sibling of the source node's study (see scene_files.place_beside_study).
+    """
+    classes = model_classes(model_folder)
+    made = []
+    try:
+        volume = scene_files.read_volume(scene, outputs["image"], "vtkMRMLScalarVolumeNode", f"{name} image")
+        made.append(volume)
+        segmentation = segmentation_from_label_file(scene, outputs["label"], classes, f"{name} label", volume)
+        made.append(segmentation)
+        made.append(scene_files.place_beside_study(scene, [volume, segmentation], source_node, name))
+    except Exception:
+        _remove(scene, made)
+        raise
+    return volume, segmentation
+
+
+def segmentation_from_label_file(scene, label_path: Path, classes: list[dict], name: str, reference_volume):
+    """A segmentation with one segment per class (named and coloured as the class), from a label NRRD file."""
+    labelmap = scene_files.read_volume(
+        scene, label_path, "vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__", keep_storage=False
+    )
+    names = {int(c["value"]): c["name"] for c in classes}
+    colors = {int(c["value"]): list(c.get("color", [0.5, 0.5, 0.5]))[:3] for c in classes}
+    table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, colors)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    try:
+        labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        logic = scene_files.segmentations_logic(scene)
+        if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+            raise ValueError(f"'{label_path}' could not be turned into segments")
+        present = {
+            segmentation.GetSegmentation().GetSegment(i).GetName() for i in scene_files.segment_ids(segmentation)
+        }
+        for value in sorted(names):
+            if names[value] not in present:  # a class the generated slices happen not to contain: keep it, empty
+                segmentation.GetSegmentation().AddEmptySegment("", names[value], colors[value])
+        for segment_id in scene_files.segment_ids(segmentation):
+            segment = segmentation.GetSegmentation().GetSegment(segment_id)
+            value = next((v for v, n in names.items() if n == segment.GetName()), None)
+            if value is not None:
+                segment.SetColor(*colors[value])  # exact colours (a colour table rounds them to 8 bits)
+    except Exception:
+        scene_files.remove_node(scene, segmentation)
+        raise
+    finally:
+        scene_files.remove_node(scene, labelmap)
+        scene.RemoveNode(table)
+    return segmentation
+
+
+class PreviewNodes:
+    """The training preview in the scene: one volume and one labelmap node, refreshed from each `preview` event."""
+
+    def __init__(self, scene, name: str = "RaGAN preview"):
+        self.scene = scene
+        self.name = name
+        self.volume = None
+        self.label = None
+        self.step = None
+
+    def update(self, event: dict) -> bool:
+        """Load or reload the preview stack the event names; returns True if the scene changed."""
+        image, label = event.get("image"), event.get("label")
+        if not image or not Path(image).is_file():
+            return False
+        if self.volume is None or self.scene.GetNodeByID(self.volume.GetID()) is None:
+            self.volume = scene_files.read_volume(self.scene, image, "vtkMRMLScalarVolumeNode", f"{self.name} image")
+        else:
+            scene_files.reload_volume(self.volume, image)
+        if label and Path(label).is_file():
+            if self.label is None or self.scene.GetNodeByID(self.label.GetID()) is None:
+                node_class = "vtkMRMLLabelMapVolumeNode"
+                self.label = scene_files.read_volume(self.scene, label, node_class, f"{self.name} label")
+            else:
+                scene_files.reload_volume(self.label, label)
+        self.step = event.get("step")
+        return True
+
+
+class LossChart:
+    """Losses over steps as a table, one plot series per loss, and a chart that a plot view shows."""
+
+    def __init__(self, scene, name: str = "RaGAN losses"):
+        self.scene = scene
+        self.table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} table")
+        self.chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+        self.chart.SetTitle("Training losses")
+        self.chart.SetXAxisTitle("step")
+        self.chart.SetYAxisTitle("loss")
+        self.series: dict[str, object] = {}
+        self.rows = 0
+        import vtk
+
+        steps = vtk.vtkDoubleArray()
+        steps.SetName("step")
+        self.table.AddColumn(steps)
+
+    def add(self, progress: dict) -> None:
+        """Append one progress event's losses (a loss seen first later gets its own column from then on)."""
+        import vtk
+
+        losses = progress.get("losses", {})
+        table = self.table.GetTable()
+        for loss in losses:
+            if loss not in self.series:
+                column = vtk.vtkDoubleArray()
+                column.SetName(loss)
+                column.SetNumberOfTuples(self.rows)
+                column.Fill(float("nan"))
+                table.AddColumn(column)
+                series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", loss)
+                series.SetAndObserveTableNodeID(self.table.GetID())
+                series.SetXColumnName("step")
+                series.SetYColumnName(loss)
+                series.SetPlotType(series.PlotTypeLine)
+                series.SetColor(*_SERIES_COLORS[len(self.series) % len(_SERIES_COLORS)])
+                self.chart.AddAndObservePlotSeriesNodeID(series.GetID())
+                self.series[loss] = series
+        row = table.InsertNextBlankRow()
+        table.SetValueByName(row, "step", float(progress.get("step", 0)))
+        for loss, value in losses.items():
+            table.SetValueByName(row, loss, float(value))
+        self.rows += 1
+        table.Modified()
+        self.table.Modified()
+
+    def nodes(self) -> list:
+        return [self.chart, self.table, *self.series.values()]
+
+
+_SERIES_COLORS = [(0.85, 0.33, 0.1), (0.0, 0.45, 0.74), (0.47, 0.67, 0.19), (0.49, 0.18, 0.56), (0.93, 0.69, 0.13)]
+
+
+def _remove(scene, made) -> None:
+    hierarchy = scene_files.subject_hierarchy(scene)
+    for thing in reversed(made):
+        if isinstance(thing, int):
+            hierarchy.RemoveItem(thing)
+        else:
+            scene_files.remove_node(scene, thing)

@@ -1,0 +1,230 @@
+"""Scene -> run folder: each training case (an image volume and its label) written as NRRD, and the job spec.
+
+    cases = [TrainingCase(ct_node, segmentation_node)]
+    exported = export_cases(scene, cases, run_folder)     # <run>/cases/case-000_image.nrrd, ..._label.nrrd
+    write_spec(run_folder, exported, TRAINING_PRESETS["quick look"] | {"seed": 1})
+
+A segmentation is exported to a labelmap on the image's grid. Segments are matched across cases by name, so "liver"
+gets the same label value in every case; a labelmap volume keeps its values, named by its colour table. Nothing
+else from the scene crosses over.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import slicer
+
+from RaGANModuleLib import scene_files
+from RaGANModuleLib.locations import import_ragan_lib
+
+# Size, steps and batch that each preset sets; the advanced options stay as the user left them.
+TRAINING_PRESETS = {
+    "quick look": {"size": 64, "steps": 600, "batch": 8},
+    "standard": {"size": 128, "steps": 4000, "batch": 16},
+    "high quality": {"size": 256, "steps": 20000, "batch": 16},
+}
+AXIS_INDEX = {"axial": 0, "coronal": 1, "sagittal": 2}  # numpy [k, j, i] index of each slicing axis (RAS volumes)
+
+
+@dataclasses.dataclass
+class TrainingCase:
+    """One image volume and its label: a labelmap volume or a segmentation node."""
+
+    image: object  # vtkMRMLScalarVolumeNode
+    label: object  # vtkMRMLLabelMapVolumeNode or vtkMRMLSegmentationNode
+
+    def describe(self) -> str:
+        return f"{self.image.GetName()} + {self.label.GetName()}"
+
+
+@dataclasses.dataclass
+class ExportedCases:
+    """What `export_cases` wrote: file pairs (relative to the run folder) and the label value names and colours."""
+
+    pairs: list[list[str]]
+    label_names: dict[int, str]
+    label_colors: dict[int, list[float]]
+
+
+def is_segmentation(node) -> bool:
+    return node.IsA("vtkMRMLSegmentationNode")
+
+
+def find_label_for(scene, image) -> object | None:
+    """The label that belongs to an image: a segmentation made on it, or a labelmap on the same grid named like it."""
+    reference_role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    for segmentation in _nodes(scene, "vtkMRMLSegmentationNode"):
+        if segmentation.GetNodeReferenceID(reference_role) == image.GetID() and scene_files.segment_ids(segmentation):
+            return segmentation
+    for labelmap in _nodes(scene, "vtkMRMLLabelMapVolumeNode"):
+        if labelmap.GetName().startswith(image.GetName()) and _same_grid(labelmap, image):
+            return labelmap
+    return None
+
+
+def cases_with_labels(scene) -> list[TrainingCase]:
+    """Every scalar volume in the scene that has a label (see `find_label_for`)."""
+    cases = []
+    for image in _nodes(scene, "vtkMRMLScalarVolumeNode"):
+        if image.IsA("vtkMRMLLabelMapVolumeNode") or image.GetHideFromEditors():
+            continue
+        label = find_label_for(scene, image)
+        if label is not None:
+            cases.append(TrainingCase(image, label))
+    return cases
+
+
+def label_array(scene, case: TrainingCase, values: dict[str, int] | None = None) -> np.ndarray:
+    """The case's label as an array on the image's grid ([k, j, i]); segments get `values` by name (else 1, 2, ...)."""
+    label = _label_on_image_grid(scene, case, values)
+    try:
+        return slicer.util.arrayFromVolume(label).copy()
+    finally:
+        scene_files.remove_node(scene, label)
+
+
+def labelled_slice_count(scene, case: TrainingCase, axis: str = "axial") -> int:
+    """How many slices along `axis` hold any label: what training with slices="labelled" uses of this case."""
+    labels = label_array(scene, case)
+    other_axes = tuple(i for i in range(3) if i != AXIS_INDEX[axis])
+    return int(np.count_nonzero(labels.any(axis=other_axes)))
+
+
+def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> ExportedCases:
+    """Write every case's image and label (on the image's grid) as NRRD under `<run>/cases/`."""
+    if not cases:
+        raise ValueError("add at least one training case (an image and its label)")
+    names, colors = _label_names_and_colors(cases)
+    values = {name: value for value, name in names.items()}
+    folder = Path(run_folder) / "cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for number, case in enumerate(cases):
+        image_path = folder / f"case-{number:03d}_image.nrrd"
+        label_path = folder / f"case-{number:03d}_label.nrrd"
+        scene_files.write_volume(case.image, image_path)
+        label = _label_on_image_grid(scene, case, values)
+        try:
+            scene_files.write_volume(label, label_path)
+        finally:
+            scene_files.remove_node(scene, label)
+        pairs.append([image_path.relative_to(run_folder).as_posix(), label_path.relative_to(run_folder).as_posix()])
+    return ExportedCases(pairs, names, colors)
+
+
+def write_spec(run_folder: Path, exported: ExportedCases, options: dict) -> Path:
+    """Write `<run>/spec.json` for `ragan train`, checked by RaGANLib's own TrainSpec (the one source of options)."""
+    import_ragan_lib()
+    from RaGANLib.spec import TrainSpec
+
+    spec = TrainSpec(
+        pairs=exported.pairs,
+        label_names={str(v): n for v, n in exported.label_names.items()},
+        label_colors={str(v): [round(c, 4) for c in rgb] for v, rgb in exported.label_colors.items()},
+        **options,
+    )
+    spec.validate("training options")
+    path = Path(run_folder) / "spec.json"
+    spec.save(path)
+    return path
+
+
+# Helpers.
+
+
+def _nodes(scene, class_name: str) -> list:
+    collection = scene.GetNodesByClass(class_name)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def _same_grid(a, b) -> bool:
+    ma, mb = _ijk_to_ras(a), _ijk_to_ras(b)
+    same_matrix = all(abs(ma.GetElement(r, c) - mb.GetElement(r, c)) < 1e-4 for r in range(4) for c in range(4))
+    return same_matrix and a.GetImageData().GetDimensions() == b.GetImageData().GetDimensions()
+
+
+def _ijk_to_ras(volume):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return matrix
+
+
+def _label_names_and_colors(cases: list[TrainingCase]) -> tuple[dict[int, str], dict[int, list[float]]]:
+    """Label value -> name and colour over all cases; a segment name keeps one value in every case."""
+    names: dict[int, str] = {}
+    colors: dict[int, list[float]] = {}
+    for case in cases:
+        if is_segmentation(case.label):
+            continue
+        values = np.unique(slicer.util.arrayFromVolume(case.label))
+        color_node = case.label.GetDisplayNode().GetColorNode() if case.label.GetDisplayNode() else None
+        for value in (int(v) for v in values if v != 0):
+            name = color_node.GetColorName(value) if color_node is not None else ""
+            if not name or name.lower() in ("invalid", "(none)"):
+                name = f"label {value}"
+            names.setdefault(value, name)
+            if color_node is not None and value not in colors:
+                rgba = [0.0, 0.0, 0.0, 0.0]
+                color_node.GetColor(value, rgba)
+                colors[value] = list(rgba[:3])
+    for case in cases:
+        if not is_segmentation(case.label):
+            continue
+        segmentation = case.label.GetSegmentation()
+        for segment_id in scene_files.segment_ids(case.label):
+            segment = segmentation.GetSegment(segment_id)
+            if segment.GetName() in names.values():
+                continue
+            value = max(names, default=0) + 1
+            names[value] = segment.GetName()
+            colors[value] = list(segment.GetColor())
+    return names, colors
+
+
+def _label_on_image_grid(scene, case: TrainingCase, values: dict[str, int] | None):
+    """A temporary labelmap node with the case's label on the image's grid; the caller removes it."""
+    if not is_segmentation(case.label):
+        if not _same_grid(case.label, case.image):
+            raise ValueError(
+                f"label '{case.label.GetName()}' is not on the grid of image '{case.image.GetName()}'; "
+                "resample it (Resample Scalar/Vector/DWI Volume) or use a segmentation"
+            )
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
+        labelmap.SetHideFromEditors(True)
+        labelmap.SetIJKToRASMatrix(_ijk_to_ras(case.image))
+        labelmap.SetAndObserveImageData(_copy_image(case.label.GetImageData()))
+        return labelmap
+    ids = scene_files.segment_ids(case.label)
+    if not ids:
+        raise ValueError(f"segmentation '{case.label.GetName()}' has no segments")
+    logic = scene_files.segmentations_logic(scene)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
+    labelmap.SetHideFromEditors(True)
+    table = None
+    if values:
+        segmentation = case.label.GetSegmentation()
+        names = {values[segmentation.GetSegment(i).GetName()]: segmentation.GetSegment(i).GetName() for i in ids}
+        table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, {})
+    try:
+        extent = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        ok = logic.ExportSegmentsToLabelmapNode(
+            case.label, scene_files.string_array(ids), labelmap, case.image, extent, table
+        )
+    finally:
+        if table is not None:
+            scene.RemoveNode(table)
+    if not ok:
+        scene_files.remove_node(scene, labelmap)
+        raise ValueError(f"segmentation '{case.label.GetName()}' could not be exported on '{case.image.GetName()}'")
+    return labelmap
+
+
+def _copy_image(image):
+    import vtk
+
+    copy = vtk.vtkImageData()
+    copy.DeepCopy(image)
+    return copy

@@ -1,0 +1,159 @@
+"""Generated files -> scene: the synthetic stack comes back as a volume and a segmentation the user recognises.
+
+These tests write `generate`'s outputs the way the trainer's contract describes them (a model folder with model.json,
+synthetic_image.nrrd, synthetic_label.nrrd with original label values), so they run without TensorFlow; the
+end-to-end test in test_trainer_job.py does the same with the real trainer.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import make_volume
+from RaGANModuleLib import dataset_export, results, scene_files
+
+CLASSES = [
+    {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
+    {"index": 1, "value": 1, "name": "liver", "color": [0.9, 0.4, 0.3]},
+    {"index": 2, "value": 7, "name": "tumour", "color": [0.2, 0.8, 0.1]},
+]
+
+
+@pytest.fixture
+def generated(tmp_path):
+    """A model folder and generate's outputs: 5 slices of 32x32 at 0.7 x 0.7 mm, 3 mm apart, HU values."""
+    model = tmp_path / "run" / "model"
+    model.mkdir(parents=True)
+    info = {"classes": CLASSES, "slice": {"size": 32, "spacing": [0.7, 0.7], "thickness": 3.0}, "modality": "ct"}
+    (model / "model.json").write_text(json.dumps(info))
+    out = tmp_path / "generated"
+    out.mkdir()
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.integers(-1000, 1000, size=(5, 32, 32)).astype(np.int16))
+    labels = np.zeros((5, 32, 32), np.uint8)
+    labels[:, 4:20, 4:20] = 1
+    labels[1:3, 8:12, 8:12] = 7
+    label = sitk.GetImageFromArray(labels)
+    for volume in (image, label):
+        volume.SetSpacing((0.7, 0.7, 3.0))
+    sitk.WriteImage(image, str(out / "synthetic_image.nrrd"))
+    sitk.WriteImage(label, str(out / "synthetic_label.nrrd"))
+    outputs = {"image": str(out / "synthetic_image.nrrd"), "label": str(out / "synthetic_label.nrrd")}
+    return model, outputs, labels
+
+
+def test_generated_stack_loads_as_volume_and_named_coloured_segments_beside_the_study(
+    scene, ct_with_segmentation, generated
+):
+    source, _, _ = ct_with_segmentation
+    model, outputs, labels = generated
+
+    volume, segmentation = results.load_generated(scene, outputs, model, source_node=source, name="Synthetic CT")
+
+    assert volume.IsA("vtkMRMLScalarVolumeNode") and not volume.IsA("vtkMRMLLabelMapVolumeNode")
+    assert np.allclose(volume.GetSpacing(), (0.7, 0.7, 3.0))
+    assert np.array_equal(_array(volume), sitk.GetArrayFromImage(sitk.ReadImage(outputs["image"])))
+    segments = {
+        s.GetName(): s for s in map(segmentation.GetSegmentation().GetSegment, scene_files.segment_ids(segmentation))
+    }
+    assert set(segments) == {"liver", "tumour"}
+    assert np.allclose(segments["liver"].GetColor(), (0.9, 0.4, 0.3))
+    assert np.allclose(segments["tumour"].GetColor(), (0.2, 0.8, 0.1))
+    # The segments hold the original label values' voxels.
+    from RaGANModuleLib.training_cases import TrainingCase, label_array
+
+    back = label_array(scene, TrainingCase(volume, segmentation), {"liver": 1, "tumour": 7})
+    assert np.array_equal(back, labels)
+    # Subject hierarchy: a new study "Synthetic CT" under the source's patient, holding both nodes.
+    hierarchy = scene_files.subject_hierarchy(scene)
+    parent = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(volume))
+    assert hierarchy.GetItemName(parent) == "Synthetic CT"
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentation)) == parent
+    patient = hierarchy.GetItemParent(hierarchy.GetItemParent(hierarchy.GetItemByDataNode(source)))
+    assert hierarchy.GetItemParent(parent) == patient and hierarchy.GetItemName(patient) == "Patient 1"
+
+
+def test_a_failed_load_leaves_nothing_half_made(scene, generated):
+    model, outputs, _ = generated
+    before = scene.GetNumberOfNodes()
+    broken = dict(outputs, label=outputs["label"] + ".missing")
+    with pytest.raises(OSError):
+        results.load_generated(scene, broken, model)
+    assert scene.GetNumberOfNodes() == before, [
+        scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes())
+    ]
+
+
+def test_class_missing_from_the_generated_slices_still_gets_its_segment(scene, generated):
+    model, outputs, _ = generated
+    label = sitk.ReadImage(outputs["label"])
+    sitk.WriteImage(sitk.Clamp(label, upperBound=1), outputs["label"])  # no tumour voxels anywhere
+    _, segmentation = results.load_generated(scene, outputs, model)
+    names = [segmentation.GetSegmentation().GetSegment(i).GetName() for i in scene_files.segment_ids(segmentation)]
+    assert sorted(names) == ["liver", "tumour"]
+
+
+def test_preview_nodes_are_reused_when_a_new_preview_arrives(scene, generated, tmp_path):
+    _, outputs, _ = generated
+    preview = results.PreviewNodes(scene)
+    assert preview.update({"event": "preview", "step": 3, "image": outputs["image"], "label": outputs["label"]})
+    first = preview.volume
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((5, 32, 32), 42, np.int16)), str(tmp_path / "next.nrrd"))
+    assert preview.update({"event": "preview", "step": 6, "image": str(tmp_path / "next.nrrd"), "label": None})
+    assert preview.volume is first and preview.step == 6
+    assert int(_array(first).max()) == 42
+    assert len(_nodes(scene, "vtkMRMLScalarVolumeNode")) == 2  # preview image and preview label, nothing more
+
+
+def test_loss_chart_gets_one_series_per_loss_and_one_row_per_progress_event(scene):
+    chart = results.LossChart(scene)
+    for step in (1, 2, 3):
+        chart.add({"event": "progress", "step": step, "losses": {"generator": 1.0 / step, "discriminator": 0.5}})
+    table = chart.table.GetTable()
+    assert table.GetNumberOfRows() == 3
+    assert chart.chart.GetNumberOfPlotSeriesNodes() == 2
+    assert table.GetValueByName(2, "generator").ToDouble() == pytest.approx(1 / 3)
+    assert table.GetValueByName(0, "step").ToDouble() == 1.0
+
+
+def test_nnunet_export_writes_real_and_synthetic_cases_with_the_model_classes(scene, generated, tmp_path):
+    model, outputs, labels = generated
+    from RaGANModuleLib.locations import import_ragan_lib
+
+    import_ragan_lib()
+    from RaGANLib.nnunet import DatasetWriter, read_dataset
+
+    synthetic = tmp_path / "generated" / "nnunet"
+    writer = DatasetWriter(synthetic, "CT", ["background", "liver", "tumour"])
+    image = sitk.ReadImage(outputs["image"])
+    writer.add_case("synthetic_0000", image[:, :, 0], sitk.GetImageFromArray(np.minimum(labels[0], 2)))
+    writer.finish()
+    real_image = make_volume(scene, "vtkMRMLScalarVolumeNode", "real", np.zeros((2, 4, 4), np.int16))
+    del real_image  # the real pair comes from files, as the run folder holds them
+    sitk.WriteImage(image, str(tmp_path / "real_image.nrrd"))
+    sitk.WriteImage(sitk.ReadImage(outputs["label"]), str(tmp_path / "real_label.nrrd"))
+
+    target = dataset_export.export_nnunet(
+        tmp_path / "Dataset501_RaGAN",
+        model,
+        real_pairs=[(tmp_path / "real_image.nrrd", tmp_path / "real_label.nrrd")],
+        synthetic_dataset=synthetic,
+    )
+
+    cases, names, channel = read_dataset(target)
+    assert [c[0] for c in cases] == ["real_0000", "synthetic_0000"]
+    assert names == {"1": "liver", "2": "tumour"} and channel == "CT"
+    real_label = sitk.GetArrayFromImage(sitk.ReadImage(str(cases[0][2])))
+    assert np.array_equal(real_label, np.where(labels == 7, 2, labels))  # original value 7 -> class index 2
+
+
+def _array(volume):
+    import slicer
+
+    return slicer.util.arrayFromVolume(volume)
+
+
+def _nodes(scene, class_name):
+    collection = scene.GetNodesByClass(class_name)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
