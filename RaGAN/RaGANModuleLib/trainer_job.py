@@ -77,6 +77,7 @@ class TrainerJob:
         environment: dict | None = None,  # the child's base environment (default: this process's)
         grace_s: float = 15.0,  # seconds between a stop request and killing the process tree
         log_lines: int = 200,  # lines of the child's other output kept for error reports
+        library_parent: Path | None = None,  # folder holding RaGANLib (default: the one shipped with the module)
     ):
         self.arguments = list(arguments)
         self.python = python
@@ -84,6 +85,7 @@ class TrainerJob:
         self.device = device
         self.base_environment = dict(os.environ if environment is None else environment)
         self.grace_s = grace_s
+        self.library_parent = Path(library_parent) if library_parent else None
         self.state = JobState.IDLE
         self.events: list[dict] = []
         self.output = collections.deque(maxlen=log_lines)  # stderr and non-JSON stdout lines
@@ -104,7 +106,7 @@ class TrainerJob:
 
     def environment(self) -> dict:
         environment = dict(self.base_environment)
-        parent = str(ragan_lib_parent())
+        parent = str(self.library_parent or ragan_lib_parent())
         existing = environment.get("PYTHONPATH")
         environment["PYTHONPATH"] = parent + (os.pathsep + existing if existing else "")
         environment["PYTHONUNBUFFERED"] = "1"
@@ -130,7 +132,7 @@ class TrainerJob:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=self.environment(),
-                cwd=str(self.run_folder) if self.run_folder and self.run_folder.is_dir() else None,
+                cwd=self._working_folder(),
                 text=True,
                 encoding="utf-8",
                 errors="replace",
@@ -144,6 +146,13 @@ class TrainerJob:
         for stream, parse in ((self._process.stdout, True), (self._process.stderr, False)):
             self._open_streams += 1
             threading.Thread(target=self._read, args=(stream, parse), daemon=True).start()
+
+    def _working_folder(self) -> str:
+        """The run folder, else the library's folder: `-m` looks in the working folder first, so it must not hold
+        another RaGANLib (a source checkout would)."""
+        if self.run_folder is not None and self.run_folder.is_dir():
+            return str(self.run_folder)
+        return str(self.library_parent or ragan_lib_parent())
 
     def _read(self, stream, parse_json: bool) -> None:
         """Runs on a reader thread: every line goes to the queue, as an event or as plain output."""

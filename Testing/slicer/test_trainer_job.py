@@ -1,0 +1,227 @@
+"""The trainer child process, driven by the module's job control: events in order, Stop, kill, failures.
+
+The real trainer runs on tiny settings (64x64 slices, a few steps) where TensorFlow is importable. Two stand-in
+trainers (a few lines of Python in tmp_path) check what the real one should never do: ignore a stop request while a
+grandchild holds on, and crash.
+"""
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import TINY_TRAINING, needs_trainer
+from RaGANModuleLib import demo_data, environment, results, scene_files, training_cases
+from RaGANModuleLib.trainer_job import JobState, TrainerJob, generate_arguments, train_arguments
+
+
+def stand_in_trainer(tmp_path, main_code: str):
+    """A package named RaGANLib in tmp_path whose `python -m RaGANLib` runs `main_code`."""
+    package = tmp_path / "standin" / "RaGANLib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(textwrap.dedent(main_code))
+    return package.parent
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process groups are POSIX; Windows uses taskkill /T")
+def test_a_child_that_ignores_stop_is_killed_with_its_whole_process_tree(tmp_path):
+    """Like PythonSlicer (a launcher) running python-real: both must end, not only the launcher."""
+    library = stand_in_trainer(
+        tmp_path,
+        """
+        import json, subprocess, sys, time
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        print(json.dumps({"event": "started", "version": 1, "grandchild": grandchild.pid}), flush=True)
+        time.sleep(120)  # ignores the STOP file
+        """,
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    job = TrainerJob(["train"], python=sys.executable, run_folder=run, grace_s=1.0, library_parent=library)
+    job.start()
+    deadline = time.monotonic() + 30
+    while not job.events and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.05)
+    assert job.state == JobState.RUNNING
+    grandchild = job.events[0]["grandchild"]
+
+    job.request_stop()
+    assert (run / "STOP").exists() and job.state == JobState.STOPPING
+    assert job.wait(timeout_s=15) == JobState.STOPPED
+    assert "killed" in job.message
+    time.sleep(0.2)
+    assert not process_alive(grandchild), "the grandchild (python-real behind a launcher) must be killed too"
+
+
+def test_a_crashing_child_is_a_failure_with_its_last_words(tmp_path):
+    library = stand_in_trainer(
+        tmp_path,
+        """
+        import sys
+        print("not json: loading data", flush=True)
+        print("Traceback: cannot open /data/ct.nrrd", file=sys.stderr, flush=True)
+        sys.exit(1)
+        """,
+    )
+    job = TrainerJob(["train"], python=sys.executable, library_parent=library)
+    job.start()
+    assert job.wait(timeout_s=30) == JobState.FAILED
+    assert job.exit_code == 1
+    assert "exited with code 1" in job.message and "cannot open /data/ct.nrrd" in job.message
+    assert "not json: loading data" in job.log_tail()
+
+
+def test_a_missing_interpreter_is_a_failure_not_an_exception(tmp_path):
+    job = TrainerJob(["info"], python=str(tmp_path / "no-such-python"))
+    job.start()
+    assert job.state == JobState.FAILED and "could not start" in job.message
+
+
+def test_cpu_choice_hides_gpus_and_the_library_is_on_the_path(tmp_path):
+    job = TrainerJob(["info"], python=sys.executable, device="cpu", environment={"PYTHONPATH": "/elsewhere"})
+    environment = job.environment()
+    assert environment["CUDA_VISIBLE_DEVICES"] == "-1"
+    first, rest = environment["PYTHONPATH"].split(os.pathsep, 1)
+    assert os.path.isfile(os.path.join(first, "RaGANLib", "__init__.py")) and rest == "/elsewhere"
+    assert job.command[:3] == [sys.executable, "-m", "RaGANLib"]
+
+
+# The real trainer.
+
+
+def start_training(scene, run, **options) -> TrainerJob:
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=1, shape=(12, 64, 64))
+    exported = training_cases.export_cases(scene, [training_cases.TrainingCase(volume, segmentation)], run)
+    training_cases.write_spec(run, exported, TINY_TRAINING | options)
+    job = TrainerJob(train_arguments(run), python=sys.executable, run_folder=run, device="cpu", grace_s=20)
+    job.start()
+    return job
+
+
+def wait_for(job: TrainerJob, kind: str, timeout_s: float = 180) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not job.state.final:
+        for event in job.poll():
+            if event["event"] == kind:
+                return event
+        time.sleep(0.1)
+    raise AssertionError(f"no '{kind}' event; state {job.state}, {job.message}\n{job.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run of a phantom case, from scene to model folder, shared by the tests below."""
+    import slicer
+
+    scene = slicer.vtkMRMLScene()
+    run = tmp_path_factory.mktemp("trained") / "run-001"
+    job = start_training(scene, run)
+    job.wait(timeout_s=300)
+    return scene, run, job
+
+
+@needs_trainer
+def test_training_runs_and_its_events_arrive_in_order(trained):
+    _, run, job = trained
+    assert job.state == JobState.DONE, f"{job.message}\n{job.log_tail()}"
+    kinds = [event["event"] for event in job.events]
+    assert set(kinds[:2]) == {"started", "prepared"} and kinds[-1] == "finished"
+    assert kinds.index("progress") < kinds.index("checkpoint") and kinds.count("error") == 0
+    steps = [event["step"] for event in job.events if event["event"] == "progress"]
+    assert steps == sorted(steps) and steps[-1] == TINY_TRAINING["steps"]
+    assert all(event["version"] == 1 for event in job.events)
+    assert job.finished["reason"] == "completed" and (run / "model" / "model.json").is_file()
+    preview = next(event for event in job.events if event["event"] == "preview")
+    assert os.path.isfile(preview["image"])
+    # What the GUI showed is what the run folder keeps for a person debugging it.
+    logged = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert logged == kinds
+
+
+@needs_trainer
+def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_names(trained, tmp_path):
+    scene, run, _ = trained
+    source = scene.GetFirstNodeByName("RaGAN phantom 1")
+    out = tmp_path / "generated"
+    job = TrainerJob(generate_arguments(run / "model", 3, 5, out), python=sys.executable, device="cpu")
+    job.start()
+    assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
+
+    volume, segmentation = results.load_generated(scene, job.finished["outputs"], run / "model", source_node=source)
+
+    info = results.read_model_info(run / "model")
+    assert volume.GetImageData().GetDimensions() == (info["slice"]["size"], info["slice"]["size"], 3)
+    assert np.allclose(volume.GetSpacing()[:2], info["slice"]["spacing"])
+    image = _array(volume)
+    assert image.min() >= -1100 and image.max() <= 3100, "intensities in source units (HU), not [-1, 1]"
+    segments = [segmentation.GetSegmentation().GetSegment(i) for i in scene_files.segment_ids(segmentation)]
+    assert sorted(s.GetName() for s in segments) == ["lesion", "organ"]
+    organ = next(s for s in segments if s.GetName() == "organ")
+    assert np.allclose(organ.GetColor(), (0.85, 0.45, 0.3), atol=1e-3)
+    hierarchy = scene_files.subject_hierarchy(scene)
+    folder = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(volume))
+    assert hierarchy.GetItemName(folder) == "RaGAN synthetic"
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentation)) == folder
+
+
+@needs_trainer
+def test_stop_ends_the_child_within_seconds_and_leaves_a_checkpoint(scene, tmp_path):
+    run = tmp_path / "run"
+    job = start_training(scene, run, steps=5000, checkpoint_every=1000, log_every=1)
+    wait_for(job, "progress")
+
+    asked = time.monotonic()
+    job.request_stop()
+    state = job.wait(timeout_s=20)
+
+    assert state == JobState.STOPPED, f"{job.message}\n{job.log_tail()}"
+    assert time.monotonic() - asked < 15
+    assert job.exit_code == 0 and job.finished["reason"] == "stopped"
+    assert list((run / "checkpoints").glob("ckpt-*.npz")), "a stopped run must leave a checkpoint to resume from"
+    assert (run / "model" / "model.json").is_file()
+
+
+@needs_trainer
+@pytest.mark.skipif(os.name == "nt", reason="kills with a POSIX signal")
+def test_a_killed_child_is_reported_as_a_failure_with_its_message(scene, tmp_path):
+    job = start_training(scene, tmp_path / "run", steps=5000)
+    wait_for(job, "started")
+
+    os.killpg(job._process.pid, signal.SIGKILL)  # as the OOM killer or a user's kill -9 would
+    state = job.wait(timeout_s=20)
+
+    assert state == JobState.FAILED
+    assert "killed by signal 9" in job.message
+    assert "started" in job.log_tail()  # train.log: what the person debugging it reads
+
+
+@needs_trainer
+def test_environment_check_asks_the_child_what_tensorflow_and_device_it_sees():
+    job = environment.environment_check(sys.executable, device="cpu")
+    assert job.wait(timeout_s=120) == JobState.DONE, job.message
+    ready, summary = environment.describe_environment(job)
+    assert ready and "TensorFlow" in summary and "CPU" in summary
+
+
+def _array(volume):
+    import slicer
+
+    return slicer.util.arrayFromVolume(volume)
