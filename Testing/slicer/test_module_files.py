@@ -1,0 +1,96 @@
+"""The module's files fit together: the panel has every widget the code uses, the code has no undefined names, and
+nothing in the module pulls TensorFlow into Slicer's Python."""
+
+import ast
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+
+from conftest import MODULE_FOLDER, REPOSITORY
+
+MODULE_SOURCE = MODULE_FOLDER / "RaGAN.py"
+UI_FILE = MODULE_FOLDER / "Resources" / "UI" / "RaGAN.ui"
+
+
+def ui_widgets() -> dict[str, ElementTree.Element]:
+    root = ElementTree.parse(UI_FILE).getroot()
+    return {widget.get("name"): widget for widget in root.iter("widget")}
+
+
+def parameter_fields() -> set[str]:
+    tree = ast.parse(MODULE_SOURCE.read_text())
+    parameters = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RaGANParameterNode")
+    return {n.target.id for n in parameters.body if isinstance(n, ast.AnnAssign)}
+
+
+def test_every_widget_the_module_uses_exists_in_the_ui_file():
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_SOURCE.read_text()))
+    assert len(used) > 15, "the pattern should find the panel's widgets"
+    missing = sorted(used - set(ui_widgets()))
+    assert not missing, f"RaGAN.py uses widgets that RaGAN.ui does not have: {missing}"
+
+
+def test_every_bound_widget_names_a_parameter_of_the_parameter_node():
+    bound = {}
+    for name, widget in ui_widgets().items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[name] = prop.find("string").text
+    assert len(bound) >= 15
+    unknown = {widget: parameter for widget, parameter in bound.items() if parameter not in parameter_fields()}
+    assert not unknown, f"widgets bound to parameters RaGANParameterNode lacks: {unknown}"
+
+
+def test_every_choice_parameter_offers_the_same_items_as_its_combo_box():
+    """The wrapper selects combo box items by text: a preset named differently in .ui and .py would never apply."""
+    source = MODULE_SOURCE.read_text()
+    for name, widget in ui_widgets().items():
+        if widget.get("class") != "QComboBox":
+            continue
+        items = [item.find("property/string").text for item in widget.findall("item")]
+        parameter = next(
+            p.find("string").text for p in widget.findall("property") if p.get("name") == "SlicerParameterName"
+        )
+        choice = re.search(rf"{parameter}: Annotated\[str, Choice\((.+?)\)\]", source).group(1)
+        expected = items if not choice.startswith("list(") else ["quick look", "standard", "high quality"]
+        if choice.startswith("["):
+            assert ast.literal_eval(choice) == items, f"{name}: .ui offers {items}, .py {choice}"
+        else:
+            from RaGANModuleLib.training_cases import TRAINING_PRESETS
+
+            assert list(TRAINING_PRESETS) == items == expected, f"{name}: .ui offers {items}"
+
+
+def test_ruff_finds_no_undefined_names_in_the_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F821", str(MODULE_FOLDER)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_module_never_imports_tensorflow():
+    """Slicer's Python stays free of TensorFlow: no file of the module imports it, and importing the helpers (which
+    use RaGANLib's spec, nnU-Net and phantom parts) does not pull it in."""
+    for path in MODULE_FOLDER.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] in ("tensorflow", "keras") for n in names), f"{path} imports {names}"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from RaGANModuleLib import dataset_export, demo_data, environment, results, trainer_job, training_cases;"
+        "from RaGANModuleLib.locations import import_ragan_lib; import_ragan_lib();"
+        "import RaGANLib.spec, RaGANLib.nnunet, RaGANLib.phantom;"
+        "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not heavy, heavy"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(MODULE_FOLDER)], capture_output=True, text=True, cwd=REPOSITORY, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
