@@ -41,7 +41,9 @@ def read_dataset(folder: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, 
     try:
         names = {str(int(value)): name for name, value in labels.items() if int(value) != 0}
     except (TypeError, ValueError):
-        raise BadInput(f"'{description}': label values must be integers (region-based labels are not supported)")
+        raise BadInput(
+            f"'{description}': label values must be integers (region-based labels are not supported)"
+        ) from None
     channels = meta.get("channel_names") or meta.get("modality") or {}
     channel = str(channels.get("0", "")) if isinstance(channels, dict) else ""
     if isinstance(channels, dict) and len(channels) > 1:
@@ -59,7 +61,9 @@ def read_dataset(folder: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, 
         case = label_path.name[: -len(found)]
         image_path = images / f"{case}_0000{found}"
         if not image_path.exists():
-            raise BadInput(f"dataset '{folder}': label '{label_path.name}' has no image '{image_path.name}' in imagesTr")
+            raise BadInput(
+                f"dataset '{folder}': label '{label_path.name}' has no image '{image_path.name}' in imagesTr"
+            )
         cases.append((case, image_path, label_path))
     if not cases:
         raise BadInput(f"dataset folder '{folder}' has no labelled cases in labelsTr/")

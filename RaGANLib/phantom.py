@@ -29,12 +29,16 @@ def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np
 
     body_ry, body_rx = height * rng.uniform(0.30, 0.36), width * rng.uniform(0.40, 0.46)
     organ_cy, organ_cx = height * rng.uniform(0.42, 0.5), width * rng.uniform(0.33, 0.42)
-    organ_ry, organ_rx, organ_angle = height * rng.uniform(0.12, 0.16), width * rng.uniform(0.13, 0.18), rng.uniform(-0.6, 0.6)
+    organ_ry, organ_rx, organ_angle = (
+        height * rng.uniform(0.12, 0.16),
+        width * rng.uniform(0.13, 0.18),
+        rng.uniform(-0.6, 0.6),
+    )
     lesions = [
         (rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), rng.uniform(0.3, 0.5), rng.uniform(0.25, 0.75))
         for _ in range(rng.integers(1, 3))
     ]
-    organ_hu, lesion_hu = rng.uniform(50, 70), rng.uniform(-10, 20)
+    organ_hu, lesion_hu = rng.uniform(110, 140), rng.uniform(0, 30)
 
     for z in range(depth):
         t = z / max(1, depth - 1)
@@ -65,3 +69,19 @@ def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np
         blurred += np.roll(image, 1, axis) + np.roll(image, -1, axis)
     image = blurred / 5.0 + rng.normal(0, 12, size=shape)
     return np.clip(np.round(image), -1024, 3071).astype(np.int16), label
+
+
+def write_dataset(folder, cases: int = 6, shape: tuple[int, int, int] = (20, 96, 96), seed: int = 0):
+    """Write `cases` phantom cases as an nnU-Net v2 raw dataset folder and return its path."""
+    import SimpleITK as sitk
+
+    from RaGANLib.nnunet import DatasetWriter
+
+    writer = DatasetWriter(folder, channel_name="CT", class_names=["background", *CLASS_NAMES.values()])
+    for number in range(cases):
+        image, label = make_case(seed * 1000 + number, shape)
+        volumes = [sitk.GetImageFromArray(image), sitk.GetImageFromArray(label)]
+        for volume in volumes:
+            volume.SetSpacing(SPACING)
+        writer.add_case(f"phantom_{number:03d}", *volumes)
+    return writer.finish()

@@ -1,14 +1,14 @@
 """The run folder: one folder per training run, holding all that is needed to resume or reproduce it.
 
-    <run>/spec.json          the options it runs with
-    <run>/lock               held (OS file lock) by the one trainer working in the folder
-    <run>/STOP               created by anyone who wants the trainer to checkpoint and exit
-    <run>/cache/             prepared slices, reused on resume
-    <run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed
-    <run>/tensorboard/       TensorBoard logs
-    <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
-    <run>/model/             the exported generator (see RaGANLib.model_folder)
-    <run>/events.jsonl, <run>/train.log
+<run>/spec.json          the options it runs with
+<run>/lock               held (OS file lock) by the one trainer working in the folder
+<run>/STOP               created by anyone who wants the trainer to checkpoint and exit
+<run>/cache/             prepared slices, reused on resume
+<run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed
+<run>/tensorboard/       TensorBoard logs
+<run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
+<run>/model/             the exported generator (see RaGANLib.model_folder)
+<run>/events.jsonl, <run>/train.log
 """
 
 import json

@@ -1,0 +1,182 @@
+"""The `ragan` command: train, generate, demo, info. Exit codes: 0 done or stopped, 2 bad input, other: failure."""
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from RaGANLib import __version__
+from RaGANLib.errors import BadInput, RaGANError
+from RaGANLib.events import Reporter
+from RaGANLib.spec import AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
+
+TRAIN_OPTIONS = [
+    # flag, spec field, type, help
+    ("--size", "size", int, "training slice size in pixels, a multiple of 16 in 64..512 (default 128)"),
+    ("--axis", "axis", str, f"slicing axis: {', '.join(AXES)} (default axial)"),
+    ("--intensity", "intensity", str, f"normalisation: {', '.join(INTENSITY_PRESETS)} (default auto)"),
+    ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
+    ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
+    ("--steps", "steps", int, "total training steps (default 2000)"),
+    ("--batch", "batch", int, "batch size (default 16)"),
+    ("--lr", "lr", float, "learning rate (default 0.0002)"),
+    ("--r1-gamma", "r1_gamma", float, "R1 penalty weight (default 1)"),
+    ("--augment", "augment", float, "probability of each augmentation, 0 disables (default 0.5)"),
+    ("--seed", "seed", int, "random seed (default 0)"),
+    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 250)"),
+    ("--preview-every", "preview_every", int, "steps between previews (default 250)"),
+    ("--log-every", "log_every", int, "steps between progress reports (default 10)"),
+]
+
+
+def _add_events_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--events", choices=["text", "json"], default="text", help="json: one JSON event per line on stdout"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragan", description="Synthetic labelled scans from a few real ones.")
+    parser.add_argument("--version", action="version", version=f"ragan {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a GAN on labelled scans")
+    source = train.add_argument_group("inputs (one of)")
+    source.add_argument("--spec", type=Path, help="a spec.json; its folder is the run folder unless --out is given")
+    source.add_argument("--dataset", type=Path, help="an nnU-Net v2 raw dataset folder")
+    source.add_argument("--pairs-file", type=Path, help="CSV (image,label[,case]) or JSON list of pairs")
+    source.add_argument("--pair", nargs=2, action="append", metavar=("IMAGE", "LABEL"), help="an image and its label")
+    train.add_argument("--out", type=Path, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in the run folder")
+    train.add_argument("--label-name", action="append", metavar="VALUE=NAME", default=[], help="name a label value")
+    train.add_argument("--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help="HU range kept for CT")
+    train.add_argument("--multi-gpu", action="store_true", default=None, help="use all local GPUs")
+    train.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute on GPUs")
+    train.add_argument("--xla", action="store_true", default=None, help="XLA-compile the train step")
+    for flag, _, kind, text in TRAIN_OPTIONS:
+        train.add_argument(flag, type=kind, help=text)
+    _add_events_flag(train)
+
+    generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
+    generate.add_argument("model", type=Path, help="model folder (a run's model/)")
+    generate.add_argument("--count", type=int, default=64, help="number of synthetic slices (default 64)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    generate.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_events_flag(generate)
+
+    demo = commands.add_parser("demo", help="make phantom scans, train briefly, generate, write a preview")
+    demo.add_argument("--out", type=Path, default=Path("ragan-demo"), help="demo folder (default ragan-demo)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default: a few minutes on 2 cores)")
+    _add_events_flag(demo)
+
+    info = commands.add_parser("info", help="report TensorFlow and the device it sees")
+    _add_events_flag(info)
+    return parser
+
+
+def spec_from_arguments(args) -> TrainSpec | None:
+    """The spec the flags describe: a --spec file with flags overriding it, or the flags alone."""
+    inputs = [args.dataset, args.pairs_file, args.pair]
+    if args.spec and any(inputs):
+        raise BadInput("give either --spec or --dataset/--pairs-file/--pair, not both")
+    values = {}
+    for _, field, _, _ in TRAIN_OPTIONS:
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    for flag in ("multi_gpu", "mixed_precision", "xla"):
+        if getattr(args, flag):
+            values[flag] = True
+    if args.ct_window:
+        values["ct_window"] = list(args.ct_window)
+    for entry in args.label_name:
+        value, _, name = entry.partition("=")
+        if not value.strip().isdigit() or not name:
+            raise BadInput(f"--label-name '{entry}' must look like VALUE=NAME, e.g. 1=liver")
+        values.setdefault("label_names", {})[value.strip()] = name
+    saved = args.out / "spec.json" if args.out else None
+    if args.spec:
+        spec = TrainSpec.load(args.spec)
+    elif any(inputs):
+        spec = TrainSpec(
+            dataset=str(args.dataset.resolve()) if args.dataset else None,
+            pairs_file=str(args.pairs_file.resolve()) if args.pairs_file else None,
+            pairs=[[str(Path(i).resolve()), str(Path(label).resolve())] for i, label in (args.pair or [])],
+        )
+    elif args.resume and saved and saved.exists():
+        spec = TrainSpec.load(saved)
+    elif args.resume:
+        return None
+    else:
+        raise BadInput("nothing to train on: give --dataset, --pairs-file, --pair IMAGE LABEL or --spec")
+    spec = dataclasses.replace(spec, **values)
+    spec.validate("options")
+    return spec
+
+
+def run_train(args, reporter: Reporter) -> dict:
+    from RaGANLib.training import train
+
+    spec = spec_from_arguments(args)
+    root = args.out or (args.spec.resolve().parent if args.spec else None)
+    if root is None:
+        raise BadInput("give the run folder with --out")
+    return train(spec, root, reporter, resume=args.resume)
+
+
+def run_info(reporter: Reporter) -> dict:
+    import platform
+
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        return reporter.emit(
+            "environment",
+            tensorflow=None,
+            device=None,
+            gpus=[],
+            python=platform.python_version(),
+            message=f"TensorFlow is not installed in this Python ({sys.executable}): {error}",
+        )
+    from RaGANLib.training import describe_device
+
+    return reporter.emit(
+        "environment",
+        tensorflow=tf.__version__,
+        device=describe_device(),
+        gpus=[g.name for g in tf.config.list_physical_devices("GPU")],
+        python=platform.python_version(),
+        executable=sys.executable,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    reporter = Reporter(json_lines=args.events == "json")
+    try:
+        if args.command == "train":
+            run_train(args, reporter)
+        elif args.command == "generate":
+            from RaGANLib.generate import generate
+
+            generate(args.model, args.count, args.seed, args.out, reporter)
+        elif args.command == "demo":
+            from RaGANLib.demo import run_demo
+
+            run_demo(args.out, reporter, steps=args.steps)
+        else:
+            run_info(reporter)
+    except RaGANError as error:
+        reporter.emit("error", kind=error.kind, message=str(error))
+        return error.exit_code
+    except Exception as error:  # anything unforeseen is reported as an internal failure, with its trace in the log
+        reporter.emit("error", kind="internal", message=f"{type(error).__name__}: {error}")
+        traceback.print_exc(file=sys.stderr)
+        if reporter.run_folder is not None:
+            with open(reporter.run_folder / "train.log", "a") as log:
+                traceback.print_exc(file=log)
+        return 1
+    return 0

@@ -1,0 +1,105 @@
+"""The model folder: the trained generator and what is needed to use it, self-contained and free of patient data.
+
+    model/generator.keras   the EMA generator in Keras' native format (standard layers only: loads with safe_mode)
+    model/model.json        classes (names, original label values, colours), intensity mapping and its inverse,
+                            slice size, spacing and axis, modality, training data counts and content hashes, versions
+
+Nothing in it comes from input headers or file names: the hashes identify the training files without naming them.
+"""
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from RaGANLib import __version__
+from RaGANLib.errors import BadInput
+from RaGANLib.runfolder import write_json_atomic
+
+MODEL_FORMAT = 1
+
+
+def model_description(data_meta: dict, spec, step: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from RaGANLib.networks import LATENT_SIZE
+
+    return {
+        "format": MODEL_FORMAT,
+        "generator": "generator.keras",
+        "latent_size": LATENT_SIZE,
+        "arch": spec.arch,
+        "classes": data_meta["classes"],
+        "modality": data_meta["modality"],
+        "intensity": {
+            "forward": "clip((x - low) / (high - low) * 2 - 1, -1, 1)",
+            "inverse": "(y + 1) / 2 * (high - low) + low",
+            "low": data_meta["intensity"]["low"],
+            "high": data_meta["intensity"]["high"],
+            "per_case": data_meta["intensity"]["per_case"],
+            "units": "HU" if data_meta["modality"] == "ct" else "source",
+        },
+        "slice": {
+            "size": data_meta["size"],
+            "spacing": data_meta["spacing"],
+            "thickness": data_meta["thickness"],
+            "axis": data_meta["axis"],
+            "orientation": "LPS; rows top to bottom, columns left to right as displayed",
+        },
+        "training": {
+            "cases": data_meta["cases"],
+            "slices": data_meta["slices"],
+            "class_pixel_fraction": data_meta["class_pixel_fraction"],
+            "content_sha256": data_meta["content_sha256"],
+            "steps": step,
+            "batch": spec.batch,
+            "seed": spec.seed,
+        },
+        "versions": {
+            "ragan": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def export(generator, description: dict, folder: Path) -> Path:
+    """Write the model folder so that it appears whole or not at all."""
+    folder = Path(folder)
+    staging = folder.with_name(f".{folder.name}.new-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    generator.save(staging / "generator.keras")
+    write_json_atomic(staging / "model.json", description)
+    retired = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, retired)
+    os.replace(staging, folder)
+    shutil.rmtree(retired, ignore_errors=True)
+    return folder
+
+
+def load(folder: Path):
+    """The generator (loaded with safe_mode=True) and model.json of a model folder."""
+    import keras
+
+    folder = Path(folder)
+    try:
+        description = json.loads((folder / "model.json").read_text())
+    except FileNotFoundError:
+        raise BadInput(f"model folder '{folder}' has no model.json; is it a RaGAN model folder?") from None
+    except ValueError as error:
+        raise BadInput(f"'{folder / 'model.json'}' is not valid JSON: {error}") from None
+    if description.get("format", 0) > MODEL_FORMAT:
+        raise BadInput(f"model '{folder}' was made by a newer RaGAN (format {description['format']})")
+    path = folder / description.get("generator", "generator.keras")
+    if not path.exists():
+        raise BadInput(f"model folder '{folder}' has no {path.name}")
+    try:
+        generator = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged or foreign file
+        raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
+    return generator, description

@@ -1,0 +1,267 @@
+"""Preparation: turn labelled volumes into a cache of normalised training slices in the run folder.
+
+Two passes over the cases, one case in memory at a time. The first reads and checks every case (so bad input stops
+the run before anything is written) and fixes the common grid: one in-plane pixel spacing for all cases, chosen so the
+largest field of view fits the training size; smaller cases are centred and padded with background. The second
+writes the chosen slices, normalised to [-1, 1], to `cache/images.npy` (float16) and `cache/labels.npy` (class
+indices), and `cache/meta.json` last: a cache without it is incomplete and is rebuilt.
+"""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from RaGANLib.errors import BadInput
+from RaGANLib.events import Reporter
+from RaGANLib.inputs import Case, file_hash, find_cases, read_case
+from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.spec import TrainSpec
+
+MAX_MAGNIFICATION = 2.0  # a case whose voxels would be enlarged more than this is refused
+MAX_CLASSES = 32
+PALETTE = [
+    [0.9, 0.3, 0.25],
+    [0.95, 0.85, 0.2],
+    [0.3, 0.75, 0.35],
+    [0.25, 0.55, 0.95],
+    [0.8, 0.4, 0.85],
+    [0.3, 0.85, 0.85],
+    [0.95, 0.6, 0.2],
+    [0.6, 0.6, 0.6],
+]
+
+
+def to_slices(volume: np.ndarray, spacing: tuple[float, float, float], axis: str):
+    """Reorder a [z, y, x] LPS volume into [slice, row, column] for the axis, with superior at the top of non-axial
+    slices; returns the stack, its (row, column) spacing and the slice thickness."""
+    sx, sy, sz = spacing
+    if axis == "axial":
+        return volume, (sy, sx), sz
+    if axis == "coronal":
+        return volume.transpose(1, 0, 2)[:, ::-1, :], (sz, sx), sy
+    return volume.transpose(2, 0, 1)[:, ::-1, :], (sz, sy), sx
+
+
+@dataclasses.dataclass
+class Normalisation:
+    """Maps source intensities to [-1, 1] (clipped) and back."""
+
+    low: float
+    high: float
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        return np.clip((values - self.low) / (self.high - self.low) * 2 - 1, -1, 1)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) + 1) / 2 * (self.high - self.low) + self.low
+
+
+@dataclasses.dataclass
+class CaseSummary:
+    """What the first pass learns about a case."""
+
+    shape: tuple[int, int, int]  # slices, rows, columns along the chosen axis
+    pixel_spacing: tuple[float, float]
+    thickness: float
+    values: list[int]
+    chosen: list[int]
+    low: float  # robust intensity range (0.5th and 99.5th percentile)
+    high: float
+    hashes: list[str]
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """The slice cache and what the model folder records about it."""
+
+    images: np.ndarray  # [n, size, size] float16 in [-1, 1] (memory-mapped)
+    labels: np.ndarray  # [n, size, size] uint8 class indices
+    meta: dict
+
+    @property
+    def classes(self) -> list[dict]:
+        return self.meta["classes"]
+
+    @property
+    def normalisation(self) -> Normalisation:
+        return Normalisation(self.meta["intensity"]["low"], self.meta["intensity"]["high"])
+
+
+def cache_key(spec: TrainSpec) -> str:
+    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "batch", "seed")}
+    identity["seed"] = spec.seed
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def load_cache(folder: Path, spec: TrainSpec) -> PreparedData | None:
+    """The cached slices of a run, if complete and made with the same preparation options."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != cache_key(spec):
+        return None
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    labels = np.load(folder / "labels.npy", mmap_mode="r")
+    return PreparedData(images, labels, meta)
+
+
+def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> CaseSummary:
+    image, label, spacing = read_case(case, notices)
+    stack, pixel_spacing, thickness = to_slices(label, spacing, spec.axis)
+    labelled = [i for i in range(stack.shape[0]) if stack[i].any()]
+    if spec.slices == "all":
+        chosen = list(range(stack.shape[0]))
+    else:
+        empty = sorted(set(range(stack.shape[0])) - set(labelled))
+        extra = min(len(empty), int(round(spec.empty_ratio * len(labelled))))
+        rng = np.random.default_rng([spec.seed, index])
+        chosen = sorted(
+            labelled + [int(i) for i in rng.choice(empty, size=extra, replace=False)] if extra else labelled
+        )
+    low, high = np.percentile(image, [0.5, 99.5])
+    if high <= low:
+        raise BadInput(f"image '{case.image}' has (almost) the same value everywhere; nothing to learn from")
+    return CaseSummary(
+        shape=stack.shape,
+        pixel_spacing=pixel_spacing,
+        thickness=thickness,
+        values=[int(v) for v in np.unique(label)],
+        chosen=chosen,
+        low=float(low),
+        high=float(high),
+        hashes=[file_hash(case.image), file_hash(case.label)],
+    )
+
+
+def _modality(spec: TrainSpec, channel: str, summaries: list[CaseSummary]) -> str:
+    if spec.intensity != "auto":
+        return spec.intensity
+    if channel.upper() == "CT":
+        return "ct"
+    if all(s.shape[0] == 1 for s in summaries) and spec.axis == "axial":
+        return "xray"
+    # CT shows air near -1000 HU; MR and normalised images have no such negative values.
+    return "ct" if np.median([s.low for s in summaries]) < -500 else "mr"
+
+
+def _resample_slices(stack: np.ndarray, pixel_spacing, target: float, size: int, linear: bool) -> np.ndarray:
+    """Resample a [n, rows, cols] stack in-plane onto a centred size x size grid of `target` mm pixels."""
+    volume = sitk.GetImageFromArray(np.ascontiguousarray(stack))
+    volume.SetSpacing((pixel_spacing[1], pixel_spacing[0], 1.0))
+    if linear:
+        variance = [max(0.0, (target**2 - s**2) / 4) for s in (pixel_spacing[1], pixel_spacing[0])] + [0.0]
+        if max(variance) > 0:  # smooth before shrinking so that fine noise does not alias
+            volume = sitk.DiscreteGaussian(volume, variance, 32, 0.01, True)
+    centre_in = [(n - 1) / 2 * s for n, s in zip(volume.GetSize()[:2], volume.GetSpacing()[:2])]
+    origin = [c - (size - 1) / 2 * target for c in centre_in] + [0.0]
+    return sitk.GetArrayFromImage(
+        sitk.Resample(
+            volume,
+            (size, size, stack.shape[0]),
+            sitk.Transform(),
+            sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
+            origin,
+            (target, target, 1.0),
+            (1, 0, 0, 0, 1, 0, 0, 0, 1),
+            -1.0 if linear else 0,
+        )
+    )
+
+
+def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> PreparedData:
+    """Read, check and slice every case of the spec into the cache (or reuse a complete cache)."""
+    cached = load_cache(cache_folder, spec)
+    if cached is not None:
+        reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {cache_folder}")
+        return cached
+
+    # First pass: read and check every case, decide the grid, classes and intensity mapping.
+    cases, label_names, channel = find_cases(spec)
+    notices: list[str] = []
+    summaries = [_summarise(case, spec, i, notices) for i, case in enumerate(cases)]
+    for message in notices:
+        reporter.notice(message)
+    fields = [max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) for s in summaries]
+    target = max(fields) / spec.size
+    for case, summary in zip(cases, summaries):
+        magnification = max(summary.pixel_spacing) / target
+        if magnification > MAX_MAGNIFICATION:
+            raise BadInput(
+                f"image '{case.image}' is {summary.shape[1]}x{summary.shape[2]} voxels in the slice plane, smaller "
+                f"than the training size {spec.size}: it would be magnified {magnification:.1f}x. "
+                f"Use a smaller size (e.g. {max(64, spec.size // 2)})"
+            )
+    padded = sum(f < max(fields) * 0.95 for f in fields)
+    if padded:
+        reporter.notice(
+            f"{padded} of {len(cases)} cases cover less than the {spec.size}px slice; padded with background"
+        )
+    values = sorted(set().union(*(s.values for s in summaries)) | {0})
+    if len(values) > MAX_CLASSES:
+        raise BadInput(f"the labels hold {len(values)} different values; RaGAN trains at most {MAX_CLASSES} classes")
+    modality = _modality(spec, channel, summaries)
+    if modality == "ct":
+        normalisation = Normalisation(*spec.ct_window)
+    else:
+        normalisation = Normalisation(
+            float(np.mean([s.low for s in summaries])), float(np.mean([s.high for s in summaries]))
+        )
+    count = sum(len(s.chosen) for s in summaries)
+    if count == 0:
+        raise BadInput("no slices to train on: no case has a labelled slice along the chosen axis")
+
+    # Second pass: write the chosen slices, normalised and resampled, into the cache.
+    cache_folder.mkdir(parents=True, exist_ok=True)
+    (cache_folder / "meta.json").unlink(missing_ok=True)
+    images = np.lib.format.open_memmap(cache_folder / "images.npy", "w+", np.float16, (count, spec.size, spec.size))
+    labels = np.lib.format.open_memmap(cache_folder / "labels.npy", "w+", np.uint8, (count, spec.size, spec.size))
+    lookup = np.zeros(max(values) + 1, dtype=np.uint8)
+    lookup[values] = np.arange(len(values))
+    position = 0
+    for case, summary in zip(cases, summaries):
+        image, label, spacing = read_case(case, [])
+        case_norm = normalisation if modality == "ct" else Normalisation(summary.low, summary.high)
+        stack, pixel_spacing, _ = to_slices(case_norm.forward(image), spacing, spec.axis)
+        label_stack, _, _ = to_slices(label, spacing, spec.axis)
+        end = position + len(summary.chosen)
+        images[position:end] = _resample_slices(
+            stack[summary.chosen].astype(np.float32), pixel_spacing, target, spec.size, True
+        )
+        labels[position:end] = lookup[
+            _resample_slices(label_stack[summary.chosen].astype(np.int32), pixel_spacing, target, spec.size, False)
+        ]
+        position = end
+    images.flush()
+    labels.flush()
+
+    pixel_counts = np.bincount(np.asarray(labels).ravel(), minlength=len(values))
+    classes = []
+    for index, value in enumerate(values):
+        name = "background" if value == 0 else label_names.get(str(value), f"label_{value}")
+        color = (
+            [0.0, 0.0, 0.0] if value == 0 else spec.label_colors.get(str(value), PALETTE[(index - 1) % len(PALETTE)])
+        )
+        classes.append({"index": index, "value": value, "name": name, "color": color})
+    meta = {
+        "key": cache_key(spec),
+        "cases": len(cases),
+        "slices": count,
+        "classes": classes,
+        "class_pixel_fraction": [round(float(c / pixel_counts.sum()), 6) for c in pixel_counts],
+        "modality": modality,
+        "intensity": {"low": normalisation.low, "high": normalisation.high, "per_case": modality != "ct"},
+        "size": spec.size,
+        "spacing": [target, target],
+        "thickness": float(np.median([s.thickness for s in summaries])),
+        "axis": spec.axis,
+        "content_sha256": sorted(h for s in summaries for h in s.hashes),
+    }
+    write_json_atomic(cache_folder / "meta.json", meta)
+    return PreparedData(
+        np.load(cache_folder / "images.npy", mmap_mode="r"), np.load(cache_folder / "labels.npy", mmap_mode="r"), meta
+    )

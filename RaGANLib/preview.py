@@ -1,0 +1,54 @@
+"""Preview pictures: grids of synthetic (or real) slices, each shown plain and with its label overlaid."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from RaGANLib.runfolder import write_bytes_atomic
+
+
+def overlay(image: np.ndarray, label: np.ndarray, colors: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 of a [-1, 1] image with class colours blended in; `colors` is [classes, 3] in 0..1."""
+    gray = np.clip((image + 1) * 127.5, 0, 255)[..., None].repeat(3, axis=-1)
+    tint = colors[label] * 255
+    blend = np.where((label > 0)[..., None], (1 - alpha) * gray + alpha * tint, gray)
+    return blend.astype(np.uint8)
+
+
+def grid(images: np.ndarray, labels: np.ndarray, colors, columns: int = 8, cell: int = 96) -> Image.Image:
+    """Rows of plain slices, each followed by a row of the same slices with labels overlaid."""
+    colors = np.asarray(colors, dtype=np.float32)
+    count = len(images)
+    rows = []
+    for start in range(0, count, columns):
+        chunk = range(start, min(count, start + columns))
+        plain = [overlay(images[i], labels[i], colors, alpha=0.0) for i in chunk]
+        tinted = [overlay(images[i], labels[i], colors) for i in chunk]
+        for line in (plain, tinted):
+            line = line + [np.zeros_like(line[0])] * (columns - len(line))
+            rows.append(np.concatenate(line, axis=1))
+    picture = Image.fromarray(np.concatenate(rows, axis=0))
+    scale = cell / images.shape[1]
+    return picture.resize((int(picture.width * scale), int(picture.height * scale)), Image.Resampling.NEAREST)
+
+
+def titled(parts: list[tuple[str, Image.Image]]) -> Image.Image:
+    """Stack pictures vertically, each under a one-line title."""
+    width = max(p.width for _, p in parts)
+    height = sum(p.height + 22 for _, p in parts)
+    canvas = Image.new("RGB", (width, height), (20, 20, 20))
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for title, picture in parts:
+        draw.text((6, y + 5), title, fill=(235, 235, 235))
+        canvas.paste(picture, (0, y + 22))
+        y += picture.height + 22
+    return canvas
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue())

@@ -1,0 +1,379 @@
+"""Where training runs: the GAN training loop over a run folder, with checkpoints, resume, stop and reporting.
+
+    result = train(spec, Path("runs/liver"), Reporter(json_lines=True))          # a new run
+    result = train(None, Path("runs/liver"), Reporter(), resume=True)            # continue it after a stop or crash
+
+Losses: non-saturating logistic GAN loss, R1 penalty on (augmented) real pairs every few steps, differentiable
+augmentation of both real and synthetic pairs, an exponential moving average (EMA) of the generator for sampling.
+All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
+"""
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from RaGANLib import model_folder, preview
+from RaGANLib.errors import BadInput, OutOfMemory
+from RaGANLib.events import Reporter
+from RaGANLib.generate import preview_picture, sample, write_volumes
+from RaGANLib.prepare import PreparedData, prepare
+from RaGANLib.runfolder import RunFolder
+from RaGANLib.spec import TrainSpec
+
+R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
+PREVIEW_COUNT = 16
+WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}  # generator/discriminator channels at full resolution
+
+
+def describe_device() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+    return ", ".join(names)
+
+
+def choose_strategy(spec: TrainSpec, reporter: Reporter):
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if spec.multi_gpu:
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        reporter.notice(f"multi-GPU training asked for, but {len(gpus)} GPU(s) found: training on one device")
+    return tf.distribute.get_strategy()
+
+
+class GanTrainer:
+    """Networks, optimisers and the compiled train step of one run."""
+
+    def __init__(self, spec: TrainSpec, data: PreparedData, strategy, reporter: Reporter):
+        import keras
+        import tensorflow as tf
+
+        from RaGANLib.networks import LATENT_SIZE, build_discriminator, build_generator
+
+        self.spec, self.strategy = spec, strategy
+        self.classes = len(data.classes)
+        self.latent_size = LATENT_SIZE
+        width = WIDTH[min(WIDTH, key=lambda s: abs(s - spec.size))]
+        keras.utils.set_random_seed(spec.seed)
+
+        # Construct networks.
+        mixed = spec.mixed_precision and tf.config.list_physical_devices("GPU")
+        if spec.mixed_precision and not mixed:
+            reporter.notice("mixed precision needs a GPU; training in float32")
+        with strategy.scope():
+            keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+            self.generator = build_generator(spec.size, self.classes, width)
+            self.discriminator = build_discriminator(spec.size, self.classes, width)
+            keras.mixed_precision.set_global_policy("float32")
+            self.ema = build_generator(spec.size, self.classes, width, name="generator_ema")
+            self.ema.set_weights(self.generator.get_weights())
+            self.g_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
+            self.d_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
+            if mixed:
+                self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer)
+                self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
+
+    # Train.
+    def _replica_step(self, images, labels, latents, seed, with_r1: bool):
+        import tensorflow as tf
+
+        from RaGANLib.augment import augment_pairs
+
+        spec = self.spec
+        global_batch = float(spec.batch)
+        real = tf.concat([images[..., None], tf.one_hot(tf.cast(labels, tf.int32), self.classes)], axis=-1)
+        seeds = tf.random.experimental.stateless_split(seed, num=3)
+
+        with tf.GradientTape() as tape:
+            fake = self._hard_labels(self.generator(latents[0], training=True))
+            real_augmented = augment_pairs(real, spec.augment, seeds[0])
+            fake_augmented = augment_pairs(fake, spec.augment, seeds[1])
+            if with_r1:
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(real_augmented)
+                    real_score = self.discriminator(real_augmented, training=True)
+                    real_total = tf.reduce_sum(real_score)
+                gradient = r1_tape.gradient(real_total, real_augmented)
+                r1 = tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3])
+            else:
+                real_score = self.discriminator(real_augmented, training=True)
+                r1 = tf.zeros([tf.shape(real)[0]])
+            fake_score = self.discriminator(fake_augmented, training=True)
+            d_adversarial = tf.nn.softplus(fake_score[:, 0]) + tf.nn.softplus(-real_score[:, 0])
+            d_loss = tf.reduce_sum(d_adversarial + spec.r1_gamma / 2 * R1_INTERVAL * r1) / global_batch
+            scaled = self.d_optimizer.scale_loss(d_loss)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
+
+        with tf.GradientTape() as tape:
+            fake = self._hard_labels(self.generator(latents[1], training=True))
+            score = self.discriminator(augment_pairs(fake, spec.augment, seeds[2]), training=True)
+            g_loss = tf.reduce_sum(tf.nn.softplus(-score[:, 0])) / global_batch
+            scaled = self.g_optimizer.scale_loss(g_loss)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return {
+            "d_loss": tf.reduce_sum(d_adversarial) / global_batch,
+            "g_loss": g_loss,
+            "r1": tf.reduce_sum(r1) / global_batch,
+            "real_score": tf.reduce_sum(real_score) / global_batch,
+            "fake_score": tf.reduce_sum(fake_score) / global_batch,
+        }
+
+    @staticmethod
+    def _hard_labels(pairs):
+        """One-hot labels forward, soft gradients backward (straight-through): the discriminator cannot tell
+        synthetic labels from real ones by their softness, and the generator still learns."""
+        import tensorflow as tf
+
+        image, probabilities = pairs[..., :1], pairs[..., 1:]
+        hard = tf.one_hot(tf.argmax(probabilities, axis=-1), tf.shape(probabilities)[-1], dtype=probabilities.dtype)
+        return tf.concat([image, probabilities + tf.stop_gradient(hard - probabilities)], axis=-1)
+
+    def _distributed_step(self, with_r1: bool):
+        import tensorflow as tf
+
+        def step(batch, ema_beta):
+            results = self.strategy.run(self._replica_step, args=(*batch, with_r1))
+            results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
+            for average, current in zip(self.ema.weights, self.generator.weights):
+                average.assign(ema_beta * average + (1 - ema_beta) * tf.cast(current, average.dtype))
+            return results
+
+        return step
+
+    def step(self, batch, step: int) -> dict:
+        # The EMA starts short and grows to its half-life, so early previews already show something.
+        beta = min(0.5 ** (1 / self.spec.ema_halflife), (1 + step) / (10 + step))
+        return self._steps[step % R1_INTERVAL == 0](batch, np.float32(beta))
+
+    def dataset(self, data: PreparedData, start: int):
+        """Batches for steps start.. as (images, labels, latents, seed), drawn from (seed, step, replica)."""
+        import tensorflow as tf
+
+        spec, latent_size = self.spec, self.latent_size
+        images, labels = data.images, data.labels
+        size = spec.size
+
+        def make(context: tf.distribute.InputContext):
+            batch = context.get_per_replica_batch_size(spec.batch)
+            replica = context.input_pipeline_id
+
+            def batches():
+                for step in range(start, spec.steps):
+                    rng = np.random.default_rng([spec.seed, step, replica])
+                    chosen = np.sort(rng.choice(len(images), size=batch, replace=len(images) < batch))
+                    yield (
+                        images[chosen].astype(np.float32),
+                        labels[chosen],
+                        rng.standard_normal((2, batch, latent_size)).astype(np.float32),
+                        rng.integers(0, 2**31 - 1, size=2, dtype=np.int64),
+                    )
+
+            signature = (
+                tf.TensorSpec((batch, size, size), tf.float32),
+                tf.TensorSpec((batch, size, size), tf.uint8),
+                tf.TensorSpec((2, batch, latent_size), tf.float32),
+                tf.TensorSpec((2,), tf.int64),
+            )
+            return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+        return iter(self.strategy.distribute_datasets_from_function(make))
+
+    # Checkpoints.
+    def _groups(self):
+        return {
+            "generator": self.generator.weights,
+            "discriminator": self.discriminator.weights,
+            "ema": self.ema.weights,
+            "g_optimizer": self.g_optimizer.variables,
+            "d_optimizer": self.d_optimizer.variables,
+        }
+
+    def save_checkpoint(self, run: RunFolder, step: int) -> Path:
+        import io
+
+        from RaGANLib.runfolder import write_bytes_atomic
+
+        arrays = {"step": np.array(step, dtype=np.int64)}
+        for group, variables in self._groups().items():
+            for index, variable in enumerate(variables):
+                arrays[f"{group}/{index:04d}"] = np.asarray(variable.numpy())
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        path = run.checkpoint_path(step)
+        write_bytes_atomic(path, buffer.getvalue())
+        run.prune_checkpoints(self.spec.keep_checkpoints)
+        return path
+
+    def load_checkpoint(self, run: RunFolder, reporter: Reporter) -> int:
+        """Restore the newest readable checkpoint; returns its step (0 when there is none)."""
+        for _, path in run.list_checkpoints():
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    arrays = {key: stored[key] for key in stored.files}
+                for group, variables in self._groups().items():
+                    for index, variable in enumerate(variables):
+                        if arrays[f"{group}/{index:04d}"].shape != tuple(variable.shape):
+                            raise ValueError(f"{group} variable {index} has another shape")
+                    if f"{group}/{len(variables):04d}" in arrays:
+                        raise ValueError(f"{group} has more variables than this model")
+            except (OSError, ValueError, KeyError) as error:
+                reporter.notice(f"checkpoint '{path.name}' cannot be used ({error}); trying an older one")
+                continue
+            for group, variables in self._groups().items():
+                for index, variable in enumerate(variables):
+                    variable.assign(arrays[f"{group}/{index:04d}"])
+            return int(arrays["step"])
+        return 0
+
+
+def _open_run(spec: TrainSpec | None, root: Path, resume: bool) -> tuple[RunFolder, TrainSpec]:
+    run = RunFolder(root)
+    if resume:
+        if not run.spec.exists():
+            raise BadInput(f"cannot resume: '{run.root}' has no spec.json (is it a RaGAN run folder?)")
+        saved = TrainSpec.load(run.spec)
+        if spec is not None:
+            changed = saved.differences(spec)
+            if changed:
+                raise BadInput(
+                    f"cannot resume '{run.root}': it was made with other {', '.join(changed)}; "
+                    "start a new run folder for new data or model options"
+                )
+            return run, spec
+        return run, saved
+    if spec is None:
+        raise BadInput("no training spec given")
+    if run.checkpoints.exists() and run.list_checkpoints():
+        raise BadInput(
+            f"run folder '{run.root}' already holds a run; use --resume to continue it or choose a new folder"
+        )
+    return run, spec
+
+
+def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool = False, strategy=None) -> dict:
+    """Train (or resume) the run in `root`; returns the `finished` event."""
+    # Initialize.
+    run, spec = _open_run(spec, Path(root), resume)
+    run.create()
+    run.lock()
+    run.clear_stop()
+    reporter.attach(run.root)
+    spec.save(run.spec)
+
+    stop = {"signal": None}
+
+    def request_stop(number, _frame):
+        stop["signal"] = signal.Signals(number).name
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, request_stop)
+
+    import tensorflow as tf
+
+    strategy = strategy or choose_strategy(spec, reporter)
+    device = describe_device()
+
+    # Load training set.
+    data = prepare(spec, run.cache, reporter)
+    reporter.emit(
+        "prepared",
+        cases=data.meta["cases"],
+        slices=data.meta["slices"],
+        classes=[c["name"] for c in data.classes],
+        size=spec.size,
+        spacing=data.meta["spacing"],
+        modality=data.meta["modality"],
+    )
+
+    # Construct networks; restore.
+    trainer = GanTrainer(spec, data, strategy, reporter)
+    start = trainer.load_checkpoint(run, reporter) if resume else 0
+    if resume and start == 0:
+        reporter.notice("no usable checkpoint found: starting from step 0")
+    reporter.emit(
+        "started",
+        run=str(run.root),
+        device=device,
+        replicas=strategy.num_replicas_in_sync,
+        step=start,
+        total=spec.steps,
+        resumed=resume,
+    )
+    preview_latents = int(spec.seed) + 7919
+    writer = tf.summary.create_file_writer(str(run.tensorboard))
+
+    def write_preview(step: int) -> None:
+        description = model_folder.model_description(data.meta, spec, step)
+        images, labels = sample(trainer.ema, PREVIEW_COUNT, preview_latents, trainer.latent_size)
+        picture = preview_picture(images, labels, description, f"step {step}")
+        png = run.previews / f"preview-{step:08d}.png"
+        preview.save_png(picture, png)
+        volumes = write_volumes(run.previews, images, labels, description, stem="preview")
+        with writer.as_default():
+            tf.summary.image("preview", np.asarray(picture)[None], step=step)
+        reporter.emit("preview", step=step, png=str(png), **volumes)
+
+    def finish(step: int, reason: str) -> dict:
+        path = trainer.save_checkpoint(run, step)
+        reporter.emit("checkpoint", step=step, path=str(path))
+        write_preview(step)
+        folder = model_folder.export(trainer.ema, model_folder.model_description(data.meta, spec, step), run.model)
+        run.clear_stop()
+        return reporter.emit("finished", reason=reason, step=step, model=str(folder))
+
+    # Train.
+    batches = trainer.dataset(data, start)
+    window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
+    step = start
+    try:
+        while step < spec.steps:
+            losses = trainer.step(next(batches), step)
+            step += 1
+            window_steps += 1
+            if step % spec.log_every == 0 or step == spec.steps:
+                values = {k: float(v) for k, v in losses.items()}
+                now = time.perf_counter()
+                measured = (now - window_start) / window_steps
+                seconds_per_step = measured if seconds_per_step is None else 0.7 * seconds_per_step + 0.3 * measured
+                window_start, window_steps = now, 0
+                reporter.emit(
+                    "progress",
+                    step=step,
+                    total=spec.steps,
+                    images_per_s=round(spec.batch / measured, 2),
+                    losses={k: round(v, 4) for k, v in values.items()},
+                    eta_s=round(seconds_per_step * (spec.steps - step), 1),
+                )
+                with writer.as_default():
+                    for name, value in values.items():
+                        tf.summary.scalar(f"loss/{name}", value, step=step)
+                    tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
+            if stop["signal"] or run.stop_requested():
+                reporter.notice(f"stop requested ({stop['signal'] or 'stop file'}) at step {step}")
+                return finish(step, "stopped")
+            if step == spec.steps:
+                break
+            if step % spec.preview_every == 0:
+                write_preview(step)
+            if step % spec.checkpoint_every == 0:
+                path = trainer.save_checkpoint(run, step)
+                reporter.emit("checkpoint", step=step, path=str(path))
+    except tf.errors.ResourceExhaustedError:
+        raise OutOfMemory(
+            f"the device ran out of memory at size {spec.size}, batch {spec.batch}; use a smaller batch or size"
+        ) from None
+    finally:
+        writer.flush()
+    return finish(step, "completed")
