@@ -65,9 +65,9 @@ def install_requirements(slicer_module, testing: bool = False) -> str:
     packaging = getattr(slicer_module, "packaging", None)
     if packaging is not None and hasattr(packaging, "pip_ensure"):
         requirements = packaging.load_requirements(str(REQUIREMENTS))
-        try:
-            packaging.pip_ensure(requirements, requester="RaGAN", constraints=str(constraints))
-        except TypeError:  # an early 5.12 preview without constraints support
+        try:  # the user has said OK in the module's own dialog: no second prompt
+            packaging.pip_ensure(requirements, constraints=str(constraints), prompt_install=False, requester="RaGAN")
+        except TypeError:  # a pip_ensure without these keywords
             packaging.pip_ensure(requirements, requester="RaGAN")
         return "requirements checked and installed with slicer.packaging.pip_ensure"
     slicer_module.util.pip_install(["-r", str(REQUIREMENTS), "-c", str(constraints)])

@@ -85,3 +85,58 @@ def ct_with_segmentation(scene):
     for node in (volume, segmentation):
         hierarchy.SetItemParent(scene_files.hierarchy_item(scene, node), study)
     return volume, segmentation, labels
+
+
+class _Settings:
+    """qt.QSettings as the module uses it: a key -> value store shared by all instances."""
+
+    values: dict = {}
+
+    def value(self, key, default=None):
+        return self.values.get(key, default)
+
+    def setValue(self, key, value):
+        self.values[key] = value
+
+
+@pytest.fixture(scope="module")
+def ragan_module(tmp_path_factory):
+    """RaGAN.py imported outside Slicer: the few Slicer/Qt names it needs at import time are stand-ins, so its Logic
+    (which does the module's work through RaGANModuleLib) runs against a real MRML scene.
+
+    The trainer Python is set in the stand-in settings to this test's Python, as a user would set it in the
+    Environment panel.
+    """
+    import types
+
+    stand_ins = {
+        "qt": types.SimpleNamespace(QSettings=_Settings),
+        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
+            ScriptedLoadableModule=type(
+                "ScriptedLoadableModule", (), {"__init__": lambda self, parent: setattr(self, "parent", parent)}
+            ),
+            ScriptedLoadableModuleLogic=type("ScriptedLoadableModuleLogic", (), {}),
+            ScriptedLoadableModuleTest=type("ScriptedLoadableModuleTest", (), {}),
+            ScriptedLoadableModuleWidget=type("ScriptedLoadableModuleWidget", (), {}),
+        ),
+        "slicer.parameterNodeWrapper": types.SimpleNamespace(
+            parameterNodeWrapper=lambda cls: cls, Choice=lambda *a: a, WithinRange=lambda *a: a
+        ),
+        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
+    }
+    app = types.SimpleNamespace(
+        slicerHome=str(tmp_path_factory.mktemp("slicer-home")),
+        testingEnabled=lambda: True,
+        startupEnvironment=None,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, module in stand_ins.items():
+            patch.setitem(sys.modules, name, module)
+        patch.setattr(slicer, "app", app, raising=False)
+        patch.setattr(slicer.util, "startupEnvironment", lambda: dict(__import__("os").environ))
+        patch.setattr(_Settings, "values", {"RaGAN/TrainerPython": sys.executable})
+        sys.modules.pop("RaGAN", None)
+        import RaGAN
+
+        yield RaGAN
+        sys.modules.pop("RaGAN", None)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import TINY_TRAINING, needs_trainer
 from RaGANModuleLib import demo_data, environment, results, scene_files, training_cases
-from RaGANModuleLib.trainer_job import JobState, TrainerJob, generate_arguments, train_arguments
+from RaGANModuleLib.trainer_job import JobState, TrainerJob, train_arguments
 
 
 def stand_in_trainer(tmp_path, main_code: str):
@@ -127,20 +127,22 @@ def wait_for(job: TrainerJob, kind: str, timeout_s: float = 180) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny training run of a phantom case, from scene to model folder, shared by the tests below."""
+def trained(tmp_path_factory, ragan_module):
+    """One tiny training run of a phantom case, started by the module's Logic as the Train button does."""
     import slicer
 
     scene = slicer.vtkMRMLScene()
-    run = tmp_path_factory.mktemp("trained") / "run-001"
-    job = start_training(scene, run)
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=1, shape=(12, 64, 64))
+    logic = ragan_module.RaGANLogic()
+    cases = [training_cases.TrainingCase(volume, segmentation)]
+    job, run = logic.startTraining(scene, cases, TINY_TRAINING, tmp_path_factory.mktemp("trained"), "cpu")
     job.wait(timeout_s=300)
-    return scene, run, job
+    return scene, run, job, logic
 
 
 @needs_trainer
 def test_training_runs_and_its_events_arrive_in_order(trained):
-    _, run, job = trained
+    _, run, job, _ = trained
     assert job.state == JobState.DONE, f"{job.message}\n{job.log_tail()}"
     kinds = [event["event"] for event in job.events]
     assert set(kinds[:2]) == {"started", "prepared"} and kinds[-1] == "finished"
@@ -157,15 +159,14 @@ def test_training_runs_and_its_events_arrive_in_order(trained):
 
 
 @needs_trainer
-def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_names(trained, tmp_path):
-    scene, run, _ = trained
+def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_names(trained):
+    scene, run, _, logic = trained
     source = scene.GetFirstNodeByName("RaGAN phantom 1")
-    out = tmp_path / "generated"
-    job = TrainerJob(generate_arguments(run / "model", 3, 5, out), python=sys.executable, device="cpu")
-    job.start()
+    job, out = logic.startGenerate(run / "model", count=3, seed=5, device="cpu")
+    assert out.parent == run, "generated slices are kept beside the model they came from"
     assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
 
-    volume, segmentation = results.load_generated(scene, job.finished["outputs"], run / "model", source_node=source)
+    volume, segmentation = logic.loadGenerated(scene, job, run / "model", sourceNode=source)
 
     info = results.read_model_info(run / "model")
     assert volume.GetImageData().GetDimensions() == (info["slice"]["size"], info["slice"]["size"], 3)

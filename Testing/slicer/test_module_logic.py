@@ -1,0 +1,74 @@
+"""RaGAN.py's Logic, the calls the panel and the self-test make, on a real scene (Slicer's GUI classes stood in)."""
+
+import json
+import sys
+
+import pytest
+from RaGANModuleLib import demo_data, training_cases
+from RaGANModuleLib.trainer_job import TrainerJob
+
+
+@pytest.fixture
+def not_started(monkeypatch):
+    """Jobs are made but their child is not started: these tests check what would be started."""
+    monkeypatch.setattr(TrainerJob, "start", lambda job: None)
+
+
+def test_module_declares_its_category_and_help(ragan_module):
+    parent = type("Parent", (), {})()
+    ragan_module.RaGAN(parent)
+    assert parent.title == "RaGAN" and parent.categories == ["Image Synthesis"]
+    assert "synthetic" in parent.helpText
+
+
+def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
+    parameters = ragan_module.RaGANParameterNode
+    assert parameters.preset == "quick look"
+    quick = training_cases.TRAINING_PRESETS["quick look"]
+    assert (parameters.size, parameters.steps, parameters.batch) == (quick["size"], quick["steps"], quick["batch"])
+    assert parameters.outputFolder.name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
+
+
+def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(ragan_module, scene, tmp_path, not_started):
+    logic = ragan_module.RaGANLogic()
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
+    cases = [training_cases.TrainingCase(volume, segmentation)]
+
+    job, run = logic.startTraining(scene, cases, {"steps": 10, "size": 64}, tmp_path, "cpu")
+    second_job, second_run = logic.startTraining(scene, cases, {"steps": 10, "size": 64}, tmp_path, "cpu")
+
+    assert run.name == "run-001" and second_run.name == "run-002", "each training gets its own folder"
+    spec = json.loads((run / "spec.json").read_text())
+    assert spec["label_names"] == {"1": "organ", "2": "lesion"} and spec["steps"] == 10
+    assert all((run / path).is_file() for pair in spec["pairs"] for path in pair)
+    assert job.command == [
+        sys.executable,
+        "-m",
+        "RaGANLib",
+        "train",
+        "--spec",
+        str(run / "spec.json"),
+        "--events",
+        "json",
+    ]
+    assert job.environment()["CUDA_VISIBLE_DEVICES"] == "-1" and job.run_folder == run
+
+
+def test_resume_and_generate_refuse_folders_that_are_not_runs_or_models(ragan_module, tmp_path, not_started):
+    logic = ragan_module.RaGANLogic()
+    with pytest.raises(ValueError, match="not a RaGAN run folder"):
+        logic.resumeTraining(tmp_path, "auto")
+    with pytest.raises(ValueError, match="not a RaGAN model folder"):
+        logic.startGenerate(tmp_path, 4, 0, "auto")
+    assert not list(tmp_path.iterdir()), "a refused request leaves nothing behind"
+
+    (tmp_path / "spec.json").write_text("{}")
+    job = logic.resumeTraining(tmp_path, "auto")
+    assert job.arguments[-1] == "--resume"
+
+
+def test_without_a_chosen_python_slicers_own_is_used(ragan_module, monkeypatch):
+    monkeypatch.setitem(ragan_module.qt.QSettings.values, "RaGAN/TrainerPython", "")
+    logic = ragan_module.RaGANLogic()
+    assert logic.trainerPython().endswith(("PythonSlicer", "PythonSlicer.exe"))
+    assert logic.trainerEnvironment() is None, "PythonSlicer needs Slicer's own environment"
