@@ -101,6 +101,11 @@ class TrainerJob:
         self._exited_at: float | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id (on POSIX also its process group's), once started."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def command(self) -> list[str]:
         return [self.python, "-m", "RaGANLib", *self.arguments]
 

@@ -1,33 +1,37 @@
-"""Fixtures of the Slicer module's tests: a real MRML scene (slicer-core) and cases in it.
+"""Fixtures of the Slicer module's tests: a real MRML scene (slicer-core), cases in it, and RaGAN.py importable.
 
-The module's Qt-free package (RaGAN/RaGANModuleLib) is imported the way Slicer would find it: RaGAN/ on sys.path.
+Helpers that test files import live in slicer_test_support.py (a conftest is not meant to be imported by name).
 """
 
-import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-MODULE_FOLDER = REPOSITORY / "RaGAN"
-sys.path.insert(0, str(MODULE_FOLDER))
 
-slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+def _import_slicer_without_this_folder():
+    """Import slicer-core's `slicer` package while the folder holding this one (Testing/) is off sys.path.
+
+    The package extends itself with every folder named "slicer" on sys.path and imports each module in it; pytest puts
+    Testing/ on sys.path (for Testing/conftest.py), which would make these test files part of `slicer`.
+    """
+    here = Path(__file__).resolve().parent
+    hidden = [(i, p) for i, p in enumerate(sys.path) if Path(p or os.getcwd()).resolve() == here.parent]
+    for _, entry in reversed(hidden):
+        sys.path.remove(entry)
+    try:
+        return pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+    finally:
+        for index, entry in hidden:
+            sys.path.insert(index, entry)
+
+
+slicer = _import_slicer_without_this_folder()
 vtk = pytest.importorskip("vtk")
 
-HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
-HAS_TRAINER = (REPOSITORY / "RaGANLib" / "cli.py").is_file()
-needs_trainer = pytest.mark.skipif(
-    not (HAS_TENSORFLOW and HAS_TRAINER),
-    reason="the real trainer needs TensorFlow and RaGANLib/cli.py"
-    + ("" if HAS_TENSORFLOW else " (TensorFlow is not importable)")
-    + ("" if HAS_TRAINER else " (RaGANLib/cli.py is missing)"),
-)
-
-# Tiny training settings: a few steps on 64x64 slices, enough for every event kind to appear.
-TINY_TRAINING = {"size": 64, "steps": 6, "batch": 4, "checkpoint_every": 3, "preview_every": 3, "log_every": 1}
+from slicer_test_support import make_volume  # noqa: E402  (after slicer, see above)
 
 
 @pytest.fixture
@@ -36,21 +40,6 @@ def scene():
     scene = slicer.vtkMRMLScene()
     slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     return scene
-
-
-def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=(12.0, -30.0, 40.0)):
-    """A volume node holding `array` ([k, j, i]) with an oblique-free LPS-like orientation and a non-trivial origin."""
-    node = scene.AddNewNodeByClass(node_class, name)
-    node.SetAndObserveImageData(vtk.vtkImageData())
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
-    node.SetSpacing(*spacing)
-    node.SetOrigin(*origin)
-    directions = vtk.vtkMatrix4x4()
-    directions.SetElement(0, 0, -1.0)
-    directions.SetElement(1, 1, -1.0)
-    node.SetIJKToRASDirectionMatrix(directions)
-    node.CreateDefaultDisplayNodes()
-    return node
 
 
 @pytest.fixture
@@ -140,3 +129,23 @@ def ragan_module(tmp_path_factory):
 
         yield RaGAN
         sys.modules.pop("RaGAN", None)
+
+
+def _keep_the_parent_conftest_importable():
+    """pytest loads every conftest.py outside a package under the one module name "conftest", the newest winning;
+    tests beside Testing/conftest.py import helpers from it by that name (`from conftest import ...`), and they may be
+    imported after this file. So this conftest also offers the parent's public names."""
+    import importlib.util
+
+    parent = Path(__file__).resolve().parents[1] / "conftest.py"
+    if not parent.is_file():
+        return
+    spec = importlib.util.spec_from_file_location("_ragan_testing_parent_conftest", parent)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, value in vars(module).items():
+        if not name.startswith("_") and name not in globals() and not hasattr(value, "_pytestfixturefunction"):
+            globals()[name] = value
+
+
+_keep_the_parent_conftest_importable()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
-from conftest import MODULE_FOLDER, REPOSITORY
+from slicer_test_support import MODULE_FOLDER, REPOSITORY
 
 MODULE_SOURCE = MODULE_FOLDER / "RaGAN.py"
 UI_FILE = MODULE_FOLDER / "Resources" / "UI" / "RaGAN.ui"

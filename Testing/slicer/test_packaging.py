@@ -4,7 +4,7 @@ must be listed (module) or matched by the install globs (RaGANLib)."""
 import fnmatch
 import re
 
-from conftest import MODULE_FOLDER, REPOSITORY
+from slicer_test_support import MODULE_FOLDER, REPOSITORY
 
 
 def cmake_list(text: str, variable: str, substitutions: dict[str, str]) -> list[str]:

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_volume
 from RaGANModuleLib import dataset_export, results, scene_files
+from slicer_test_support import make_volume
 
 CLASSES = [
     {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import make_volume
 from RaGANModuleLib import training_cases
 from RaGANModuleLib.training_cases import TrainingCase
+from slicer_test_support import make_volume
 
 
 def test_volume_and_two_named_segments_go_out_with_identical_geometry_and_values(scene, ct_with_segmentation, tmp_path):

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY_TRAINING, needs_trainer
 from RaGANModuleLib import demo_data, environment, results, scene_files, training_cases
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, train_arguments
+from slicer_test_support import TINY_TRAINING, needs_trainer
 
 
 def stand_in_trainer(tmp_path, main_code: str):
@@ -184,10 +184,11 @@ def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_
 
 
 @needs_trainer
-def test_stop_ends_the_child_within_seconds_and_leaves_a_checkpoint(scene, tmp_path):
+def test_stop_ends_the_child_within_seconds_and_leaves_a_checkpoint_to_resume_from(scene, tmp_path):
     run = tmp_path / "run"
     job = start_training(scene, run, steps=5000, checkpoint_every=1000, log_every=1)
     wait_for(job, "progress")
+    wait_for(job, "progress")  # a step or two in: stopping must save work, not just exit
 
     asked = time.monotonic()
     job.request_stop()
@@ -198,6 +199,17 @@ def test_stop_ends_the_child_within_seconds_and_leaves_a_checkpoint(scene, tmp_p
     assert job.exit_code == 0 and job.finished["reason"] == "stopped"
     assert list((run / "checkpoints").glob("ckpt-*.npz")), "a stopped run must leave a checkpoint to resume from"
     assert (run / "model" / "model.json").is_file()
+    stopped_at = job.finished["step"]
+
+    # Resume (the panel's "Resume run..."): the same folder goes on from the checkpoint, not from step 0.
+    resumed = TrainerJob(train_arguments(run, resume=True), python=sys.executable, run_folder=run, device="cpu")
+    resumed.start()
+    started = wait_for(resumed, "started")
+    first = wait_for(resumed, "progress")
+    resumed.request_stop()
+    assert resumed.wait(timeout_s=20) == JobState.STOPPED, resumed.log_tail()
+    assert started["resumed"] is True and started["step"] == stopped_at
+    assert first["step"] == stopped_at + 1
 
 
 @needs_trainer
@@ -206,7 +218,7 @@ def test_a_killed_child_is_reported_as_a_failure_with_its_message(scene, tmp_pat
     job = start_training(scene, tmp_path / "run", steps=5000)
     wait_for(job, "started")
 
-    os.killpg(job._process.pid, signal.SIGKILL)  # as the OOM killer or a user's kill -9 would
+    os.killpg(job.pid, signal.SIGKILL)  # as the OOM killer or a user's kill -9 would
     state = job.wait(timeout_s=20)
 
     assert state == JobState.FAILED

@@ -1,0 +1,46 @@
+"""What the Slicer module's tests share: where things are, the tiny training settings, and volumes made from arrays.
+
+RaGAN/ goes on sys.path as Slicer puts it there, so tests import the module's helper package as `RaGANModuleLib`.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+MODULE_FOLDER = REPOSITORY / "RaGAN"
+sys.path.insert(0, str(MODULE_FOLDER))
+
+
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+HAS_TRAINER = (REPOSITORY / "RaGANLib" / "cli.py").is_file()
+needs_trainer = pytest.mark.skipif(
+    not (HAS_TENSORFLOW and HAS_TRAINER),
+    reason="the real trainer needs TensorFlow and RaGANLib/cli.py"
+    + ("" if HAS_TENSORFLOW else " (TensorFlow is not importable)")
+    + ("" if HAS_TRAINER else " (RaGANLib/cli.py is missing)"),
+)
+
+# Tiny training settings: a few steps on 64x64 slices, enough for every event kind to appear.
+TINY_TRAINING = {"size": 64, "steps": 6, "batch": 4, "checkpoint_every": 3, "preview_every": 3, "log_every": 1}
+
+
+def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=(12.0, -30.0, 40.0)):
+    """A volume node holding `array` ([k, j, i]) with an oblique-free LPS-like orientation and a non-trivial origin."""
+    import slicer
+    import vtk
+
+    node = scene.AddNewNodeByClass(node_class, name)
+    node.SetAndObserveImageData(vtk.vtkImageData())
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
+    node.SetSpacing(*spacing)
+    node.SetOrigin(*origin)
+    directions = vtk.vtkMatrix4x4()
+    directions.SetElement(0, 0, -1.0)
+    directions.SetElement(1, 1, -1.0)
+    node.SetIJKToRASDirectionMatrix(directions)
+    node.CreateDefaultDisplayNodes()
+    return node
