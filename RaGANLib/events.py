@@ -48,10 +48,14 @@ class Reporter:
         self.stream = stream or sys.stdout
         self.run_folder: Path | None = None
         self._bar_open = False
+        self._early: list[tuple[str, str]] = []  # events before the run folder exists
 
     def attach(self, run_folder: Path) -> None:
-        """From now on also append events to `<run>/events.jsonl` and `<run>/train.log`."""
+        """Append events (those so far included) to `<run>/events.jsonl` and `<run>/train.log` from now on."""
         self.run_folder = Path(run_folder)
+        for line, text in self._early:
+            self._record(line, text)
+        self._early.clear()
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "version": PROTOCOL_VERSION, "time": round(time.time(), 3), **fields}
@@ -61,12 +65,17 @@ class Reporter:
             print(line, file=self.stream, flush=True)
         else:
             self._show(event, text)
-        if self.run_folder is not None:
-            with open(self.run_folder / "events.jsonl", "a") as events:
-                events.write(line + "\n")
-            with open(self.run_folder / "train.log", "a") as log:
-                log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+        if self.run_folder is None:
+            self._early.append((line, text))
+        else:
+            self._record(line, text)
         return record
+
+    def _record(self, line: str, text: str) -> None:
+        with open(self.run_folder / "events.jsonl", "a") as events:
+            events.write(line + "\n")
+        with open(self.run_folder / "train.log", "a") as log:
+            log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
 
     def notice(self, message: str) -> None:
         self.emit("notice", message=message)

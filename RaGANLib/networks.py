@@ -1,9 +1,9 @@
 """Where the model lives: the generator makes an image and its label together; the discriminator judges the pair.
 
 The generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
-probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with real labels one-hot. Both are plain
-Keras functional models built from standard layers only, so the generator saves in Keras' native format and loads
-with safe_mode=True anywhere.
+probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels
+one-hot (synthetic ones made hard in the train step). Both are plain Keras functional models built from standard
+layers only, so the generator saves in Keras' native format and loads with safe_mode=True anywhere.
 """
 
 import math

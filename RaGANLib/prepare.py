@@ -124,8 +124,10 @@ def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> C
             labelled + [int(i) for i in rng.choice(empty, size=extra, replace=False)] if extra else labelled
         )
     low, high = np.percentile(image, [0.5, 99.5])
+    if high <= low:  # mostly constant: fall back to the full range
+        low, high = float(image.min()), float(image.max())
     if high <= low:
-        raise BadInput(f"image '{case.image}' has (almost) the same value everywhere; nothing to learn from")
+        raise BadInput(f"image '{case.image}' has the same value everywhere; nothing to learn from")
     return CaseSummary(
         shape=stack.shape,
         pixel_spacing=pixel_spacing,
@@ -173,14 +175,22 @@ def _resample_slices(stack: np.ndarray, pixel_spacing, target: float, size: int,
     )
 
 
-def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> PreparedData:
-    """Read, check and slice every case of the spec into the cache (or reuse a complete cache)."""
-    cached = load_cache(cache_folder, spec)
-    if cached is not None:
-        reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {cache_folder}")
-        return cached
+@dataclasses.dataclass
+class Survey:
+    """What the first pass decided: the cases, the common grid, classes and intensity mapping."""
 
-    # First pass: read and check every case, decide the grid, classes and intensity mapping.
+    spec: TrainSpec
+    cases: list[Case]
+    summaries: list[CaseSummary]
+    label_names: dict[str, str]
+    target: float
+    values: list[int]
+    modality: str
+    normalisation: Normalisation
+
+
+def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
+    """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping."""
     cases, label_names, channel = find_cases(spec)
     notices: list[str] = []
     summaries = [_summarise(case, spec, i, notices) for i, case in enumerate(cases)]
@@ -211,11 +221,16 @@ def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> Prepared
         normalisation = Normalisation(
             float(np.mean([s.low for s in summaries])), float(np.mean([s.high for s in summaries]))
         )
-    count = sum(len(s.chosen) for s in summaries)
-    if count == 0:
+    if sum(len(s.chosen) for s in summaries) == 0:
         raise BadInput("no slices to train on: no case has a labelled slice along the chosen axis")
+    return Survey(spec, cases, summaries, label_names, target, values, modality, normalisation)
 
-    # Second pass: write the chosen slices, normalised and resampled, into the cache.
+
+def write_cache(plan: Survey, cache_folder: Path) -> PreparedData:
+    """Second pass: write the chosen slices, normalised and resampled, into the cache; meta.json last."""
+    spec, cases, summaries, values, target = plan.spec, plan.cases, plan.summaries, plan.values, plan.target
+    modality, normalisation, label_names = plan.modality, plan.normalisation, plan.label_names
+    count = sum(len(s.chosen) for s in summaries)
     cache_folder.mkdir(parents=True, exist_ok=True)
     (cache_folder / "meta.json").unlink(missing_ok=True)
     images = np.lib.format.open_memmap(cache_folder / "images.npy", "w+", np.float16, (count, spec.size, spec.size))
@@ -265,3 +280,12 @@ def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> Prepared
     return PreparedData(
         np.load(cache_folder / "images.npy", mmap_mode="r"), np.load(cache_folder / "labels.npy", mmap_mode="r"), meta
     )
+
+
+def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> PreparedData:
+    """Read, check and slice every case of the spec into the cache, or reuse a complete cache."""
+    cached = load_cache(cache_folder, spec)
+    if cached is not None:
+        reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {cache_folder}")
+        return cached
+    return write_cache(survey(spec, reporter), cache_folder)

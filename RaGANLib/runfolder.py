@@ -60,6 +60,8 @@ class RunFolder:
 
         An OS lock dies with its process, so a killed trainer never leaves the folder locked.
         """
+        if self._lock_handle is not None:
+            return
         handle = open(self.root / "lock", "a+")
         try:
             if os.name == "nt":

@@ -18,7 +18,7 @@ from RaGANLib import model_folder, preview
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, write_volumes
-from RaGANLib.prepare import PreparedData, prepare
+from RaGANLib.prepare import PreparedData, load_cache, survey, write_cache
 from RaGANLib.runfolder import RunFolder
 from RaGANLib.spec import TrainSpec
 
@@ -238,8 +238,8 @@ class GanTrainer:
         return 0
 
 
-def _open_run(spec: TrainSpec | None, root: Path, resume: bool) -> tuple[RunFolder, TrainSpec]:
-    run = RunFolder(root)
+def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec:
+    """The spec to run with, after checking that the run folder fits the request."""
     if resume:
         if not run.spec.exists():
             raise BadInput(f"cannot resume: '{run.root}' has no spec.json (is it a RaGAN run folder?)")
@@ -251,26 +251,45 @@ def _open_run(spec: TrainSpec | None, root: Path, resume: bool) -> tuple[RunFold
                     f"cannot resume '{run.root}': it was made with other {', '.join(changed)}; "
                     "start a new run folder for new data or model options"
                 )
-            return run, spec
-        return run, saved
+            return spec
+        return saved
     if spec is None:
         raise BadInput("no training spec given")
     if run.checkpoints.exists() and run.list_checkpoints():
         raise BadInput(
             f"run folder '{run.root}' already holds a run; use --resume to continue it or choose a new folder"
         )
-    return run, spec
+    return spec
 
 
 def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool = False, strategy=None) -> dict:
     """Train (or resume) the run in `root`; returns the `finished` event."""
     # Initialize.
-    run, spec = _open_run(spec, Path(root), resume)
+    run = RunFolder(root)
+    if run.root.is_dir():
+        run.lock()  # a second trainer on the folder is refused before anything is read or written
+    spec = _open_run(spec, run, resume)
+
+    # Load training set: check every input before the run folder gets anything.
+    cached = load_cache(run.cache, spec)
+    plan = None if cached else survey(spec, reporter)
     run.create()
     run.lock()
     run.clear_stop()
     reporter.attach(run.root)
     spec.save(run.spec)
+    if cached:
+        reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
+    data = cached or write_cache(plan, run.cache)
+    reporter.emit(
+        "prepared",
+        cases=data.meta["cases"],
+        slices=data.meta["slices"],
+        classes=[c["name"] for c in data.classes],
+        size=spec.size,
+        spacing=data.meta["spacing"],
+        modality=data.meta["modality"],
+    )
 
     stop = {"signal": None}
 
@@ -284,18 +303,6 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
 
     strategy = strategy or choose_strategy(spec, reporter)
     device = describe_device()
-
-    # Load training set.
-    data = prepare(spec, run.cache, reporter)
-    reporter.emit(
-        "prepared",
-        cases=data.meta["cases"],
-        slices=data.meta["slices"],
-        classes=[c["name"] for c in data.classes],
-        size=spec.size,
-        spacing=data.meta["spacing"],
-        modality=data.meta["modality"],
-    )
 
     # Construct networks; restore.
     trainer = GanTrainer(spec, data, strategy, reporter)
@@ -360,6 +367,8 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
                     for name, value in values.items():
                         tf.summary.scalar(f"loss/{name}", value, step=step)
                     tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
+            if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
+                window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
             if stop["signal"] or run.stop_requested():
                 reporter.notice(f"stop requested ({stop['signal'] or 'stop file'}) at step {step}")
                 return finish(step, "stopped")

@@ -1,0 +1,197 @@
+"""Training and generating for real: the `ragan` command in a subprocess on small phantom data, a few steps each.
+
+The story: a researcher trains on scans whose headers carry a patient's name, watches the events, generates
+synthetic pairs twice with the same seed, moves the model folder elsewhere and loads it safely; a run is killed and
+resumed; a run is stopped with the stop file while a second trainer is refused."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import REPOSITORY, TINY, events_of, phantom_pair, ragan
+
+SECRET = "DOE^JANE-0xSECRET"
+SECRET_FOLDER = "patient_folder_0xSECRET"
+
+EVENT_FIELDS = {
+    "prepared": {"cases", "slices", "classes", "size", "spacing", "modality"},
+    "started": {"run", "device", "step", "total", "resumed"},
+    "progress": {"step", "total", "images_per_s", "losses", "eta_s"},
+    "preview": {"step", "png", "image", "label"},
+    "checkpoint": {"step", "path"},
+    "finished": {"reason", "step", "model"},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run on two phantom cases whose headers and folder name carry a patient's identity."""
+    root = tmp_path_factory.mktemp("trained")
+    pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
+    arguments = [a for image, label in pairs for a in ("--pair", image, label)]
+    result = ragan("train", *arguments, "--label-name", "1=organ", "--out", root / "run", *TINY)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root, result
+
+
+def test_events_arrive_in_order_with_their_fields(trained):
+    root, result = trained
+    events = events_of(result.stdout)
+    kinds = [e["event"] for e in events]
+    assert kinds.index("prepared") < kinds.index("started") < kinds.index("progress") < kinds.index("finished")
+    assert kinds[-1] == "finished" and "error" not in kinds
+    for event in events:
+        assert event["version"] == 1 and isinstance(event["time"], float)
+        assert EVENT_FIELDS.get(event["event"], set()) <= set(event), event
+    steps = [e["step"] for e in events if e["event"] == "progress"]
+    assert steps == list(range(1, 7))
+    assert [e["step"] for e in events if e["event"] == "checkpoint"] == [3, 6]
+    assert events[-1]["reason"] == "completed" and events[-1]["step"] == 6
+    assert events[kinds.index("started")]["device"] == "CPU"
+    # the run folder keeps the same events, plus a readable log and TensorBoard files
+    stored = [json.loads(line) for line in (root / "run" / "events.jsonl").read_text().splitlines()]
+    assert stored == events
+    assert "step 6/6" in (root / "run" / "train.log").read_text()
+    assert list((root / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    preview = next(e for e in events if e["event"] == "preview")
+    assert Path(preview["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_folder_describes_the_model(trained):
+    root, _ = trained
+    description = json.loads((root / "run" / "model" / "model.json").read_text())
+    assert [(c["value"], c["name"]) for c in description["classes"]] == [
+        (0, "background"),
+        (1, "organ"),
+        (2, "label_2"),
+    ]
+    assert description["modality"] == "ct" and description["intensity"]["units"] == "HU"
+    assert description["slice"]["size"] == 64 and description["slice"]["thickness"] == 3.0
+    assert description["training"]["cases"] == 2 and len(description["training"]["content_sha256"]) == 4
+
+
+def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, tmp_path):
+    root, _ = trained
+    model = root / "run" / "model"
+    outputs = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        result = ragan("generate", model, "--count", "5", "--seed", seed, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(events_of(result.stdout)[-1]["outputs"])
+    same = [Path(outputs[i]["image"]).read_bytes() for i in (0, 1)]
+    assert same[0] == same[1]
+    assert Path(outputs[0]["label"]).read_bytes() == Path(outputs[1]["label"]).read_bytes()
+    assert Path(outputs[2]["image"]).read_bytes() != same[0]
+
+    description = json.loads((model / "model.json").read_text())
+    image = sitk.ReadImage(outputs[0]["image"])
+    label = sitk.ReadImage(outputs[0]["label"])
+    assert image.GetSize() == (64, 64, 5) and label.GetSize() == (64, 64, 5)
+    expected = (*description["slice"]["spacing"], description["slice"]["thickness"])
+    assert np.allclose(image.GetSpacing(), expected) and np.allclose(label.GetSpacing(), expected)
+    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2}
+    assert image.GetPixelID() == sitk.sitkInt16  # HU
+    dataset = json.loads((Path(outputs[0]["nnunet"]) / "dataset.json").read_text())
+    assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2}
+    assert len(list((Path(outputs[0]["nnunet"]) / "imagesTr").iterdir())) == 5
+
+
+def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained, tmp_path):
+    root, _ = trained
+    moved = tmp_path / "copied_model"
+    subprocess.run(["cp", "-r", str(root / "run" / "model"), str(moved)], check=True)
+    code = (
+        "import sys, keras, numpy as np;"
+        "m = keras.saving.load_model(sys.argv[1] + '/generator.keras', safe_mode=True, compile=False);"
+        "print(m(np.zeros((2, 128), 'float32')).shape)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(moved)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("(2, 64, 64, 4)")
+
+
+def test_no_patient_identity_or_source_path_reaches_model_or_outputs(trained, tmp_path):
+    root, _ = trained
+    result = ragan("generate", root / "run" / "model", "--count", "3", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    checked = [p for folder in (root / "run" / "model", tmp_path / "out") for p in folder.rglob("*") if p.is_file()]
+    assert len(checked) >= 8
+    for path in checked:
+        data = path.read_bytes()
+        for secret in (SECRET, SECRET_FOLDER, "PatientName", "PatientID"):
+            assert secret.encode() not in data, f"{secret} found in {path}"
+
+
+def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "RaGANLib", "train", *map(str, arguments), "--out", str(run), "--events", "json"]
+    options = ["--size", "64", "--batch", "4", "--steps", steps, "--checkpoint-every", every, "--log-every", "1"]
+    options += ["--preview-every", "1000"]
+    return subprocess.Popen(command + list(map(str, options)), stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
+
+
+def read_until(process: subprocess.Popen, wanted, timeout: float = 180) -> list[dict]:
+    """Events from a running trainer until one satisfies `wanted`."""
+    seen, deadline = [], time.monotonic() + timeout
+    for line in process.stdout:
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if wanted(seen[-1]):
+                return seen
+        assert time.monotonic() < deadline, "the trainer took too long"
+    raise AssertionError(f"trainer ended without the awaited event: {seen[-3:]}")
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
+    run = tmp_path / "run"
+    process = start_training(["--dataset", phantom_dataset], run, steps=12, every=4)
+    try:
+        seen = read_until(process, lambda e: e["event"] == "progress" and e["step"] == 6)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
+
+    result = ragan("train", "--resume", "--out", run, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    started = next(e for e in events if e["event"] == "started")
+    assert started["resumed"] is True and started["step"] == 4 and started["total"] == 12
+    assert [e["step"] for e in events if e["event"] == "progress"][0] == 5
+    assert events[-1]["event"] == "finished" and events[-1]["step"] == 12
+    assert any("reusing" in e.get("message", "") for e in events if e["event"] == "notice")
+
+    changed = ragan("train", "--resume", "--out", run, "--size", "128", timeout=60)
+    assert changed.returncode == 2 and "size" in events_of(changed.stdout)[-1]["message"]
+
+
+def test_stop_file_ends_the_run_with_a_checkpoint_and_a_second_trainer_is_refused(phantom_dataset, tmp_path):
+    run = tmp_path / "run"
+    process = start_training(["--dataset", phantom_dataset], run, steps=100000, every=100000)
+    try:
+        stop_while_refusing_a_second_trainer(process, phantom_dataset, run)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def stop_while_refusing_a_second_trainer(process, phantom_dataset, run):
+    read_until(process, lambda e: e["event"] == "progress" and e["step"] >= 2)
+    second = ragan("train", "--dataset", phantom_dataset, "--out", run, "--resume", timeout=60)
+    assert second.returncode == 2
+    assert "in use" in events_of(second.stdout)[-1]["message"]
+
+    (run / "STOP").touch()
+    stopped_at = time.monotonic()
+    rest = read_until(process, lambda e: e["event"] == "finished")
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - stopped_at < 30
+    assert rest[-1]["reason"] == "stopped"
+    checkpoint = next(e for e in rest if e["event"] == "checkpoint")
+    assert checkpoint["step"] == rest[-1]["step"] and Path(checkpoint["path"]).exists()
+    assert (run / "model" / "generator.keras").exists() and not (run / "STOP").exists()
