@@ -197,14 +197,15 @@ class TrainerJob:
                 self.output.append(f"the trainer did not stop within {self.grace_s:.0f} s; killing it")
                 self.kill()
         if self._process is not None and not self.state.final:
-            if self._open_streams > 0 and self._process.poll() is not None:
+            code = self._process.poll()
+            if code is not None and self._open_streams > 0:
                 # The child exited but something it started still holds the pipes: give it a moment, then end it.
                 self._exited_at = self._exited_at or time.monotonic()
                 if time.monotonic() - self._exited_at > 5.0:
                     self._signal(stop=False)
                     self._open_streams = 0
-            if self._open_streams == 0:
-                self.exit_code = self._process.wait()  # both pipes closed: the child is gone or about to be
+            if code is not None and self._open_streams == 0:
+                self.exit_code = code
                 self._conclude()
         return new
 

@@ -227,6 +227,23 @@ def test_a_killed_child_is_reported_as_a_failure_with_its_message(scene, tmp_pat
 
 
 @needs_trainer
+def test_an_error_event_is_a_failure_with_the_trainers_own_words(scene, tmp_path):
+    """Bad input: the trainer says what is wrong (exit code 2); the panel shows exactly that."""
+    run = tmp_path / "run"
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(6, 64, 64))
+    exported = training_cases.export_cases(scene, [training_cases.TrainingCase(volume, segmentation)], run)
+    training_cases.write_spec(run, exported, TINY_TRAINING)
+    (run / exported.pairs[0][0]).unlink()  # the image went missing after export
+
+    job = TrainerJob(train_arguments(run), python=sys.executable, run_folder=run, device="cpu")
+    job.start()
+
+    assert job.wait(timeout_s=120) == JobState.FAILED
+    assert job.exit_code == 2
+    assert "case-000_image.nrrd" in job.message and "(bad_input)" in job.message
+
+
+@needs_trainer
 def test_environment_check_asks_the_child_what_tensorflow_and_device_it_sees():
     job = environment.environment_check(sys.executable, device="cpu")
     assert job.wait(timeout_s=120) == JobState.DONE, job.message
