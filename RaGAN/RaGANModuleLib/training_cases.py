@@ -187,38 +187,59 @@ def _label_names_and_colors(cases: list[TrainingCase]) -> tuple[dict[int, str], 
 def _label_on_image_grid(scene, case: TrainingCase, values: dict[str, int] | None):
     """A temporary labelmap node with the case's label on the image's grid; the caller removes it."""
     if not is_segmentation(case.label):
-        if not _same_grid(case.label, case.image):
-            raise ValueError(
-                f"label '{case.label.GetName()}' is not on the grid of image '{case.image.GetName()}'; "
-                "resample it (Resample Scalar/Vector/DWI Volume) or use a segmentation"
-            )
-        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
-        labelmap.SetHideFromEditors(True)
-        labelmap.SetIJKToRASMatrix(_ijk_to_ras(case.image))
-        labelmap.SetAndObserveImageData(_copy_image(case.label.GetImageData()))
-        return labelmap
+        if _same_grid(case.label, case.image):
+            labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
+            labelmap.SetHideFromEditors(True)
+            labelmap.SetIJKToRASMatrix(_ijk_to_ras(case.image))
+            labelmap.SetAndObserveImageData(_copy_image(case.label.GetImageData()))
+            return labelmap
+        return _labelmap_resampled_on_image(scene, case)
     ids = scene_files.segment_ids(case.label)
     if not ids:
         raise ValueError(f"segmentation '{case.label.GetName()}' has no segments")
-    logic = scene_files.segmentations_logic(scene)
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
-    labelmap.SetHideFromEditors(True)
-    table = None
+    names = None
     if values:
         segmentation = case.label.GetSegmentation()
         names = {values[segmentation.GetSegment(i).GetName()]: segmentation.GetSegment(i).GetName() for i in ids}
-        table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, {})
+    return _export_segments(scene, case.label, ids, case.image, names)
+
+
+def _labelmap_resampled_on_image(scene, case: TrainingCase):
+    """A labelmap on another grid than its image, brought onto the image's grid through a temporary segmentation
+    (as Slicer does when it shows it there), label values unchanged."""
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__RaGAN temporary segmentation__")
+    try:
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(case.image)
+        if not scene_files.segmentations_logic(scene).ImportLabelmapToSegmentationNode(case.label, segmentation):
+            raise ValueError(f"label '{case.label.GetName()}' could not be brought onto '{case.image.GetName()}'")
+        ids = scene_files.segment_ids(segmentation)
+        names = {}
+        for segment_id in ids:
+            segment = segmentation.GetSegmentation().GetSegment(segment_id)
+            names[segment.GetLabelValue()] = f"value {segment.GetLabelValue()}"
+            segment.SetName(names[segment.GetLabelValue()])
+        return _export_segments(scene, segmentation, ids, case.image, names)
+    finally:
+        scene_files.remove_node(scene, segmentation)
+
+
+def _export_segments(scene, segmentation, ids: list[str], image, names: dict[int, str] | None):
+    """Segments -> a temporary labelmap on the image's grid; segment names[value] gets value (else 1, 2, ...)."""
+    logic = scene_files.segmentations_logic(scene)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__")
+    labelmap.SetHideFromEditors(True)
+    table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, {}) if names else None
     try:
         extent = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
         ok = logic.ExportSegmentsToLabelmapNode(
-            case.label, scene_files.string_array(ids), labelmap, case.image, extent, table
+            segmentation, scene_files.string_array(ids), labelmap, image, extent, table
         )
     finally:
         if table is not None:
             scene.RemoveNode(table)
     if not ok:
         scene_files.remove_node(scene, labelmap)
-        raise ValueError(f"segmentation '{case.label.GetName()}' could not be exported on '{case.image.GetName()}'")
+        raise ValueError(f"segmentation '{segmentation.GetName()}' could not be exported on '{image.GetName()}'")
     return labelmap
 
 

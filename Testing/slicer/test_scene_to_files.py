@@ -70,15 +70,20 @@ def test_labelmap_volume_keeps_its_values_and_names(scene, tmp_path):
     assert list(exported.label_names) == [5]
 
 
-def test_label_on_another_grid_is_refused_with_a_reason(scene, tmp_path):
-    volume = make_volume(scene, "vtkMRMLScalarVolumeNode", "CT", np.zeros((4, 5, 6), np.int16))
-    labelmap = make_volume(scene, "vtkMRMLLabelMapVolumeNode", "CT-label", np.ones((4, 5, 7), np.uint8))
-    try:
-        training_cases.export_cases(scene, [TrainingCase(volume, labelmap)], tmp_path)
-    except ValueError as error:
-        assert "not on the grid of image 'CT'" in str(error)
-    else:
-        raise AssertionError("a label on another grid must be refused")
+def test_labelmap_on_a_coarser_grid_is_brought_onto_the_image_grid_with_its_values(scene, tmp_path):
+    volume = make_volume(scene, "vtkMRMLScalarVolumeNode", "CT", np.zeros((8, 10, 12), np.int16), spacing=(1, 1, 1))
+    coarse = np.zeros((4, 5, 6), np.uint8)
+    coarse[1:3, 1:4, 2:5] = 5
+    # Coarse voxel centres half a fine voxel past the fine ones (x and y point to -R, -A): each covers 2x2x2 of them.
+    origin = (12.0 - 0.5, -30.0 - 0.5, 40.0 + 0.5)
+    labelmap = make_volume(scene, "vtkMRMLLabelMapVolumeNode", "CT-label", coarse, spacing=(2, 2, 2), origin=origin)
+
+    exported = training_cases.export_cases(scene, [TrainingCase(volume, labelmap)], tmp_path)
+
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / exported.pairs[0][1])))
+    assert label.shape == (8, 10, 12)
+    assert np.array_equal(label, np.kron(coarse, np.ones((2, 2, 2), np.uint8))), "each coarse voxel covers 2x2x2"
+    assert list(exported.label_names) == [5]
 
 
 def test_counts_labelled_slices_along_the_chosen_axis(scene, ct_with_segmentation):
