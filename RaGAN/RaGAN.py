@@ -6,6 +6,7 @@ Nothing here imports TensorFlow.
 """
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -129,7 +130,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addAllCasesButton.connect("clicked(bool)", self.onAddAllCases)
         self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCases)
         self.ui.demoDataButton.connect("clicked(bool)", self.onDemoData)
-        self.ui.presetComboBox.connect("currentIndexChanged(int)", self.onPresetChanged)
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetChanged)  # the user picked one
         self.ui.trainButton.connect("clicked(bool)", self.onTrainOrStop)
         self.ui.resumeButton.connect("clicked(bool)", self.onResume)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
@@ -526,8 +527,12 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
         """Write the cases and spec to a new run folder and start `ragan train`; returns (job, run folder)."""
         run = locations.new_run_folder(outputFolder)
         run.mkdir(parents=True)
-        exported = training_cases.export_cases(scene, cases, run)
-        training_cases.write_spec(run, exported, options)
+        try:
+            exported = training_cases.export_cases(scene, cases, run)
+            training_cases.write_spec(run, exported, options)
+        except Exception:
+            shutil.rmtree(run, ignore_errors=True)  # no half-written run folder to confuse Resume later
+            raise
         job = self._job(train_arguments(run), device, run)
         return job, run
 

@@ -54,6 +54,15 @@ def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(ragan_module
     assert job.environment()["CUDA_VISIBLE_DEVICES"] == "-1" and job.run_folder == run
 
 
+def test_options_the_trainer_refuses_leave_no_run_folder(ragan_module, scene, tmp_path, not_started):
+    logic = ragan_module.RaGANLogic()
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
+    cases = [training_cases.TrainingCase(volume, segmentation)]
+    with pytest.raises(Exception, match="size must be a multiple of 16"):
+        logic.startTraining(scene, cases, {"size": 100}, tmp_path, "auto")
+    assert not list(tmp_path.iterdir())
+
+
 def test_resume_and_generate_refuse_folders_that_are_not_runs_or_models(ragan_module, tmp_path, not_started):
     logic = ragan_module.RaGANLogic()
     with pytest.raises(ValueError, match="not a RaGAN run folder"):
