@@ -112,6 +112,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.environmentJob = None
         self.runFolder = None
         self.generateFolder = None
+        self.generateModel = None
         self.lossChart = None
         self.preview = None
 
@@ -336,6 +337,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.generateJob, self.generateFolder = self.logic.startGenerate(
                 modelFolder, p.count, p.generateSeed, p.device
             )
+            self.generateModel = modelFolder
             self.ui.generateStatusLabel.text = _("Generating...")
             self.timer.start()
             self.updateButtons()
@@ -349,7 +351,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic slices."), waitCursor=True):
             source = self.cases()[0] if self.cases() else None
             volume, segmentation = self.logic.loadGenerated(
-                slicer.mrmlScene, job, folderOrNone(self._parameterNode.modelFolder), source.image if source else None
+                slicer.mrmlScene, job, self.generateModel, source.image if source else None
             )
             self.showSideBySide(source, volume, segmentation)
             self.ui.generateStatusLabel.text = _("Loaded '{name}' ({count} slices).").format(
