@@ -84,10 +84,10 @@ class RaGANParameterNode:
     slices: Annotated[str, Choice(["labelled", "all"])] = "labelled"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
 
-    modelFolder: Path
+    modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
     count: Annotated[int, WithinRange(1, 100000)] = 16
     generateSeed: Annotated[int, WithinRange(0, 999999)] = 0
-    exportFolder: Path
+    exportFolder: Path = locations.default_output_folder() / "nnUNet_raw" / "Dataset501_RaGAN"
     exportReal: bool = True
     exportSynthetic: bool = True
 
@@ -485,7 +485,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.toolTip = _("Stop training (saves a checkpoint)") if training else _("Start training")
         self.ui.resumeButton.enabled = not training
         generating = self.generateJob is not None and not self.generateJob.state.final
-        self.ui.generateButton.enabled = not generating and folderOrNone(self._parameterNode.modelFolder) is not None
+        model = folderOrNone(self._parameterNode.modelFolder)
+        self.ui.generateButton.enabled = not generating and model is not None and (model / "model.json").is_file()
         self.ui.exportButton.enabled = not generating and folderOrNone(self._parameterNode.exportFolder) is not None
         checking = self.environmentJob is not None and not self.environmentJob.state.final
         self.ui.checkEnvironmentButton.enabled = not checking
