@@ -56,12 +56,17 @@ def test_the_root_globs_ship_every_file_of_ragan_lib_beside_the_module():
         )
         assert match, f"file(GLOB_RECURSE {variable} ...) not found"
         patterns += match.group(1).split()
+    excluded = re.search(r'list\(FILTER RaGANLib_PYTHON_RESOURCES EXCLUDE REGEX "(.*?)"\)', text).group(1)
+    excluded = excluded.replace("\\\\", "\\")  # CMake unescapes its strings: "\\." in the file is the regex \.
     package = REPOSITORY / "RaGANLib"
-    files = {f"RaGANLib/{f}" for f in files_under(package)}
+    files = {f"RaGANLib/{f}" for f in files_under(package, skip_suffixes=())}
     assert "RaGANLib/__init__.py" in files
     # CMake's GLOB_RECURSE "RaGANLib/*.py" matches at any depth, like fnmatch's "*" (which also crosses "/").
-    uncovered = sorted(f for f in files if not any(fnmatch.fnmatchcase(f, p) for p in patterns))
-    assert not uncovered, f"RaGANLib files the extension would not ship: {uncovered}"
+    scripts = {f for f in files if fnmatch.fnmatchcase(f, patterns[0])}
+    resources = {f for f in files if fnmatch.fnmatchcase(f, patterns[1]) and not re.search(excluded, f)}
+    shipped_source = {f for f in files if "__pycache__" not in f and not f.endswith(".pyc")}
+    assert scripts | resources == shipped_source, f"not shipped: {sorted(shipped_source - scripts - resources)}"
+    assert not scripts & resources and all(f.endswith(".py") for f in scripts)
     # Installed into the scripted-modules folder, beside RaGAN.py, where the module looks for it.
     call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)\n", text, re.S).group(1)
     assert '"${RaGANLib_PYTHON_SCRIPTS}"' in call and '"${RaGANLib_PYTHON_RESOURCES}"' in call
