@@ -81,6 +81,7 @@ class GanTrainer:
                 self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._last_r1 = 0.0
         self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
 
     # Train.
@@ -155,7 +156,11 @@ class GanTrainer:
     def step(self, batch, step: int) -> dict:
         # The EMA starts short and grows to its half-life, so early previews already show something.
         beta = min(0.5 ** (1 / self.spec.ema_halflife), (1 + step) / (10 + step))
-        return self._steps[step % R1_INTERVAL == 0](batch, np.float32(beta))
+        with_r1 = step % R1_INTERVAL == 0
+        results = self._steps[with_r1](batch, np.float32(beta))
+        if with_r1:
+            self._last_r1 = results["r1"]
+        return {**results, "r1": self._last_r1}  # the penalty of the latest step that computed it
 
     def dataset(self, data: PreparedData, start: int):
         """Batches for steps start.. as (images, labels, latents, seed), drawn from (seed, step, replica)."""

@@ -1,0 +1,17 @@
+"""`ragan demo`, shortened to a few steps: phantom data, training, generation and the preview picture all appear."""
+
+import json
+
+from conftest import events_of, ragan
+
+
+def test_demo_runs_the_whole_loop(tmp_path):
+    result = ragan("demo", "--out", tmp_path / "demo", "--steps", "4", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = [e["event"] for e in events_of(result.stdout)]
+    assert kinds.count("finished") == 2  # training, then generation
+    demo = tmp_path / "demo"
+    assert json.loads((demo / "data" / "dataset.json").read_text())["numTraining"] == 8
+    assert (demo / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert (demo / "synthetic" / "synthetic_image.nrrd").exists()
+    assert len(list((demo / "synthetic" / "nnunet" / "labelsTr").iterdir())) == 32
