@@ -1,6 +1,8 @@
 """Installing the trainer's requirements into Slicer's Python: only on request, never in testing mode, and never
 replacing Slicer's numpy, SimpleITK or vtk."""
 
+import os
+import sys
 import types
 
 from RaGANModuleLib import environment
@@ -76,9 +78,14 @@ def test_a_python_without_ragan_is_reported_as_not_ready(tmp_path):
     assert not ready and "cannot run RaGAN" in summary
 
 
-def test_a_python_without_tensorflow_is_reported_with_what_to_do():
-    job = TrainerJob(["info"], python="python")
-    job.events = [{"event": "environment", "tensorflow": None, "message": "TensorFlow is not installed"}]
-    job.state = JobState.DONE
+def test_a_python_without_tensorflow_is_reported_with_what_to_do(tmp_path):
+    """The real `ragan info` child, in a Python where TensorFlow cannot be imported (hidden by a stand-in package)."""
+    hidden = tmp_path / "without-tensorflow" / "tensorflow"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError(\"No module named 'tensorflow' (hidden by the test)\")\n")
+    job = environment.environment_check(sys.executable, environment=dict(os.environ, PYTHONPATH=str(hidden.parent)))
+
+    assert job.wait(timeout_s=60) == JobState.DONE, job.message
     ready, summary = environment.describe_environment(job)
-    assert not ready and "Install the requirements" in summary
+    assert not ready
+    assert "TensorFlow is not installed" in summary and "Install the requirements" in summary
