@@ -172,18 +172,20 @@ class GanTrainer:
 
         def make(context: tf.distribute.InputContext):
             batch = context.get_per_replica_batch_size(spec.batch)
-            replica = context.input_pipeline_id
+            pipeline = context.input_pipeline_id
+            local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
 
-            def batches():
+            def batches():  # each step takes one element per local replica
                 for step in range(start, spec.steps):
-                    rng = np.random.default_rng([spec.seed, step, replica])
-                    chosen = np.sort(rng.choice(len(images), size=batch, replace=len(images) < batch))
-                    yield (
-                        images[chosen].astype(np.float32),
-                        labels[chosen],
-                        rng.standard_normal((2, batch, latent_size)).astype(np.float32),
-                        rng.integers(0, 2**31 - 1, size=2, dtype=np.int64),
-                    )
+                    for replica in range(local_replicas):
+                        rng = np.random.default_rng([spec.seed, step, pipeline, replica])
+                        chosen = np.sort(rng.choice(len(images), size=batch, replace=len(images) < batch))
+                        yield (
+                            images[chosen].astype(np.float32),
+                            labels[chosen],
+                            rng.standard_normal((2, batch, latent_size)).astype(np.float32),
+                            rng.integers(0, 2**31 - 1, size=2, dtype=np.int64),
+                        )
 
             signature = (
                 tf.TensorSpec((batch, size, size), tf.float32),
@@ -280,7 +282,6 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
     plan = None if cached else survey(spec, reporter)
     run.create()
     run.lock()
-    run.clear_stop()
     reporter.attach(run.root)
     spec.save(run.spec)
     if cached:
