@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import events_of, ragan
+from ragan_testing import events_of, ragan
 
 
 def test_demo_runs_the_whole_loop(tmp_path):

@@ -4,7 +4,7 @@ code path that `--multi-gpu` takes over GPUs, trains, checkpoints and exports.""
 import subprocess
 import sys
 
-from conftest import REPOSITORY, events_of
+from ragan_testing import REPOSITORY, events_of
 
 SCRIPT = """
 import sys

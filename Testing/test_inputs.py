@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import events_of, phantom_pair, ragan, write_volume
+from ragan_testing import events_of, phantom_pair, ragan, write_volume
 
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import find_cases, read_image

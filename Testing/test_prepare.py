@@ -3,7 +3,7 @@ values remapped to contiguous classes that keep their names and original values,
 
 import numpy as np
 import pytest
-from conftest import write_volume
+from ragan_testing import write_volume
 
 from RaGANLib.events import Reporter
 from RaGANLib.prepare import Normalisation, load_cache, prepare
@@ -109,7 +109,7 @@ PYRADIOMICS = {
 
 @pytest.mark.parametrize("name", sorted(PYRADIOMICS))
 def test_real_pyradiomics_cases_prepare(tmp_path, name):
-    from conftest import shared_case_folder
+    from ragan_testing import shared_case_folder
 
     folder = shared_case_folder("pyradiomics-cases")
     image, label = PYRADIOMICS[name]

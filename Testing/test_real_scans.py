@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import events_of, ragan, shared_case_folder
+from ragan_testing import events_of, ragan, shared_case_folder
 
 FEW_STEPS = ["--steps", "3", "--batch", "4", "--checkpoint-every", "3", "--preview-every", "3", "--log-every", "1"]
 

@@ -3,7 +3,7 @@ packages Slicer itself ships and must keep (numpy, SimpleITK), is in RaGAN/Resou
 
 import re
 
-from conftest import REPOSITORY
+from ragan_testing import REPOSITORY
 
 SLICER_PROVIDES = {"numpy", "simpleitk"}
 

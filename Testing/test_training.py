@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import REPOSITORY, TINY, events_of, phantom_pair, ragan
+from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan
 
 SECRET = "DOE^JANE-0xSECRET"
 SECRET_FOLDER = "patient_folder_0xSECRET"

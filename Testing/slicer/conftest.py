@@ -15,7 +15,8 @@ def _import_slicer_without_this_folder():
     """Import slicer-core's `slicer` package while the folder holding this one (Testing/) is off sys.path.
 
     The package extends itself with every folder named "slicer" on sys.path and imports each module in it; pytest puts
-    Testing/ on sys.path (for Testing/conftest.py), which would make these test files part of `slicer`.
+    Testing/ on sys.path (for Testing/conftest.py and ragan_testing.py), which would make these test files part of
+    `slicer`.
     """
     here = Path(__file__).resolve().parent
     hidden = [(i, p) for i, p in enumerate(sys.path) if Path(p or os.getcwd()).resolve() == here.parent]
@@ -129,23 +130,3 @@ def ragan_module(tmp_path_factory):
 
         yield RaGAN
         sys.modules.pop("RaGAN", None)
-
-
-def _keep_the_parent_conftest_importable():
-    """pytest loads every conftest.py outside a package under the one module name "conftest", the newest winning;
-    tests beside Testing/conftest.py import helpers from it by that name (`from conftest import ...`), and they may be
-    imported after this file. So this conftest also offers the parent's public names."""
-    import importlib.util
-
-    parent = Path(__file__).resolve().parents[1] / "conftest.py"
-    if not parent.is_file():
-        return
-    spec = importlib.util.spec_from_file_location("_ragan_testing_parent_conftest", parent)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name, value in vars(module).items():
-        if not name.startswith("_") and name not in globals() and not hasattr(value, "_pytestfixturefunction"):
-            globals()[name] = value
-
-
-_keep_the_parent_conftest_importable()
