@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib import phantom, preview
+from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.spec import TrainSpec
 
 DEMO_STEPS = 1200
+DEMO_CONTENT = {"data", "run", "synthetic", "preview.png"}
 
 
 def demo_spec(data: Path, steps: int) -> TrainSpec:
@@ -34,13 +36,16 @@ def demo_spec(data: Path, steps: int) -> TrainSpec:
 
 
 def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
-    from RaGANLib.generate import generate
+    from RaGANLib.generate import generate, sample
+    from RaGANLib.model_folder import load
     from RaGANLib.prepare import load_cache
     from RaGANLib.training import train
 
     out = Path(out).resolve()
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "data" / "dataset.json").exists() or set(p.name for p in out.iterdir()) - DEMO_CONTENT:
+            raise BadInput(f"'{out}' exists and is not an earlier demo folder; choose a new or empty folder")
+        shutil.rmtree(out)  # an earlier demo: start afresh
     out.mkdir(parents=True)
     reporter.notice(f"writing phantom cases to {out / 'data'}")
     data = phantom.write_dataset(out / "data", cases=8)
@@ -54,9 +59,6 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
     colors = [c["color"] for c in cache.classes]
     chosen = np.linspace(0, len(cache.images) - 1, 16).astype(int)
     real = preview.grid(np.asarray(cache.images[chosen], np.float32), np.asarray(cache.labels[chosen]), colors)
-    from RaGANLib.generate import sample
-    from RaGANLib.model_folder import load
-
     generator, description = load(Path(finished["model"]))
     images, labels = sample(generator, 16, 1, description["latent_size"])
     synthetic = preview.grid(images, labels, colors)

@@ -15,3 +15,11 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert (demo / "preview.png").read_bytes()[:4] == b"\x89PNG"
     assert (demo / "synthetic" / "synthetic_image.nrrd").exists()
     assert len(list((demo / "synthetic" / "nnunet" / "labelsTr").iterdir())) == 32
+
+
+def test_demo_never_wipes_a_folder_that_is_not_an_earlier_demo(tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    result = ragan("demo", "--out", tmp_path, "--steps", "1", timeout=60)
+    assert result.returncode == 2 and "not an earlier demo folder" in events_of(result.stdout)[-1]["message"]
+    assert keep.read_text() == "mine"
