@@ -23,6 +23,12 @@ from RaGANLib.prepare import Normalisation
 
 BATCH = 32
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
+OUTPUTS = {
+    "image": "synthetic_image.nrrd",
+    "label": "synthetic_label.nrrd",
+    "nnunet": "nnunet",
+    "preview": "preview.png",
+}
 
 
 def sample(generator, count: int, seed: int, latent_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +60,8 @@ def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
     return volume
 
 
-def write_volumes(folder: Path, images, labels, description: dict, stem: str = "synthetic") -> dict:
-    """Write the image and label stacks as uncompressed NRRD; returns their paths."""
-    values, originals = to_source(images, labels, description)
+def write_volumes(folder: Path, values, originals, description: dict, stem: str = "synthetic") -> dict:
+    """Write image and label stacks (in source units, see `to_source`) as uncompressed NRRD; returns their paths."""
     paths = {"image": folder / f"{stem}_image.nrrd", "label": folder / f"{stem}_label.nrrd"}
     for key, array in (("image", values), ("label", originals)):
         temporary = paths[key].with_name(f".{paths[key].name}.tmp.nrrd")
@@ -84,10 +89,10 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    write_volumes(staging, images, labels, description)
+    values, originals = to_source(images, labels, description)
+    write_volumes(staging, values, originals, description)
     names = [c["name"] for c in description["classes"]]
     writer = DatasetWriter(staging / "nnunet", CHANNEL_NAMES[description["modality"]], names)
-    values, _ = to_source(images, labels, description)
     for index in range(count):
         writer.add_case(
             f"synthetic_{index:04d}",
@@ -99,14 +104,12 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
 
     out.mkdir(parents=True, exist_ok=True)
     outputs = {}
-    for name in ("synthetic_image.nrrd", "synthetic_label.nrrd", "nnunet", "preview.png"):
+    for key, name in OUTPUTS.items():
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         (staging / name).replace(target)
-        outputs[{"synthetic_image.nrrd": "image", "synthetic_label.nrrd": "label"}.get(name, name.split(".")[0])] = str(
-            target
-        )
+        outputs[key] = str(target)
     staging.rmdir()
     reporter.emit("finished", count=count, seed=seed, outputs=outputs)
     return outputs

@@ -92,8 +92,7 @@ class PreparedData:
 
 
 def cache_key(spec: TrainSpec) -> str:
-    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "batch", "seed")}
-    identity["seed"] = spec.seed
+    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "batch")}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

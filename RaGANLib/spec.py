@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from RaGANLib.errors import BadInput
+from RaGANLib.runfolder import write_json_atomic
 
 SPEC_VERSION = 1
 AXES = ("axial", "coronal", "sagittal")
@@ -100,8 +101,6 @@ class TrainSpec:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        from RaGANLib.runfolder import write_json_atomic
-
         write_json_atomic(path, self.to_json())
 
     @classmethod

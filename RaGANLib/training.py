@@ -8,6 +8,7 @@ augmentation of both real and synthetic pairs, an exponential moving average (EM
 All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
 """
 
+import io
 import signal
 import time
 from pathlib import Path
@@ -17,9 +18,9 @@ import numpy as np
 from RaGANLib import model_folder, preview
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
-from RaGANLib.generate import preview_picture, sample, write_volumes
+from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
 from RaGANLib.prepare import PreparedData, load_cache, survey, write_cache
-from RaGANLib.runfolder import RunFolder
+from RaGANLib.runfolder import RunFolder, write_bytes_atomic
 from RaGANLib.spec import TrainSpec
 
 R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
@@ -208,10 +209,6 @@ class GanTrainer:
         }
 
     def save_checkpoint(self, run: RunFolder, step: int) -> Path:
-        import io
-
-        from RaGANLib.runfolder import write_bytes_atomic
-
         arrays = {"step": np.array(step, dtype=np.int64)}
         for group, variables in self._groups().items():
             for index, variable in enumerate(variables):
@@ -333,7 +330,7 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
         picture = preview_picture(images, labels, description, f"step {step}")
         png = run.previews / f"preview-{step:08d}.png"
         preview.save_png(picture, png)
-        volumes = write_volumes(run.previews, images, labels, description, stem="preview")
+        volumes = write_volumes(run.previews, *to_source(images, labels, description), description, stem="preview")
         with writer.as_default():
             tf.summary.image("preview", np.asarray(picture)[None], step=step)
         reporter.emit("preview", step=step, png=str(png), **volumes)
