@@ -1,4 +1,4 @@
-"""The `ragan` command: train, generate, demo, info. Exit codes: 0 done or stopped, 2 bad input, other: failure."""
+"""The `ragan` command: train, generate, evaluate, demo, info. Exit codes: 0 done or stopped, 2 bad input, 1 failure."""
 
 import argparse
 import dataclasses
@@ -10,17 +10,19 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
+from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
 TRAIN_OPTIONS = [
     # flag, spec field, type, help
     ("--size", "size", int, "training slice size in pixels, a multiple of 16 in 64..512 (default 128)"),
+    ("--spacing", "spacing", float, "in-plane pixel spacing in mm (default: the largest case fits --size)"),
     ("--axis", "axis", str, f"slicing axis: {', '.join(AXES)} (default axial)"),
     ("--intensity", "intensity", str, f"normalisation: {', '.join(INTENSITY_PRESETS)} (default auto)"),
     ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
     ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
+    ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default dcgan)"),
     ("--steps", "steps", int, "total training steps (default 2000)"),
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
@@ -72,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("ragan-demo"), help="demo folder (default ragan-demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: a few minutes on 2 cores)")
     _add_events_flag(demo)
+
+    evaluate = commands.add_parser("evaluate", help="measure synthetic slices against real ones; write a report")
+    evaluate.add_argument("--synthetic", type=Path, required=True, help="a model folder, or synthetic cases (*)")
+    evaluate.add_argument("--real", type=Path, required=True, help="the real training cases (*)")
+    evaluate.add_argument("--held-out", type=Path, required=True, help="real cases not used in training (*)")
+    evaluate.add_argument("--out", type=Path, required=True, help="report folder")
+    evaluate.add_argument("--count", type=int, default=1000, help="slices to sample from a model (default 1000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed of sampling and metrics (default 0)")
+    evaluate.add_argument("--size", type=int, default=128, help="slice size when --synthetic is cases (default 128)")
+    evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
+    evaluate.add_argument("--unet-steps", type=int, default=1500, help="U-Net steps per arm (default 1500)")
+    evaluate.epilog = "(*) an nnU-Net dataset folder or a CSV/JSON pairs file, as `ragan train` reads them"
+    _add_events_flag(evaluate)
 
     info = commands.add_parser("info", help="report TensorFlow and the device it sees")
     _add_events_flag(info)
@@ -167,6 +182,24 @@ def main(argv: list[str] | None = None) -> int:
             from RaGANLib.demo import run_demo
 
             run_demo(args.out, reporter, steps=args.steps)
+        elif args.command == "evaluate":
+            from RaGANLib.quality.downstream import UNetProtocol
+            from RaGANLib.quality.evaluate import evaluate
+
+            if args.unet_steps < 1:
+                raise BadInput(f"--unet-steps must be at least 1, got {args.unet_steps}")
+            evaluate(
+                args.synthetic,
+                args.real,
+                args.held_out,
+                args.out,
+                reporter,
+                count=args.count,
+                seed=args.seed,
+                size=args.size,
+                with_downstream=args.downstream,
+                protocol=UNetProtocol(steps=args.unet_steps),
+            )
         else:
             run_info(reporter)
     except RaGANError as error:

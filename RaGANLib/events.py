@@ -28,6 +28,8 @@ def describe(event: dict) -> str:
         losses = "  ".join(f"{name} {value:.3f}" for name, value in event.get("losses", {}).items())
         fraction = event["step"] / max(1, event["total"])
         bar = "#" * int(fraction * 24) + "-" * (24 - int(fraction * 24))
+        if "stage" in event:  # evaluation: units of work, not training steps
+            return f"[{bar}] {fraction:4.0%}  {event['stage']}  ETA {format_duration(event['eta_s'])}"
         return (
             f"step {event['step']}/{event['total']} [{bar}] {fraction:4.0%}  {event['images_per_s']:.1f} img/s"
             f"  {losses}  ETA {format_duration(event['eta_s'])}"

@@ -1,5 +1,11 @@
 """Where the model lives: the generator makes an image and its label together; the discriminator judges the pair.
 
+Two families (`--arch`):
+    dcgan      the baseline: upsample + 2 convolutions per doubling; plain strided-by-pooling discriminator.
+    residual   residual blocks in both networks, a skip generator (every resolution from 16 px adds its own image
+               and label logits, upsampled and summed, so coarse structure trains first) and a minibatch standard
+               deviation feature in the discriminator (it can see a batch that lacks variety, against collapse).
+
 The generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
 probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels
 one-hot (synthetic ones made hard in the train step). Both are plain Keras functional models built from standard
@@ -9,7 +15,7 @@ layers only, so the generator saves in Keras' native format and loads with safe_
 import math
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LATENT_SIZE = 128
 
@@ -25,7 +31,7 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def build_generator(size: int, classes: int, width: int = 16, name: str = "generator") -> keras.Model:
+def _dcgan_generator(size: int, classes: int, width: int, name: str) -> keras.Model:
     """Latent vector -> 4x4 features -> (upsample, 2 convolutions) per doubling -> image + class probabilities."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
@@ -47,7 +53,7 @@ def build_generator(size: int, classes: int, width: int = 16, name: str = "gener
     return keras.Model(latent, pair, name=name)
 
 
-def build_discriminator(size: int, classes: int, width: int = 16) -> keras.Model:
+def _dcgan_discriminator(size: int, classes: int, width: int) -> keras.Model:
     """Image + label channels -> (2 convolutions, downsample) per halving down to 4x4 -> one realness score."""
     pair = keras.Input((size, size, 1 + classes), name="pair")
     x = layers.Conv2D(width, 1, name="from_pair")(pair)
@@ -64,3 +70,88 @@ def build_discriminator(size: int, classes: int, width: int = 16) -> keras.Model
     x = layers.LeakyReLU(0.2)(x)
     score = layers.Dense(1, dtype="float32", name="score")(x)
     return keras.Model(pair, score, name="discriminator")
+
+
+def _residual_generator(size: int, classes: int, width: int, name: str) -> keras.Model:
+    """Latent vector -> 4x4 features -> residual up-blocks; each resolution from 16 px on adds image and label
+    logits to the upsampled sum of the coarser ones (skip generator)."""
+    latent = keras.Input((LATENT_SIZE,), name="latent")
+    x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
+    x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
+    x = layers.LeakyReLU(0.2)(x)
+    x = pixel_norm(x, "norm4")
+    image = logits = None
+    for level in range(int(math.log2(size // 4))):
+        resolution = 8 * 2**level
+        filters = channels_at(resolution, size, width)
+        up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{resolution}")(x)
+        h = up
+        for k in range(2):
+            h = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(h)
+            h = layers.LeakyReLU(0.2)(h)
+            h = pixel_norm(h, f"norm{resolution}_{k}")
+        if up.shape[-1] != filters:
+            up = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(up)
+        x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([h, up]))
+        if resolution < 16:
+            continue
+        new_image = layers.Conv2D(1, 1, name=f"to_image{resolution}")(x)
+        new_logits = layers.Conv2D(classes, 1, name=f"to_label{resolution}")(x)
+        if image is not None:
+            image = layers.Add()([layers.UpSampling2D(2, interpolation="bilinear")(image), new_image])
+            logits = layers.Add()([layers.UpSampling2D(2, interpolation="bilinear")(logits), new_logits])
+        else:
+            image, logits = new_image, new_logits
+    image = layers.Activation("linear", dtype="float32", name="image")(image)
+    label = layers.Activation("softmax", dtype="float32", name="label")(logits)
+    pair = layers.Concatenate(dtype="float32", name="pair")([image, label])
+    return keras.Model(latent, pair, name=name)
+
+
+class MinibatchStddev(layers.Layer):
+    """Appends one channel: the mean over features of their standard deviation across the (replica) batch. Used
+    by the discriminator only, which is checkpointed as weights and never saved as a Keras file."""
+
+    def call(self, x):
+        spread = ops.mean(ops.sqrt(ops.var(x, axis=0) + 1e-8))
+        return ops.concatenate([x, ops.zeros_like(x[..., :1]) + ops.cast(spread, x.dtype)], axis=-1)
+
+
+def _residual_discriminator(size: int, classes: int, width: int) -> keras.Model:
+    """Image + label channels -> residual down-blocks to 4x4 -> minibatch deviation -> one realness score."""
+    pair = keras.Input((size, size, 1 + classes), name="pair")
+    x = layers.Conv2D(width, 1, name="from_pair")(pair)
+    x = layers.LeakyReLU(0.2)(x)
+    resolution = size
+    while resolution > 4:
+        filters = channels_at(resolution // 2, size, width)
+        h = x
+        for k, count in enumerate((channels_at(resolution, size, width), filters)):
+            h = layers.Conv2D(count, 3, padding="same", name=f"conv{resolution}_{k}")(h)
+            h = layers.LeakyReLU(0.2)(h)
+        h = layers.AveragePooling2D(2, name=f"down{resolution}")(h)
+        shortcut = layers.AveragePooling2D(2, name=f"skip_down{resolution}")(x)
+        if shortcut.shape[-1] != filters:
+            shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(shortcut)
+        x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([h, shortcut]))
+        resolution //= 2
+    x = MinibatchStddev(name="batch_spread")(x)
+    x = layers.Conv2D(channels_at(4, size, width), 3, padding="same", name="conv4")(x)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(channels_at(4, size, width), name="features")(x)
+    x = layers.LeakyReLU(0.2)(x)
+    score = layers.Dense(1, dtype="float32", name="score")(x)
+    return keras.Model(pair, score, name="discriminator")
+
+
+def build_generator(arch: str, size: int, classes: int, width: int, name: str = "generator") -> keras.Model:
+    """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]."""
+    builder = {"dcgan": _dcgan_generator, "residual": _residual_generator}[arch]
+    return builder(size, classes, width, name)
+
+
+def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:
+    """The discriminator of an architecture family: [batch, size, size, 1 + classes] -> [batch, 1] scores."""
+    builder = {"dcgan": _dcgan_discriminator, "residual": _residual_discriminator}[arch]
+    return builder(size, classes, width)

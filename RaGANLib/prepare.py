@@ -189,14 +189,15 @@ class Survey:
 
 
 def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
-    """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping."""
+    """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping.
+    With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre."""
     cases, label_names, channel = find_cases(spec)
     notices: list[str] = []
     summaries = [_summarise(case, spec, i, notices) for i, case in enumerate(cases)]
     for message in notices:
         reporter.notice(message)
     fields = [max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) for s in summaries]
-    target = max(fields) / spec.size
+    target = spec.spacing or max(fields) / spec.size
     for case, summary in zip(cases, summaries):
         magnification = max(summary.pixel_spacing) / target
         if magnification > MAX_MAGNIFICATION:
@@ -205,7 +206,7 @@ def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
                 f"than the training size {spec.size}: it would be magnified {magnification:.1f}x. "
                 f"Use a smaller size (e.g. {max(64, spec.size // 2)})"
             )
-    padded = sum(f < max(fields) * 0.95 for f in fields)
+    padded = sum(f < target * spec.size * 0.95 for f in fields)
     if padded:
         reporter.notice(
             f"{padded} of {len(cases)} cases cover less than the {spec.size}px slice; padded with background"
@@ -265,6 +266,7 @@ def write_cache(plan: Survey, cache_folder: Path) -> PreparedData:
         "key": cache_key(spec),
         "cases": len(cases),
         "slices": count,
+        "case_slices": [len(s.chosen) for s in summaries],
         "classes": classes,
         "class_pixel_fraction": [round(float(c / pixel_counts.sum()), 6) for c in pixel_counts],
         "modality": modality,

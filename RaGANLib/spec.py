@@ -15,7 +15,7 @@ SPEC_VERSION = 1
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
-ARCHITECTURES = ("dcgan",)
+ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
 
 
 @dataclasses.dataclass
@@ -32,6 +32,7 @@ class TrainSpec:
     # Preparation.
     size: int = 128  # training slice size in pixels (square), 64..512
     axis: str = "axial"  # slicing axis: axial, coronal or sagittal
+    spacing: float | None = None  # in-plane pixel spacing in mm; None: the largest field of view fits `size`
     intensity: str = "auto"  # normalisation preset: auto, ct (HU window), mr or xray (robust percentiles)
     ct_window: list[float] = dataclasses.field(default_factory=lambda: [-1000.0, 1000.0])  # HU kept for CT
     slices: str = "labelled"  # which slices train: those with label, or all
@@ -66,6 +67,7 @@ class TrainSpec:
         "label_names",
         "size",
         "axis",
+        "spacing",
         "intensity",
         "ct_window",
         "slices",
@@ -82,6 +84,7 @@ class TrainSpec:
             raise BadInput(f"{where}: give exactly one input: a dataset folder, a pairs file, or image/label pairs")
         checks = [
             (64 <= self.size <= 512 and self.size % 16 == 0, "size must be a multiple of 16 between 64 and 512"),
+            (self.spacing is None or self.spacing > 0, "spacing must be a positive number of mm"),
             (self.axis in AXES, f"axis must be one of {', '.join(AXES)}"),
             (self.intensity in INTENSITY_PRESETS, f"intensity must be one of {', '.join(INTENSITY_PRESETS)}"),
             (len(self.ct_window) == 2 and self.ct_window[0] < self.ct_window[1], "ct_window must be [low, high]"),

@@ -24,7 +24,7 @@ TINY += ["--log-every", "1"]
 def ragan(*args, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
     """Run `python -m RaGANLib ARGS` to completion, with JSON events on stdout."""
     command = [sys.executable, "-m", "RaGANLib", *map(str, args)]
-    if args and args[0] in ("train", "generate", "demo", "info") and "--events" not in args:
+    if args and args[0] in ("train", "generate", "evaluate", "demo", "info") and "--events" not in args:
         command += ["--events", "json"]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY, **popen)
 

@@ -1,0 +1,1 @@
+"""Measuring synthetic slices against real ones: features, distances, diversity, memorisation, downstream Dice."""

@@ -1,0 +1,332 @@
+"""`ragan evaluate`: how close, how varied, how private and how useful synthetic slices are.
+
+    ragan evaluate --synthetic RUN/model --real train.csv --held-out test.csv --out report/ [--downstream]
+
+Writes report/report.json (every figure), report/report.md (the same, readable), report/samples.png (real against
+synthetic) and report/memorisation.png (the synthetic slices closest to a training slice, beside that slice). The
+folder appears whole or not at all. Everything runs offline: the features are computed here, no weights are fetched.
+"""
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from RaGANLib import preview
+from RaGANLib.errors import BadInput
+from RaGANLib.events import Reporter
+from RaGANLib.quality import downstream, metrics
+from RaGANLib.quality.features import slice_features
+from RaGANLib.quality.slices import SliceSet, Space, read_set
+from RaGANLib.runfolder import write_json_atomic
+
+WORST_PAIRS = 8
+PRIVACY_WARNING = (
+    "A synthetic slice that nearly copies a training slice copies a patient's scan: it is a privacy leak, and such "
+    "pairs must not leave the institution. Check the flagged pairs in memorisation.png."
+)
+
+
+class Progress:
+    """Progress events over weighted units of work, with an ETA from the rate so far."""
+
+    def __init__(self, reporter: Reporter, total: int):
+        self.reporter, self.total, self.done, self.start = reporter, total, 0, time.perf_counter()
+
+    def advance(self, stage: str, units: int = 1) -> None:
+        self.done += units
+        elapsed = time.perf_counter() - self.start
+        remaining = elapsed / self.done * (self.total - self.done)
+        self.reporter.emit("progress", stage=stage, step=self.done, total=self.total, eta_s=round(remaining, 1))
+
+
+def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
+    """`count` slices sampled from a model folder, in the model's space; each is its own 'case'."""
+    from RaGANLib.generate import sample
+    from RaGANLib.model_folder import load
+
+    generator, description = load(model)
+    images, labels = sample(generator, count, seed, description["latent_size"])
+    return SliceSet(images, labels, np.arange(count)), Space.of_model(description)
+
+
+def fidelity(reference: np.ndarray, other: np.ndarray) -> dict:
+    """Frechet distance and unbiased KID between standardised feature sets (our features, not Inception's)."""
+    reference, other = metrics.standardise(reference, other)
+    kid, kid_std = metrics.kernel_distance(reference, other)
+    return {"frechet": float(metrics.frechet_distance(reference, other)), "kid": float(kid), "kid_std": float(kid_std)}
+
+
+def memorisation_figures(synthetic: SliceSet, training: SliceSet, held_out: SliceSet) -> tuple[dict, dict]:
+    """Memorisation figures for the report, and the raw arrays for the worst-pairs picture."""
+    found = metrics.memorisation(synthetic.images, training.images, held_out.images)
+    flagged = int(np.sum(found["synthetic_ncc"] > found["threshold"]))
+    figures = {
+        "threshold": round(float(found["threshold"]), 4),
+        "share": float(found["share"]),
+        "flagged": flagged,
+        "synthetic_ncc_max": round(float(np.max(found["synthetic_ncc"])), 4),
+        "synthetic_ncc_median": round(float(np.median(found["synthetic_ncc"])), 4),
+        "held_out_ncc_median": round(float(np.median(found["held_out_ncc"])), 4),
+    }
+    return figures, found
+
+
+def worst_pairs_picture(synthetic: SliceSet, training: SliceSet, found: dict, colors) -> "preview.Image.Image":
+    order = np.argsort(-found["synthetic_ncc"])[:WORST_PAIRS]
+    nearest = found["nearest"][order]
+    scores = ", ".join(f"{found['synthetic_ncc'][i]:.3f}" for i in order)
+    return preview.titled(
+        [
+            (f"synthetic slices most like a training slice (NCC {scores})", _grid(synthetic, order, colors)),
+            (
+                f"their nearest training slices (flag above NCC {found['threshold']:.3f})",
+                _grid(training, nearest, colors),
+            ),
+        ]
+    )
+
+
+def _grid(slices: SliceSet, chosen, colors):
+    return preview.grid(np.asarray(slices.images[chosen], np.float32), np.asarray(slices.labels[chosen]), colors)
+
+
+def class_table(space: Space, names: list[str]) -> list[dict]:
+    return [{"index": i, "value": int(v), "name": names[i]} for i, v in enumerate(space.values)]
+
+
+def evaluate(
+    synthetic: Path,
+    real: Path,
+    held_out: Path,
+    out: Path,
+    reporter: Reporter,
+    count: int = 1000,
+    seed: int = 0,
+    size: int = 128,
+    with_downstream: bool = False,
+    protocol: downstream.UNetProtocol | None = None,
+) -> dict:
+    """Measure the synthetic set against the real ones and write the report folder `out`; returns the figures."""
+    synthetic, real, held_out, out = Path(synthetic), Path(real), Path(held_out), Path(out)
+    protocol = protocol or downstream.UNetProtocol()
+    if count < 2:
+        raise BadInput(f"--count must be at least 2, got {count}")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output '{out}' exists and is not a folder")
+    from_model = (synthetic / "model.json").exists()
+    units = 9 + (3 * protocol.steps // 50 if with_downstream else 0)
+    progress = Progress(reporter, units)
+    reporter.emit("started", synthetic=str(synthetic), real=str(real), held_out=str(held_out), out=str(out))
+
+    with tempfile.TemporaryDirectory(prefix="ragan-evaluate-") as work:
+        work = Path(work)
+        if from_model:
+            fake, space = sample_model(synthetic, count, seed)
+            progress.advance("sampled synthetic slices")
+            training, space = read_set(real, space, work, "training", reporter)
+        else:
+            space = Space(size, "axial", None, "auto", (-1000.0, 1000.0), None)
+            training, space = read_set(real, space, work, "training", reporter)
+            fake, _ = read_set(synthetic, space, work, "synthetic", reporter, slices="all")
+            progress.advance("read synthetic cases")
+        progress.advance("read training cases")
+        test, _ = read_set(held_out, space, work, "held-out", reporter)
+        progress.advance("read held-out cases")
+    classes = len(space.values)
+    names = ["background"] + [f"label_{v}" for v in space.values[1:]]
+    if from_model:
+        names = [c["name"] for c in json.loads((synthetic / "model.json").read_text())["classes"]]
+
+    features = {}
+    for key, slices in (("training", training), ("held_out", test), ("synthetic", fake)):
+        features[key], feature_names = slice_features(slices.images, slices.labels, classes)
+        progress.advance(f"features of {key} slices")
+    memorised, found = memorisation_figures(fake, training, test)
+    progress.advance("nearest training slices")
+    figures = {
+        "sets": {
+            "training": {"cases": int(len(np.unique(training.cases))), "slices": len(training)},
+            "held_out": {"cases": int(len(np.unique(test.cases))), "slices": len(test)},
+            "synthetic": {"slices": len(fake), "source": "model" if from_model else "cases", "seed": seed},
+        },
+        "space": {
+            "size": space.size,
+            "axis": space.axis,
+            "spacing_mm": round(space.spacing, 4),
+            "modality": space.modality,
+            "classes": class_table(space, names),
+        },
+        "fidelity": {
+            "features": len(feature_names),
+            "synthetic_vs_training": fidelity(features["training"], features["synthetic"]),
+            "held_out_vs_training": fidelity(features["training"], features["held_out"]),
+        },
+        "diversity": {
+            "ms_ssim_synthetic": float(metrics.mean_pairwise_ms_ssim(fake.images, seed=seed)),
+            "ms_ssim_training": float(metrics.mean_pairwise_ms_ssim(training.images, seed=seed)),
+        },
+        "labels": {
+            "training": _named(metrics.label_statistics(training.labels, classes), names),
+            "synthetic": _named(metrics.label_statistics(fake.labels, classes), names),
+        },
+        "memorisation": memorised,
+    }
+    progress.advance("diversity and label statistics")
+
+    if with_downstream:
+        arms = {"real": [training], "synthetic": [fake], "real+synthetic": [training, fake]}
+        figures["downstream"] = {"protocol": dataclasses.asdict(protocol), "arms": {}}
+        for arm, sources in arms.items():
+            done = progress.done
+            result = downstream.run_arm(
+                sources,
+                test,
+                classes,
+                protocol,
+                lambda step, total, arm=arm, done=done: _unet_progress(progress, arm, done, step),
+            )
+            figures["downstream"]["arms"][arm] = _named_dice(result, names)
+
+    colors = [c for c in _colors(synthetic, from_model, classes)]
+    pictures = {
+        "samples.png": preview.titled(
+            [
+                ("real training slices", _grid(training, np.linspace(0, len(training) - 1, 16).astype(int), colors)),
+                ("synthetic slices", _grid(fake, np.arange(min(16, len(fake))), colors)),
+            ]
+        ),
+        "memorisation.png": worst_pairs_picture(fake, training, found, colors),
+    }
+    write_report(out, figures, pictures)
+    progress.advance("report written")
+    reporter.emit("finished", out=str(out), report=str(out / "report.md"))
+    return figures
+
+
+def _unet_progress(progress: Progress, arm: str, done_before: int, step: int) -> None:
+    progress.done = done_before + step // 50 - 1
+    progress.advance(f"U-Net on {arm} slices, step {step}")
+
+
+def _named(statistics: dict, names: list[str]) -> dict:
+    per_class = statistics.pop("classes")
+    return {
+        **statistics,
+        "classes": {names[e["class"]]: {k: v for k, v in e.items() if k != "class"} for e in per_class},
+    }
+
+
+def _named_dice(result: dict, names: list[str]) -> dict:
+    return {
+        "dice": {names[c]: round(v, 4) for c, v in result["per_class"].items()},
+        "mean_foreground_dice": round(result["mean_foreground"], 4),
+    }
+
+
+def _colors(synthetic: Path, from_model: bool, classes: int) -> list:
+    if from_model:
+        return [c["color"] for c in json.loads((synthetic / "model.json").read_text())["classes"]]
+    from RaGANLib.prepare import PALETTE
+
+    return [[0.0, 0.0, 0.0]] + [PALETTE[(i - 1) % len(PALETTE)] for i in range(1, classes)]
+
+
+def write_report(out: Path, figures: dict, pictures: dict) -> None:
+    """report.json, report.md and the pictures, staged beside `out` and moved in when complete."""
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_json_atomic(staging / "report.json", figures)
+    (staging / "report.md").write_text(markdown(figures))
+    for name, picture in pictures.items():
+        preview.save_png(picture, staging / name)
+    out.mkdir(parents=True, exist_ok=True)
+    for item in staging.iterdir():
+        target = out / item.name
+        item.replace(target)
+    staging.rmdir()
+
+
+def markdown(figures: dict) -> str:
+    """The readable report."""
+    sets, fid, div, mem = figures["sets"], figures["fidelity"], figures["diversity"], figures["memorisation"]
+    lines = [
+        "# RaGAN evaluation",
+        "",
+        f"Training set: {sets['training']['cases']} cases, {sets['training']['slices']} slices. "
+        f"Held-out set: {sets['held_out']['cases']} cases, {sets['held_out']['slices']} slices. "
+        f"Synthetic: {sets['synthetic']['slices']} slices (from a {sets['synthetic']['source']}).",
+        f"Space: {figures['space']['size']} px, {figures['space']['spacing_mm']} mm pixels, "
+        f"{figures['space']['axis']}, {figures['space']['modality']}.",
+        "",
+        "## Fidelity",
+        "",
+        f"Frechet distance and KID over RaGAN's own {fid['features']} slice features (intensity histogram, GLCM and "
+        "LBP texture, label shape per class), standardised on the training slices. Not FID: no Inception network. "
+        "Lower is closer; held-out real slices show what a perfect generator would score.",
+        "",
+        "| compared with training slices | Frechet distance | KID |",
+        "|---|---|---|",
+    ]
+    for key, title in (("synthetic_vs_training", "synthetic"), ("held_out_vs_training", "held-out real")):
+        lines.append(f"| {title} | {fid[key]['frechet']:.3f} | {fid[key]['kid']:.4f} ± {fid[key]['kid_std']:.4f} |")
+    lines += [
+        "",
+        "## Diversity",
+        "",
+        f"Mean pairwise MS-SSIM: synthetic {div['ms_ssim_synthetic']:.3f}, real training {div['ms_ssim_training']:.3f}"
+        " (higher means more alike; a synthetic figure far above the real one means too little variety).",
+        "",
+        "## Labels",
+        "",
+        "| | empty slices | fragmented slices | "
+        + " | ".join(f"{n} present" for n in figures["labels"]["training"]["classes"])
+        + " |",
+        "|---" * (3 + len(figures["labels"]["training"]["classes"])) + "|",
+    ]
+    for key in ("training", "synthetic"):
+        stats = figures["labels"][key]
+        present = " | ".join(f"{c['frequency']:.2f}" for c in stats["classes"].values())
+        lines.append(f"| {key} | {stats['empty_share']:.3f} | {stats['fragmented_share']:.3f} | {present} |")
+    verdict = (
+        f"**{mem['flagged']} synthetic slices ({mem['share']:.1%}) are closer to a training slice than 99% of "
+        "held-out real slices are.** " + PRIVACY_WARNING
+        if mem["flagged"]
+        else "No synthetic slice is closer to a training slice than 99% of held-out real slices are."
+    )
+    lines += [
+        "",
+        "## Memorisation",
+        "",
+        f"Nearest training slice of every synthetic slice by normalised cross-correlation (NCC). Threshold: the 99th "
+        f"percentile of held-out-to-training NCC, {mem['threshold']:.3f}. Highest synthetic NCC "
+        f"{mem['synthetic_ncc_max']:.3f}, median {mem['synthetic_ncc_median']:.3f} (held-out median "
+        f"{mem['held_out_ncc_median']:.3f}).",
+        "",
+        verdict,
+        "",
+    ]
+    if "downstream" in figures:
+        arms = figures["downstream"]["arms"]
+        class_names = list(next(iter(arms.values()))["dice"])
+        protocol = figures["downstream"]["protocol"]
+        lines += [
+            "## Downstream segmentation",
+            "",
+            f"A fixed 2D U-Net ({protocol['steps']} steps, batch {protocol['batch']}, seed {protocol['seed']}) per arm,"
+            " tested on the held-out cases; Dice per case, averaged.",
+            "",
+            "| trained on | " + " | ".join(class_names) + " | mean foreground Dice |",
+            "|---" * (2 + len(class_names)) + "|",
+        ]
+        for arm, result in arms.items():
+            dice = " | ".join(f"{v:.3f}" for v in result["dice"].values())
+            lines.append(f"| {arm} | {dice} | {result['mean_foreground_dice']:.3f} |")
+        lines.append("")
+    lines += ["Pictures: samples.png (real against synthetic), memorisation.png (closest pairs).", ""]
+    return "\n".join(lines)

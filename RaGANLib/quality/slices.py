@@ -1,0 +1,105 @@
+"""The slices an evaluation compares: real training, held-out real and synthetic, on one grid and one scale.
+
+Real sets come in any form `ragan train` reads (an nnU-Net folder, or a CSV/JSON pairs file) and are prepared the
+way training prepares them: labelled slices, resampled to the model's pixel spacing and size, intensities mapped to
+[-1, 1] with the model's mapping. Synthetic slices come straight from a model folder (sampled in that same space),
+or from a folder of synthetic cases in any input form. Every slice keeps the number of its case: splits and Dice are
+by case, never by slice.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from RaGANLib.errors import BadInput
+from RaGANLib.events import Reporter
+from RaGANLib.prepare import survey, write_cache
+from RaGANLib.spec import TrainSpec
+
+
+@dataclasses.dataclass
+class SliceSet:
+    """Slices of one set: images in [-1, 1], class indices, and the case number of each slice."""
+
+    images: np.ndarray  # [n, size, size] float
+    labels: np.ndarray  # [n, size, size] uint8
+    cases: np.ndarray  # [n] int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def of_cases(self, chosen) -> "SliceSet":
+        keep = np.isin(self.cases, list(chosen))
+        return SliceSet(self.images[keep], self.labels[keep], self.cases[keep])
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """The common space of all sets: slice size, axis, pixel spacing, intensity mapping and classes."""
+
+    size: int
+    axis: str
+    spacing: float | None  # None: chosen from the training set
+    modality: str  # "auto" until the training set decides
+    ct_window: tuple[float, float]
+    values: tuple[int, ...] | None  # original label values of classes 0..K-1; None until decided
+
+    @classmethod
+    def of_model(cls, description: dict) -> "Space":
+        intensity, grid = description["intensity"], description["slice"]
+        return cls(
+            size=grid["size"],
+            axis=grid["axis"],
+            spacing=float(grid["spacing"][0]),
+            modality=description["modality"],
+            ct_window=(intensity["low"], intensity["high"]),
+            values=tuple(c["value"] for c in description["classes"]),
+        )
+
+
+def input_spec(path: Path, space: Space, slices: str) -> TrainSpec:
+    """A spec that reads `path` (nnU-Net folder or pairs file) into `space`."""
+    path = Path(path)
+    if path.is_dir() and (path / "dataset.json").exists():
+        source = {"dataset": str(path.resolve())}
+    elif path.is_file() and path.suffix.lower() in (".csv", ".json"):
+        source = {"pairs_file": str(path.resolve())}
+    elif path.is_dir():
+        raise BadInput(f"'{path}' is neither an nnU-Net dataset folder (no dataset.json) nor a RaGAN model folder")
+    else:
+        raise BadInput(f"'{path}' does not exist or is not a dataset folder or a .csv/.json pairs file")
+    spec = TrainSpec(
+        **source,
+        size=space.size,
+        axis=space.axis,
+        spacing=space.spacing,
+        intensity=space.modality,
+        ct_window=list(space.ct_window),
+        slices=slices,
+    )
+    spec.validate(str(path))
+    return spec
+
+
+def read_set(path: Path, space: Space, work: Path, name: str, reporter: Reporter, slices: str = "labelled"):
+    """Prepare the cases of `path` in `space` (into `work/name`); returns the slices and the space, now decided."""
+    plan = survey(input_spec(path, space, slices), reporter)
+    if space.values is not None:
+        unknown = sorted(set(plan.values) - set(space.values))
+        if unknown:
+            raise BadInput(
+                f"the {name} set '{path}' has label value(s) {unknown} that the model or training set does not "
+                f"know (it has {list(space.values)})"
+            )
+        plan = dataclasses.replace(plan, values=list(space.values))
+    data = write_cache(plan, work / name)
+    cases = np.repeat(np.arange(len(data.meta["case_slices"])), data.meta["case_slices"])
+    decided = dataclasses.replace(
+        space,
+        spacing=plan.target,
+        modality=plan.modality,
+        ct_window=(plan.normalisation.low, plan.normalisation.high) if plan.modality == "ct" else space.ct_window,
+        values=tuple(plan.values),
+    )
+    return SliceSet(np.asarray(data.images, np.float32), np.asarray(data.labels), cases), decided

@@ -1,0 +1,132 @@
+"""`ragan evaluate` for real: phantom cases split by case into training and held-out sets, a tiny trained model, the
+command in a subprocess, and the known answers of the downstream U-Net and Dice.
+
+The story: a researcher measures a model against the cases it learnt from and cases it never saw; then checks that
+handing in copies of the training cases as "synthetic" is caught as memorisation; then gives a wrong path."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from ragan_testing import TINY, events_of, phantom_pair, ragan
+
+from RaGANLib.quality import downstream
+from RaGANLib.quality.slices import SliceSet
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """Six phantom cases as pairs files: four for training, two held out; and a model trained on the four."""
+    root = tmp_path_factory.mktemp("evaluate")
+    pairs = [phantom_pair(root / "cases", seed) for seed in range(6)]
+    rows = [f"{image},{label},case{i}" for i, (image, label) in enumerate(pairs)]
+    (root / "train.csv").write_text("\n".join(rows[:4]) + "\n")
+    (root / "test.csv").write_text("\n".join(rows[4:]) + "\n")
+    result = ragan("train", "--pairs-file", root / "train.csv", "--arch", "residual", "--out", root / "run", *TINY)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+def test_report_of_a_model_against_training_and_held_out_cases(split):
+    out = split / "report"
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
+        "--held-out", split / "test.csv", "--out", out, "--count", "48", "--downstream", "--unet-steps", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    stages = [e["stage"] for e in events if e["event"] == "progress"]
+    assert stages[-1] == "report written" and any(s.startswith("U-Net on real+synthetic") for s in stages)
+    assert [e["step"] for e in events if e["event"] == "progress"] == sorted(e["step"] for e in events[1:-1])
+    assert events[-1]["event"] == "finished"
+    assert sorted(p.name for p in out.iterdir()) == ["memorisation.png", "report.json", "report.md", "samples.png"]
+
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["sets"]["training"]["cases"] == 4 and figures["sets"]["held_out"]["cases"] == 2
+    assert figures["sets"]["synthetic"]["slices"] == 48
+    assert [c["name"] for c in figures["space"]["classes"]] == ["background", "label_1", "label_2"]
+    fidelity = figures["fidelity"]
+    # six steps of training are far from real: further from the training slices than unseen real cases are
+    assert fidelity["synthetic_vs_training"]["frechet"] > 2 * fidelity["held_out_vs_training"]["frechet"]
+    assert fidelity["synthetic_vs_training"]["kid"] > fidelity["held_out_vs_training"]["kid"]
+    assert 0 < figures["diversity"]["ms_ssim_training"] <= 1
+    assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2"}
+    assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text()
+    arms = figures["downstream"]["arms"]
+    assert list(arms) == ["real", "synthetic", "real+synthetic"]
+    assert all(0 <= arm["mean_foreground_dice"] <= 1 for arm in arms.values())
+    assert "| real+synthetic |" in (out / "report.md").read_text()
+
+
+def test_copies_of_training_cases_are_flagged_as_memorised(split):
+    out = split / "copied"
+    result = ragan(
+        "evaluate", "--synthetic", split / "train.csv", "--real", split / "train.csv",
+        "--held-out", split / "test.csv", "--out", out, "--size", "64",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["sets"]["synthetic"]["source"] == "cases"
+    assert figures["memorisation"]["share"] == 1.0
+    assert figures["memorisation"]["synthetic_ncc_max"] == pytest.approx(1.0, abs=1e-4)
+    assert figures["fidelity"]["synthetic_vs_training"]["frechet"] < 1e-6
+    report = (out / "report.md").read_text()
+    assert "privacy leak" in report and f"{figures['memorisation']['flagged']} synthetic slices (100.0%)" in report
+
+
+def test_bad_inputs_are_refused_before_anything_is_written(split, tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
+        "--held-out", missing, "--out", tmp_path / "report",
+    )  # fmt: skip
+    assert result.returncode == 2 and str(missing) in events_of(result.stdout)[-1]["message"]
+    assert not (tmp_path / "report").exists()
+
+    strange = tmp_path / "strange"
+    image, label = phantom_pair(strange, seed=9)
+    volume = sitk.ReadImage(str(label))
+    sitk.WriteImage(volume * 5, str(label))  # label value 5 (and 10): classes the model never learnt
+    (tmp_path / "strange.csv").write_text(f"{image},{label}\n")
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
+        "--held-out", tmp_path / "strange.csv", "--out", tmp_path / "report",
+    )  # fmt: skip
+    message = events_of(result.stdout)[-1]["message"]
+    assert result.returncode == 2 and "held-out" in message and "[5, 10]" in message
+    assert not (tmp_path / "report").exists()
+
+
+def discs(count: int, seed: int) -> SliceSet:
+    """Bright discs of random place and size on noise: an easy segmentation task."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((count, 64, 64), np.uint8)
+    for i in range(count):
+        cy, cx, r = rng.integers(16, 48), rng.integers(16, 48), rng.integers(5, 12)
+        labels[i] = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    images = np.where(labels, 0.5, -0.5) + rng.normal(0, 0.2, labels.shape)
+    return SliceSet(images.astype(np.float32), labels, np.arange(count) // 4)
+
+
+def test_unet_learns_an_easy_task_in_a_few_seconds_of_steps():
+    protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
+    result = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol)
+    assert result["per_class"][1] > 0.9 and result["mean_foreground"] == result["per_class"][1]
+
+
+def test_dice_by_case_known_answers():
+    truth = np.zeros((4, 8, 8), np.uint8)
+    truth[:2, :4] = 1  # case 0 has class 1 in both slices; case 1 has no class 1
+    cases = np.array([0, 0, 1, 1])
+    perfect = downstream.dice_by_case(truth, truth, cases, 2)
+    assert perfect == {"per_class": {1: 1.0}, "mean_foreground": 1.0}
+    half = truth.copy()
+    half[1] = 0  # half of case 0's class-1 pixels missed: Dice 2*32/(32+64)
+    assert downstream.dice_by_case(half, truth, cases, 2)["per_class"][1] == pytest.approx(2 / 3)
+    wrong = truth.copy()
+    wrong[2, 0, 0] = 1  # a false positive in case 1, where the truth has none: Dice 0 for that case
+    assert downstream.dice_by_case(wrong, truth, cases, 2)["per_class"][1] == pytest.approx(0.5)
+    absent = downstream.dice_by_case(truth, truth, cases, 3)
+    assert np.isnan(absent["per_class"][2]) and absent["mean_foreground"] == 1.0
