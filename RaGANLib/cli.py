@@ -22,7 +22,7 @@ TRAIN_OPTIONS = [
     ("--intensity", "intensity", str, f"normalisation: {', '.join(INTENSITY_PRESETS)} (default auto)"),
     ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
     ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
-    ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default dcgan)"),
+    ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default residual)"),
     ("--steps", "steps", int, "total training steps (default 2000)"),
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--size", type=int, default=128, help="slice size when --synthetic is cases (default 128)")
     evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
     evaluate.add_argument("--unet-steps", type=int, default=1500, help="U-Net steps per arm (default 1500)")
-    evaluate.epilog = "(*) an nnU-Net dataset folder or a CSV/JSON pairs file, as `ragan train` reads them"
+    evaluate.epilog = "(*) an nnU-Net dataset folder, a CSV/JSON pairs file, or a run's spec.json (its inputs)"
     _add_events_flag(evaluate)
 
     info = commands.add_parser("info", help="report TensorFlow and the device it sees")

@@ -39,7 +39,7 @@ class TrainSpec:
     empty_ratio: float = 0.0  # with slices=labelled: add this many empty slices per labelled one
 
     # Model and training.
-    arch: str = "dcgan"  # generator/discriminator family
+    arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
     lr: float = 0.0002  # Adam learning rate of both networks

@@ -8,6 +8,7 @@ augmentation of both real and synthetic pairs, an exponential moving average (EM
 All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
 """
 
+import contextlib
 import io
 import signal
 import time
@@ -294,14 +295,28 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
         modality=data.meta["modality"],
     )
 
+    with stop_requests() as stop:
+        return _train_prepared(spec, run, data, reporter, resume, strategy, stop)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While inside, SIGTERM and SIGINT only set the yielded flag (the loop then checkpoints and stops); the
+    previous handlers come back afterwards, so a program that trains several runs can still be interrupted."""
     stop = {"signal": None}
 
     def request_stop(number, _frame):
         stop["signal"] = signal.Signals(number).name
 
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, request_stop)
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
+
+def _train_prepared(spec: TrainSpec, run: RunFolder, data, reporter: Reporter, resume: bool, strategy, stop) -> dict:
     import tensorflow as tf
 
     strategy = strategy or choose_strategy(spec, reporter)

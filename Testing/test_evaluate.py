@@ -1,8 +1,9 @@
 """`ragan evaluate` for real: phantom cases split by case into training and held-out sets, a tiny trained model, the
 command in a subprocess, and the known answers of the downstream U-Net and Dice.
 
-The story: a researcher measures a model against the cases it learnt from and cases it never saw; then checks that
-handing in copies of the training cases as "synthetic" is caught as memorisation; then gives a wrong path."""
+The story: a researcher measures a model against the cases it learnt from (named by the run's spec.json) and cases
+it never saw; then checks that handing in copies of the training cases as "synthetic" is caught as memorisation;
+then gives a wrong path."""
 
 import json
 
@@ -31,7 +32,7 @@ def split(tmp_path_factory):
 def test_report_of_a_model_against_training_and_held_out_cases(split):
     out = split / "report"
     result = ragan(
-        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
+        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "run" / "spec.json",
         "--held-out", split / "test.csv", "--out", out, "--count", "48", "--downstream", "--unet-steps", "4",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,6 +5,7 @@ synthetic pairs twice with the same seed, moves the model folder elsewhere and l
 resumed; a run is stopped with the stop file while a second trainer is refused."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan
+
+from RaGANLib.training import stop_requests
 
 SECRET = "DOE^JANE-0xSECRET"
 SECRET_FOLDER = "patient_folder_0xSECRET"
@@ -195,3 +198,12 @@ def stop_while_refusing_a_second_trainer(process, phantom_dataset, run):
     checkpoint = next(e for e in rest if e["event"] == "checkpoint")
     assert checkpoint["step"] == rest[-1]["step"] and Path(checkpoint["path"]).exists()
     assert (run / "model" / "generator.keras").exists() and not (run / "STOP").exists()
+
+
+def test_stop_requests_catch_signals_only_while_training():
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_requests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop["signal"] == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before  # a program that trains several runs can be stopped again

@@ -284,14 +284,19 @@ def markdown(figures: dict) -> str:
         "",
         "## Labels",
         "",
+        "Per class: share of slices that hold it, and its median area (% of the slice) where present.",
+        "",
         "| | empty slices | fragmented slices | "
-        + " | ".join(f"{n} present" for n in figures["labels"]["training"]["classes"])
+        + " | ".join(f"{n} present | {n} median area" for n in figures["labels"]["training"]["classes"])
         + " |",
-        "|---" * (3 + len(figures["labels"]["training"]["classes"])) + "|",
+        "|---" * (3 + 2 * len(figures["labels"]["training"]["classes"])) + "|",
     ]
     for key in ("training", "synthetic"):
         stats = figures["labels"][key]
-        present = " | ".join(f"{c['frequency']:.2f}" for c in stats["classes"].values())
+        present = " | ".join(
+            f"{c['frequency']:.2f} | " + (f"{100 * c['area']['p50']:.1f}" if c["area"] else "-")
+            for c in stats["classes"].values()
+        )
         lines.append(f"| {key} | {stats['empty_share']:.3f} | {stats['fragmented_share']:.3f} | {present} |")
     verdict = (
         f"**{mem['flagged']} synthetic slices ({mem['share']:.1%}) are closer to a training slice than 99% of "
@@ -328,5 +333,12 @@ def markdown(figures: dict) -> str:
             dice = " | ".join(f"{v:.3f}" for v in result["dice"].values())
             lines.append(f"| {arm} | {dice} | {result['mean_foreground_dice']:.3f} |")
         lines.append("")
-    lines += ["Pictures: samples.png (real against synthetic), memorisation.png (closest pairs).", ""]
+    lines += [
+        "## Pictures",
+        "",
+        "![Real training slices above synthetic ones, each plain and with its label](samples.png)",
+        "",
+        "![The synthetic slices closest to a training slice, above those training slices](memorisation.png)",
+        "",
+    ]
     return "\n".join(lines)

@@ -1,10 +1,10 @@
 """The slices an evaluation compares: real training, held-out real and synthetic, on one grid and one scale.
 
-Real sets come in any form `ragan train` reads (an nnU-Net folder, or a CSV/JSON pairs file) and are prepared the
-way training prepares them: labelled slices, resampled to the model's pixel spacing and size, intensities mapped to
-[-1, 1] with the model's mapping. Synthetic slices come straight from a model folder (sampled in that same space),
-or from a folder of synthetic cases in any input form. Every slice keeps the number of its case: splits and Dice are
-by case, never by slice.
+Real sets come in any form `ragan train` reads (an nnU-Net folder, a CSV/JSON pairs file, or a run's spec.json with
+its inputs, pairs included) and are prepared the way training prepares them: labelled slices, resampled to the
+model's pixel spacing and size, intensities mapped to [-1, 1] with the model's mapping. Synthetic slices come
+straight from a model folder (sampled in that same space), or from synthetic cases in any input form. Every slice
+keeps the number of its case: splits and Dice are by case, never by slice.
 """
 
 import dataclasses
@@ -63,6 +63,9 @@ def input_spec(path: Path, space: Space, slices: str) -> TrainSpec:
     path = Path(path)
     if path.is_dir() and (path / "dataset.json").exists():
         source = {"dataset": str(path.resolve())}
+    elif path.is_file() and path.suffix.lower() == ".json" and path.read_text().lstrip().startswith("{"):
+        saved = TrainSpec.load(path)  # a run's spec.json: its inputs, whatever form they took
+        source = {"dataset": saved.dataset, "pairs_file": saved.pairs_file, "pairs": saved.pairs}
     elif path.is_file() and path.suffix.lower() in (".csv", ".json"):
         source = {"pairs_file": str(path.resolve())}
     elif path.is_dir():
