@@ -192,7 +192,7 @@ def evaluate(
             )
             figures["downstream"]["arms"][arm] = _named_dice(result, names)
 
-    colors = [c for c in _colors(synthetic, from_model, classes)]
+    colors = _colors(synthetic, from_model, classes)
     pictures = {
         "samples.png": preview.titled(
             [

@@ -105,4 +105,5 @@ def read_set(path: Path, space: Space, work: Path, name: str, reporter: Reporter
         ct_window=(plan.normalisation.low, plan.normalisation.high) if plan.modality == "ct" else space.ct_window,
         values=tuple(plan.values),
     )
-    return SliceSet(np.asarray(data.images, np.float32), np.asarray(data.labels), cases), decided
+    # Copies, not views of the memory-mapped cache: the caller may delete `work` (Windows refuses to while mapped).
+    return SliceSet(np.array(data.images, np.float32), np.array(data.labels), cases), decided
