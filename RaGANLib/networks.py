@@ -33,8 +33,9 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def _dcgan_generator(size: int, classes: int, width: int, name: str) -> keras.Model:
-    """Latent vector -> 4x4 features -> (upsample, 2 convolutions) per doubling -> image + class probabilities."""
+def _generator(size: int, classes: int, width: int, name: str, residual: bool) -> keras.Model:
+    """Latent vector -> 4x4 features -> per doubling: upsample (nearest; bilinear when residual), 2 convolutions
+    (plus the upsampled input when residual) -> image + class probabilities."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
     x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
@@ -43,57 +44,16 @@ def _dcgan_generator(size: int, classes: int, width: int, name: str) -> keras.Mo
     for level in range(int(math.log2(size // 4))):
         resolution = 8 * 2**level
         filters = channels_at(resolution, size, width)
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{resolution}")(x)
+        up = layers.UpSampling2D(2, interpolation="bilinear" if residual else "nearest", name=f"up{resolution}")(x)
+        x = up
         for k in range(2):
             x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)
             x = layers.LeakyReLU(0.2)(x)
             x = pixel_norm(x, f"norm{resolution}_{k}")
-    image = layers.Conv2D(1, 1, dtype="float32", name="image")(x)
-    label = layers.Conv2D(classes, 1, name="to_label")(x)
-    label = layers.Activation("softmax", dtype="float32", name="label")(label)
-    pair = layers.Concatenate(dtype="float32", name="pair")([image, label])
-    return keras.Model(latent, pair, name=name)
-
-
-def _dcgan_discriminator(size: int, classes: int, width: int) -> keras.Model:
-    """Image + label channels -> (2 convolutions, downsample) per halving down to 4x4 -> one realness score."""
-    pair = keras.Input((size, size, 1 + classes), name="pair")
-    x = layers.Conv2D(width, 1, name="from_pair")(pair)
-    x = layers.LeakyReLU(0.2)(x)
-    resolution = size
-    while resolution > 4:
-        for k, filters in enumerate((channels_at(resolution, size, width), channels_at(resolution // 2, size, width))):
-            x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)
-            x = layers.LeakyReLU(0.2)(x)
-        x = layers.AveragePooling2D(2, name=f"down{resolution}")(x)
-        resolution //= 2
-    x = layers.Flatten()(x)
-    x = layers.Dense(channels_at(4, size, width), name="features")(x)
-    x = layers.LeakyReLU(0.2)(x)
-    score = layers.Dense(1, dtype="float32", name="score")(x)
-    return keras.Model(pair, score, name="discriminator")
-
-
-def _residual_generator(size: int, classes: int, width: int, name: str) -> keras.Model:
-    """Latent vector -> 4x4 features -> residual up-blocks (bilinear upsampling, 2 convolutions, plus the
-    upsampled input) -> image + class probabilities."""
-    latent = keras.Input((LATENT_SIZE,), name="latent")
-    x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
-    x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
-    x = layers.LeakyReLU(0.2)(x)
-    x = pixel_norm(x, "norm4")
-    for level in range(int(math.log2(size // 4))):
-        resolution = 8 * 2**level
-        filters = channels_at(resolution, size, width)
-        up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{resolution}")(x)
-        h = up
-        for k in range(2):
-            h = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(h)
-            h = layers.LeakyReLU(0.2)(h)
-            h = pixel_norm(h, f"norm{resolution}_{k}")
-        if up.shape[-1] != filters:
-            up = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(up)
-        x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([h, up]))
+        if residual:
+            if up.shape[-1] != filters:
+                up = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(up)
+            x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([x, up]))
     image = layers.Conv2D(1, 1, dtype="float32", name="image")(x)
     label = layers.Conv2D(classes, 1, name="to_label")(x)
     label = layers.Activation("softmax", dtype="float32", name="label")(label)
@@ -110,27 +70,30 @@ class MinibatchStddev(layers.Layer):
         return ops.concatenate([x, ops.zeros_like(x[..., :1]) + ops.cast(spread, x.dtype)], axis=-1)
 
 
-def _residual_discriminator(size: int, classes: int, width: int) -> keras.Model:
-    """Image + label channels -> residual down-blocks to 4x4 -> minibatch deviation -> one realness score."""
+def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras.Model:
+    """Image + label channels -> per halving: 2 convolutions and downsampling (plus the downsampled input when
+    residual) down to 4x4 -> (minibatch deviation and a convolution when residual) -> one realness score."""
     pair = keras.Input((size, size, 1 + classes), name="pair")
     x = layers.Conv2D(width, 1, name="from_pair")(pair)
     x = layers.LeakyReLU(0.2)(x)
     resolution = size
     while resolution > 4:
         filters = channels_at(resolution // 2, size, width)
-        h = x
+        block_input = x
         for k, count in enumerate((channels_at(resolution, size, width), filters)):
-            h = layers.Conv2D(count, 3, padding="same", name=f"conv{resolution}_{k}")(h)
-            h = layers.LeakyReLU(0.2)(h)
-        h = layers.AveragePooling2D(2, name=f"down{resolution}")(h)
-        shortcut = layers.AveragePooling2D(2, name=f"skip_down{resolution}")(x)
-        if shortcut.shape[-1] != filters:
-            shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(shortcut)
-        x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([h, shortcut]))
+            x = layers.Conv2D(count, 3, padding="same", name=f"conv{resolution}_{k}")(x)
+            x = layers.LeakyReLU(0.2)(x)
+        x = layers.AveragePooling2D(2, name=f"down{resolution}")(x)
+        if residual:
+            shortcut = layers.AveragePooling2D(2, name=f"skip_down{resolution}")(block_input)
+            if shortcut.shape[-1] != filters:
+                shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(shortcut)
+            x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([x, shortcut]))
         resolution //= 2
-    x = MinibatchStddev(name="batch_spread")(x)
-    x = layers.Conv2D(channels_at(4, size, width), 3, padding="same", name="conv4")(x)
-    x = layers.LeakyReLU(0.2)(x)
+    if residual:
+        x = MinibatchStddev(name="batch_spread")(x)
+        x = layers.Conv2D(channels_at(4, size, width), 3, padding="same", name="conv4")(x)
+        x = layers.LeakyReLU(0.2)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(channels_at(4, size, width), name="features")(x)
     x = layers.LeakyReLU(0.2)(x)
@@ -140,11 +103,15 @@ def _residual_discriminator(size: int, classes: int, width: int) -> keras.Model:
 
 def build_generator(arch: str, size: int, classes: int, width: int, name: str = "generator") -> keras.Model:
     """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]."""
-    builder = {"dcgan": _dcgan_generator, "residual": _residual_generator}[arch]
-    return builder(size, classes, width, name)
+    return _generator(size, classes, width, name, residual=_is_residual(arch))
 
 
 def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:
     """The discriminator of an architecture family: [batch, size, size, 1 + classes] -> [batch, 1] scores."""
-    builder = {"dcgan": _dcgan_discriminator, "residual": _residual_discriminator}[arch]
-    return builder(size, classes, width)
+    return _discriminator(size, classes, width, residual=_is_residual(arch))
+
+
+def _is_residual(arch: str) -> bool:
+    if arch not in ("dcgan", "residual"):
+        raise ValueError(f"unknown architecture '{arch}'")
+    return arch == "residual"

@@ -28,7 +28,7 @@ from RaGANLib import preview  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
 from RaGANLib.prepare import survey  # noqa: E402
 from RaGANLib.quality import downstream, metrics  # noqa: E402
-from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
+from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model, slice_grid  # noqa: E402
 from RaGANLib.quality.features import slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
 from RaGANLib.spec import TrainSpec  # noqa: E402
@@ -164,9 +164,9 @@ def main() -> None:
     (work / "figures.json").write_text(json.dumps(figures, indent=2))
     samples = preview.titled(
         [
-            ("real training slices (IBSI STS MR, 128 px)", _grid(real["full"], 16)),
-            ("synthetic: residual GAN trained on the 35 cases", _grid(synthetic["residual-full"], 16)),
-            ("synthetic: baseline dcgan GAN trained on the 35 cases", _grid(synthetic["baseline-full"], 16)),
+            ("real training slices (IBSI STS MR, 128 px)", _spread(real["full"], space)),
+            ("synthetic: residual GAN trained on the 35 cases", _spread(synthetic["residual-full"], space)),
+            ("synthetic: baseline dcgan GAN trained on the 35 cases", _spread(synthetic["baseline-full"], space)),
         ]
     )
     args.docs.mkdir(exist_ok=True)
@@ -175,10 +175,9 @@ def main() -> None:
     print(report(figures, args))
 
 
-def _grid(slices, count: int):
-    chosen = np.linspace(0, len(slices) - 1, count).astype(int)
-    colors = [[0, 0, 0], [0.9, 0.3, 0.25]]
-    return preview.grid(np.asarray(slices.images[chosen], np.float32), np.asarray(slices.labels[chosen]), colors)
+def _spread(slices, space):
+    """16 slices spread evenly over a set, as a preview grid."""
+    return slice_grid(slices, np.linspace(0, len(slices) - 1, 16).astype(int), space.colors)
 
 
 def report(figures: dict, args) -> str:

@@ -8,7 +8,6 @@ folder appears whole or not at all. Everything runs offline: the features are co
 """
 
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
@@ -82,21 +81,22 @@ def worst_pairs_picture(synthetic: SliceSet, training: SliceSet, found: dict, co
     scores = ", ".join(f"{found['synthetic_ncc'][i]:.3f}" for i in order)
     return preview.titled(
         [
-            (f"synthetic slices most like a training slice (NCC {scores})", _grid(synthetic, order, colors)),
+            (f"synthetic slices most like a training slice (NCC {scores})", slice_grid(synthetic, order, colors)),
             (
                 f"their nearest training slices (flag above NCC {found['threshold']:.3f})",
-                _grid(training, nearest, colors),
+                slice_grid(training, nearest, colors),
             ),
         ]
     )
 
 
-def _grid(slices: SliceSet, chosen, colors):
+def slice_grid(slices: SliceSet, chosen, colors):
+    """The preview grid of the chosen slices of a set."""
     return preview.grid(np.asarray(slices.images[chosen], np.float32), np.asarray(slices.labels[chosen]), colors)
 
 
-def class_table(space: Space, names: list[str]) -> list[dict]:
-    return [{"index": i, "value": int(v), "name": names[i]} for i, v in enumerate(space.values)]
+def class_table(space: Space) -> list[dict]:
+    return [{"index": i, "value": int(v), "name": space.names[i]} for i, v in enumerate(space.values)]
 
 
 def evaluate(
@@ -137,10 +137,7 @@ def evaluate(
         progress.advance("read training cases")
         test, _ = read_set(held_out, space, work, "held-out", reporter)
         progress.advance("read held-out cases")
-    classes = len(space.values)
-    names = ["background"] + [f"label_{v}" for v in space.values[1:]]
-    if from_model:
-        names = [c["name"] for c in json.loads((synthetic / "model.json").read_text())["classes"]]
+    classes, names, colors = len(space.values), list(space.names), space.colors
 
     features = {}
     for key, slices in (("training", training), ("held_out", test), ("synthetic", fake)):
@@ -159,7 +156,7 @@ def evaluate(
             "axis": space.axis,
             "spacing_mm": round(space.spacing, 4),
             "modality": space.modality,
-            "classes": class_table(space, names),
+            "classes": class_table(space),
         },
         "fidelity": {
             "features": len(feature_names),
@@ -192,12 +189,14 @@ def evaluate(
             )
             figures["downstream"]["arms"][arm] = _named_dice(result, names)
 
-    colors = _colors(synthetic, from_model, classes)
     pictures = {
         "samples.png": preview.titled(
             [
-                ("real training slices", _grid(training, np.linspace(0, len(training) - 1, 16).astype(int), colors)),
-                ("synthetic slices", _grid(fake, np.arange(min(16, len(fake))), colors)),
+                (
+                    "real training slices",
+                    slice_grid(training, np.linspace(0, len(training) - 1, 16).astype(int), colors),
+                ),
+                ("synthetic slices", slice_grid(fake, np.arange(min(16, len(fake))), colors)),
             ]
         ),
         "memorisation.png": worst_pairs_picture(fake, training, found, colors),
@@ -226,14 +225,6 @@ def _named_dice(result: dict, names: list[str]) -> dict:
         "dice": {names[c]: round(v, 4) for c, v in result["per_class"].items()},
         "mean_foreground_dice": round(result["mean_foreground"], 4),
     }
-
-
-def _colors(synthetic: Path, from_model: bool, classes: int) -> list:
-    if from_model:
-        return [c["color"] for c in json.loads((synthetic / "model.json").read_text())["classes"]]
-    from RaGANLib.prepare import PALETTE
-
-    return [[0.0, 0.0, 0.0]] + [PALETTE[(i - 1) % len(PALETTE)] for i in range(1, classes)]
 
 
 def write_report(out: Path, figures: dict, pictures: dict) -> None:

@@ -29,10 +29,6 @@ class SliceSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def of_cases(self, chosen) -> "SliceSet":
-        keep = np.isin(self.cases, list(chosen))
-        return SliceSet(self.images[keep], self.labels[keep], self.cases[keep])
-
 
 @dataclasses.dataclass(frozen=True)
 class Space:
@@ -44,6 +40,8 @@ class Space:
     modality: str  # "auto" until the training set decides
     ct_window: tuple[float, float]
     values: tuple[int, ...] | None  # original label values of classes 0..K-1; None until decided
+    names: tuple[str, ...] | None = None  # class names, as the model or the training set's preparation gives them
+    colors: tuple[list[float], ...] | None = None  # class colours (r, g, b in 0..1), likewise
 
     @classmethod
     def of_model(cls, description: dict) -> "Space":
@@ -55,6 +53,8 @@ class Space:
             modality=description["modality"],
             ct_window=(intensity["low"], intensity["high"]),
             values=tuple(c["value"] for c in description["classes"]),
+            names=tuple(c["name"] for c in description["classes"]),
+            colors=tuple(c["color"] for c in description["classes"]),
         )
 
 
@@ -104,6 +104,8 @@ def read_set(path: Path, space: Space, work: Path, name: str, reporter: Reporter
         modality=plan.modality,
         ct_window=(plan.normalisation.low, plan.normalisation.high) if plan.modality == "ct" else space.ct_window,
         values=tuple(plan.values),
+        names=space.names or tuple(c["name"] for c in data.meta["classes"]),
+        colors=space.colors or tuple(c["color"] for c in data.meta["classes"]),
     )
     # Copies, not views of the memory-mapped cache: the caller may delete `work` (Windows refuses to while mapped).
     return SliceSet(np.array(data.images, np.float32), np.array(data.labels), cases), decided
