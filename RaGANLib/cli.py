@@ -1,14 +1,16 @@
 """The `ragan` command: train, generate, evaluate, demo, info. Exit codes: 0 done or stopped, 2 bad input, 1 failure."""
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import os
 import sys
 import traceback
 from pathlib import Path
 
 from RaGANLib import __version__
-from RaGANLib.errors import BadInput, RaGANError
+from RaGANLib.errors import BadInput, DiskFull, RaGANError, describe_space
 from RaGANLib.events import Reporter
 from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
 
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pair", nargs=2, action="append", metavar=("IMAGE", "LABEL"), help="an image and its label")
     train.add_argument("--out", type=Path, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in the run folder")
+    train.add_argument(
+        "--accept-changed-inputs",
+        action="store_true",
+        help="with --resume: the input files changed since the run was prepared; prepare again and train on them",
+    )
     train.add_argument("--label-name", action="append", metavar="VALUE=NAME", default=[], help="name a label value")
     train.add_argument("--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help="HU range kept for CT")
     train.add_argument("--multi-gpu", action="store_true", default=None, help="use all local GPUs")
@@ -139,7 +146,7 @@ def run_train(args, reporter: Reporter) -> dict:
     root = args.out or (args.spec.resolve().parent if args.spec else None)
     if root is None:
         raise BadInput("give the run folder with --out")
-    return train(spec, root, reporter, resume=args.resume)
+    return train(spec, root, reporter, resume=args.resume, accept_changed_inputs=args.accept_changed_inputs)
 
 
 def run_info(reporter: Reporter) -> dict:
@@ -206,10 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         reporter.emit("error", kind=error.kind, message=str(error))
         return error.exit_code
     except Exception as error:  # anything unforeseen is reported as an internal failure, with its trace in the log
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error):
+            # A full disk while writing previews, the model or anything else that does not say so itself.
+            where = Path(getattr(error, "filename", None) or reporter.run_folder or Path.cwd())
+            full = DiskFull(f"no space left on the device to write '{where}'{describe_space(where)}")
+            reporter.emit("error", kind=full.kind, message=str(full))
+            return full.exit_code
         reporter.emit("error", kind="internal", message=f"{type(error).__name__}: {error}")
         traceback.print_exc(file=sys.stderr)
         if reporter.run_folder is not None:
-            with open(reporter.run_folder / "train.log", "a") as log:
+            with contextlib.suppress(OSError), open(reporter.run_folder / "train.log", "a") as log:
                 traceback.print_exc(file=log)
         return 1
     return 0

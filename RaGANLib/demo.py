@@ -55,7 +55,7 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
         return out / "run" / "previews"
     outputs = generate(Path(finished["model"]), 32, 1, out / "synthetic", Reporter(reporter.json_lines))
 
-    cache = load_cache(out / "run" / "cache", spec)
+    cache = load_cache(out / "run" / "cache", spec, reporter)
     colors = [c["color"] for c in cache.classes]
     chosen = np.linspace(0, len(cache.images) - 1, 16).astype(int)
     real = preview.grid(np.asarray(cache.images[chosen], np.float32), np.asarray(cache.labels[chosen]), colors)

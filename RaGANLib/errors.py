@@ -1,5 +1,8 @@
 """Errors a person can act on. Each maps to an `error` event kind and a process exit code."""
 
+import shutil
+from pathlib import Path
+
 
 class RaGANError(Exception):
     """A failure with a message for people and a kind for programs."""
@@ -20,3 +23,31 @@ class OutOfMemory(RaGANError):
 
     kind = "out_of_memory"
     exit_code = 3
+
+
+class DiskFull(RaGANError):
+    """A file could not be written for want of space; what was written before stays usable."""
+
+    kind = "disk_full"
+
+    @classmethod
+    def writing(cls, path: Path, needed: int | None = None) -> "DiskFull":
+        return cls(f"no space left on the device to write '{path}'{describe_space(Path(path).parent, needed)}")
+
+
+class Diverged(RaGANError):
+    """Training produced non-finite losses or weights; nothing from that point on was saved."""
+
+    kind = "diverged"
+
+
+def describe_space(folder: Path, needed: int | None = None) -> str:
+    """': N MB needed, M MB free' for a folder (or its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    wanted = f"{needed / 1e6:.1f} MB needed, " if needed is not None else ""
+    return f": {wanted}{free / 1e6:.1f} MB free"

@@ -4,9 +4,11 @@ Every event is one JSON object with "event", "version" and "time". Events of a r
 `<run>/events.jsonl`, and a readable line for each goes to `<run>/train.log`. Readers ignore keys they do not know.
 
 Events: environment, started, prepared, notice, progress, preview, checkpoint, finished, error.
+Every line is strict JSON: a number that is not finite (NaN, infinity) is written as null.
 """
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,8 @@ PROTOCOL_VERSION = 1
 
 
 def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -42,6 +46,17 @@ def describe(event: dict) -> str:
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in details.items())
 
 
+def strict(value):
+    """The value with non-finite floats replaced by None: strict JSON readers reject NaN and Infinity tokens."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(item) for item in value]
+    return value
+
+
 class Reporter:
     """Sends events to stdout as JSON lines (`json_lines=True`) or as readable lines, and to the run folder."""
 
@@ -51,6 +66,7 @@ class Reporter:
         self.run_folder: Path | None = None
         self._bar_open = False
         self._early: list[tuple[str, str]] = []  # events before the run folder exists
+        self._record_failed = False
 
     def attach(self, run_folder: Path) -> None:
         """Append events (those so far included) to `<run>/events.jsonl` and `<run>/train.log` from now on."""
@@ -61,7 +77,7 @@ class Reporter:
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "version": PROTOCOL_VERSION, "time": round(time.time(), 3), **fields}
-        line = json.dumps(record)
+        line = json.dumps(strict(record), allow_nan=False)
         text = describe(record)
         if self.json_lines:
             print(line, file=self.stream, flush=True)
@@ -74,10 +90,15 @@ class Reporter:
         return record
 
     def _record(self, line: str, text: str) -> None:
-        with open(self.run_folder / "events.jsonl", "a") as events:
-            events.write(line + "\n")
-        with open(self.run_folder / "train.log", "a") as log:
-            log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+        try:
+            with open(self.run_folder / "events.jsonl", "a") as events:
+                events.write(line + "\n")
+            with open(self.run_folder / "train.log", "a") as log:
+                log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+        except OSError as error:  # e.g. a full disk: the event still reaches stdout, and the failure must not hide it
+            if not self._record_failed:
+                print(f"RaGAN cannot write to '{self.run_folder}': {error}", file=sys.stderr, flush=True)
+            self._record_failed = True
 
     def notice(self, message: str) -> None:
         self.emit("notice", message=message)

@@ -4,18 +4,24 @@ Two passes over the cases, one case in memory at a time. The first reads and che
 the run before anything is written) and fixes the common grid: one in-plane pixel spacing for all cases, chosen so the
 largest field of view fits the training size; smaller cases are centred and padded with background. The second
 writes the chosen slices, normalised to [-1, 1], to `cache/images.npy` (float16) and `cache/labels.npy` (class
-indices), and `cache/meta.json` last: a cache without it is incomplete and is rebuilt.
+indices) through plain file writes (a memory-mapped write on a full disk would kill the process with SIGBUS), and
+`cache/meta.json` last, with each file's size and SHA-256 and each case's input hashes: a cache without meta.json, or
+whose files do not match it, is incomplete and is rebuilt; a cache whose inputs changed is rebuilt or refused.
 """
 
 import dataclasses
+import errno
 import hashlib
+import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, DiskFull, describe_space
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
 from RaGANLib.runfolder import write_json_atomic
@@ -96,17 +102,80 @@ def cache_key(spec: TrainSpec) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def load_cache(folder: Path, spec: TrainSpec) -> PreparedData | None:
-    """The cached slices of a run, if complete and made with the same preparation options."""
+class PreparationStopped(Exception):
+    """A stop was requested between two cases; the cache was left without meta.json, so it is never trusted."""
+
+
+CACHE_FILES = {"images.npy": np.float16, "labels.npy": np.uint8}
+
+
+def load_cache(
+    folder: Path, spec: TrainSpec, reporter: Reporter, refuse_changed_inputs: bool = False
+) -> PreparedData | None:
+    """The cached slices of a run, if complete, undamaged, and made with the same preparation options from the same
+    input files; None when it must be (re)built. Changed inputs are refused (BadInput) if `refuse_changed_inputs`."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    if meta.get("key") != cache_key(spec):
+    except (OSError, ValueError) as error:
+        reporter.notice(f"the slice cache '{folder}' cannot be used (meta.json: {error}); preparing it again")
         return None
-    images = np.load(folder / "images.npy", mmap_mode="r")
-    labels = np.load(folder / "labels.npy", mmap_mode="r")
-    return PreparedData(images, labels, meta)
+    if not isinstance(meta, dict) or meta.get("key") != cache_key(spec):
+        return None
+    changed = changed_inputs(meta, spec, reporter)
+    if changed and refuse_changed_inputs:
+        raise BadInput(
+            f"the input files changed since the run was prepared: {'; '.join(changed)}. Resume with "
+            "--accept-changed-inputs to train on the files as they are now, or start a new run folder"
+        )
+    if changed:
+        reporter.notice(f"the input files changed since the cache was prepared ({'; '.join(changed)}); preparing again")
+        return None
+    try:
+        arrays = [_checked_cache_file(folder / name, dtype, meta) for name, dtype in CACHE_FILES.items()]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        reporter.notice(f"the slice cache '{folder}' cannot be used ({error}); preparing it again")
+        return None
+    return PreparedData(*arrays, meta)
+
+
+def _checked_cache_file(path: Path, dtype, meta: dict) -> np.ndarray:
+    """A cache file, memory-mapped read-only, after checking its size, shape, type and SHA-256 against meta.json."""
+    recorded = meta["files"][path.name]
+    if not path.is_file():
+        raise ValueError(f"{path.name} is missing")
+    if path.stat().st_size != recorded["bytes"]:
+        raise ValueError(f"{path.name} has {path.stat().st_size} bytes, not {recorded['bytes']}")
+    array = np.load(path, mmap_mode="r")
+    expected = (meta["slices"], meta["size"], meta["size"])
+    if array.dtype != dtype or array.shape != expected:
+        raise ValueError(f"{path.name} holds {array.dtype} {array.shape}, not {np.dtype(dtype)} {expected}")
+    if file_hash(path) != recorded["sha256"]:
+        raise ValueError(f"{path.name} does not match its SHA-256 (damaged on disk)")
+    return array
+
+
+def changed_inputs(meta: dict, spec: TrainSpec, reporter: Reporter) -> list[str]:
+    """The input files whose content is not what the cache was prepared from. Missing files only get a notice: the
+    cache holds all that training needs (the run folder resumes without the inputs mounted)."""
+    try:
+        cases, _, _ = find_cases(spec)
+    except BadInput as error:
+        reporter.notice(f"the inputs cannot be listed ({error}); using the slices prepared from them")
+        return []
+    recorded = meta.get("case_sha256", [])
+    changed = [f"{len(cases)} cases now, {len(recorded)} when prepared"] if len(cases) != len(recorded) else []
+    missing = []
+    for case, hashes in zip(cases, recorded):
+        for path, wanted in zip((case.image, case.label), hashes):
+            if not path.exists():
+                missing.append(f"'{path}'")
+            elif file_hash(path) != wanted:
+                changed.append(f"'{path}' changed")
+    if missing and not changed:
+        reporter.notice(f"input files are missing ({', '.join(missing)}); using the slices prepared from them")
+    return changed
 
 
 def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> CaseSummary:
@@ -122,7 +191,8 @@ def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> C
         chosen = sorted(
             labelled + [int(i) for i in rng.choice(empty, size=extra, replace=False)] if extra else labelled
         )
-    low, high = np.percentile(image, [0.5, 99.5])
+    # In place: this copy of the volume is ours, and a sorted copy of a CT would cost as much again.
+    low, high = np.percentile(image.reshape(-1), [0.5, 99.5], overwrite_input=True)
     if high <= low:  # mostly constant: fall back to the full range
         low, high = float(image.min()), float(image.max())
     if high <= low:
@@ -131,7 +201,7 @@ def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> C
         shape=stack.shape,
         pixel_spacing=pixel_spacing,
         thickness=thickness,
-        values=[int(v) for v in np.unique(label)],
+        values=sorted({0}.union(*(np.unique(stack[i]).tolist() for i in labelled))),  # slice by slice: no full copy
         chosen=chosen,
         low=float(low),
         high=float(high),
@@ -188,12 +258,17 @@ class Survey:
     normalisation: Normalisation
 
 
-def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
+def survey(spec: TrainSpec, reporter: Reporter, stop=lambda: None) -> Survey:
     """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping.
-    With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre."""
+    With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre.
+    `stop()` is asked between cases; a reason it returns raises PreparationStopped."""
     cases, label_names, channel = find_cases(spec)
+    reporter.notice(f"reading and checking {len(cases)} case(s)")
     notices: list[str] = []
-    summaries = [_summarise(case, spec, i, notices) for i, case in enumerate(cases)]
+    summaries = []
+    for index, case in enumerate(cases):
+        _check_stop(stop)
+        summaries.append(_summarise(case, spec, index, notices))
     for message in notices:
         reporter.notice(message)
     fields = [max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) for s in summaries]
@@ -226,35 +301,59 @@ def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
     return Survey(spec, cases, summaries, label_names, target, values, modality, normalisation)
 
 
-def write_cache(plan: Survey, cache_folder: Path) -> PreparedData:
-    """Second pass: write the chosen slices, normalised and resampled, into the cache; meta.json last."""
+def _check_stop(stop) -> None:
+    reason = stop()
+    if reason:
+        raise PreparationStopped(reason)
+
+
+def write_cache(plan: Survey, cache_folder: Path, stop=lambda: None) -> PreparedData:
+    """Second pass: write the chosen slices, normalised and resampled, into the cache; meta.json last.
+    `stop()` is asked between cases; on a stop or any failure the partial files are removed."""
     spec, cases, summaries, values, target = plan.spec, plan.cases, plan.summaries, plan.values, plan.target
     modality, normalisation, label_names = plan.modality, plan.normalisation, plan.label_names
     count = sum(len(s.chosen) for s in summaries)
+    shape = (count, spec.size, spec.size)
     cache_folder.mkdir(parents=True, exist_ok=True)
-    (cache_folder / "meta.json").unlink(missing_ok=True)
-    images = np.lib.format.open_memmap(cache_folder / "images.npy", "w+", np.float16, (count, spec.size, spec.size))
-    labels = np.lib.format.open_memmap(cache_folder / "labels.npy", "w+", np.uint8, (count, spec.size, spec.size))
+    for name in ("meta.json", *CACHE_FILES):  # without meta.json nothing here is trusted, so clear the old files first
+        (cache_folder / name).unlink(missing_ok=True)
+    needed = sum(count * spec.size**2 * np.dtype(dtype).itemsize + 4096 for dtype in CACHE_FILES.values())
+    if shutil.disk_usage(cache_folder).free < needed:
+        raise DiskFull(
+            f"not enough space for the slice cache in '{cache_folder}' ({count} slices of {spec.size}x{spec.size})"
+            + describe_space(cache_folder, needed)
+        )
     lookup = np.zeros(max(values) + 1, dtype=np.uint8)
     lookup[values] = np.arange(len(values))
-    position = 0
-    for case, summary in zip(cases, summaries):
-        image, label, spacing = read_case(case, [])
-        case_norm = normalisation if modality == "ct" else Normalisation(summary.low, summary.high)
-        stack, pixel_spacing, _ = to_slices(case_norm.forward(image), spacing, spec.axis)
-        label_stack, _, _ = to_slices(label, spacing, spec.axis)
-        end = position + len(summary.chosen)
-        images[position:end] = _resample_slices(
-            stack[summary.chosen].astype(np.float32), pixel_spacing, target, spec.size, True
-        )
-        labels[position:end] = lookup[
-            _resample_slices(label_stack[summary.chosen].astype(np.int32), pixel_spacing, target, spec.size, False)
-        ]
-        position = end
-    images.flush()
-    labels.flush()
+    pixel_counts = np.zeros(len(values), dtype=np.int64)
+    files = {}
+    try:
+        for name, dtype in CACHE_FILES.items():
+            files[name] = _SliceFile(cache_folder / name, dtype, shape)
+        for case, summary in zip(cases, summaries):
+            _check_stop(stop)
+            image, label, spacing = read_case(case, [])
+            case_norm = normalisation if modality == "ct" else Normalisation(summary.low, summary.high)
+            stack, pixel_spacing, _ = to_slices(image, spacing, spec.axis)
+            label_stack, _, _ = to_slices(label, spacing, spec.axis)
+            chosen_images = case_norm.forward(stack[summary.chosen].astype(np.float32))  # float32 of few slices only
+            chosen_labels = label_stack[summary.chosen].astype(np.int32)
+            del image, label, stack, label_stack  # release this case before the next is read
+            class_indices = lookup[_resample_slices(chosen_labels, pixel_spacing, target, spec.size, False)]
+            files["images.npy"].write(_resample_slices(chosen_images, pixel_spacing, target, spec.size, True))
+            files["labels.npy"].write(class_indices)
+            pixel_counts += np.bincount(class_indices.ravel(), minlength=len(values))
+        recorded = {name: file.close() for name, file in files.items()}
+    except BaseException as error:
+        for file in files.values():
+            file.discard()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"the disk became full while writing the slice cache in '{cache_folder}'"
+                + describe_space(cache_folder, needed)
+            ) from None
+        raise
 
-    pixel_counts = np.bincount(np.asarray(labels).ravel(), minlength=len(values))
     classes = []
     for index, value in enumerate(values):
         name = "background" if value == 0 else label_names.get(str(value), f"label_{value}")
@@ -276,16 +375,50 @@ def write_cache(plan: Survey, cache_folder: Path) -> PreparedData:
         "thickness": float(np.median([s.thickness for s in summaries])),
         "axis": spec.axis,
         "content_sha256": sorted(h for s in summaries for h in s.hashes),
+        "case_sha256": [s.hashes for s in summaries],  # [image, label] per case, in case order
+        "files": recorded,
     }
     write_json_atomic(cache_folder / "meta.json", meta)
-    return PreparedData(
-        np.load(cache_folder / "images.npy", mmap_mode="r"), np.load(cache_folder / "labels.npy", mmap_mode="r"), meta
-    )
+    return PreparedData(*(np.load(cache_folder / name, mmap_mode="r") for name in CACHE_FILES), meta)
+
+
+class _SliceFile:
+    """An .npy file written slice block by slice block through a plain file handle, hashed on the way."""
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, int, int]):
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        self.handle = open(path, "wb")
+        self.digest = hashlib.sha256()
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": self.dtype.str, "fortran_order": False, "shape": shape})
+        self._put(header.getvalue())
+        self.slices = 0
+
+    def _put(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+
+    def write(self, block: np.ndarray) -> None:
+        self._put(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.slices += len(block)
+
+    def close(self) -> dict:
+        """Flush to disk; returns what meta.json records of the file."""
+        if self.slices != self.shape[0]:
+            raise RuntimeError(f"{self.path.name}: wrote {self.slices} slices, expected {self.shape[0]}")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        return {"bytes": self.path.stat().st_size, "sha256": self.digest.hexdigest()}
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.path.unlink(missing_ok=True)
 
 
 def prepare(spec: TrainSpec, cache_folder: Path, reporter: Reporter) -> PreparedData:
     """Read, check and slice every case of the spec into the cache, or reuse a complete cache."""
-    cached = load_cache(cache_folder, spec)
+    cached = load_cache(cache_folder, spec, reporter)
     if cached is not None:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {cache_folder}")
         return cached

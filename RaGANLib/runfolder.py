@@ -4,20 +4,21 @@
 <run>/lock               held (OS file lock) by the one trainer working in the folder
 <run>/STOP               created by anyone who wants the trainer to checkpoint and exit
 <run>/cache/             prepared slices, reused on resume
-<run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed
+<run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed, with a SHA-256 of its arrays inside
 <run>/tensorboard/       TensorBoard logs
 <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
 <run>/model/             the exported generator (see RaGANLib.model_folder)
 <run>/events.jsonl, <run>/train.log
 """
 
+import errno
 import json
 import os
 import re
 import socket
 from pathlib import Path
 
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, DiskFull
 
 STOP_FILE = "STOP"
 
@@ -26,11 +27,22 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file so that readers see either the old or the new content, never a part."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)  # a full disk gets its space back
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull.writing(path, len(data)) from None
+        raise
+
+
+def is_temporary(path: Path) -> bool:
+    """A temp file of write_bytes_atomic (`.<name>.<process>.tmp`)."""
+    return re.fullmatch(r"\..+\.\d+\.tmp", path.name) is not None
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -82,6 +94,17 @@ class RunFolder:
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._lock_handle = handle
+
+    def remove_temporaries(self) -> int:
+        """Delete the temp files that writes interrupted by a kill or a full disk left; returns the bytes freed.
+        Only while holding the lock: then no other process is writing them."""
+        freed = 0
+        for folder in (self.root, self.cache, self.checkpoints, self.previews):
+            for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+                if is_temporary(path) and path.is_file():
+                    freed += path.stat().st_size
+                    path.unlink()
+        return freed
 
     def stop_requested(self) -> bool:
         return self.stop_file.exists()

@@ -9,6 +9,7 @@ All randomness comes from (seed, step): a resumed run draws the same batches it 
 """
 
 import contextlib
+import hashlib
 import io
 import signal
 import time
@@ -17,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib import model_folder, preview
-from RaGANLib.errors import BadInput, OutOfMemory
+from RaGANLib.errors import BadInput, Diverged, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
-from RaGANLib.prepare import PreparedData, load_cache, survey, write_cache
+from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.runfolder import RunFolder, write_bytes_atomic
 from RaGANLib.spec import TrainSpec
 
@@ -210,10 +211,18 @@ class GanTrainer:
         }
 
     def save_checkpoint(self, run: RunFolder, step: int) -> Path:
+        """Write the state of `step` (never from weights that are no longer finite), with a SHA-256 of its arrays."""
         arrays = {"step": np.array(step, dtype=np.int64)}
         for group, variables in self._groups().items():
             for index, variable in enumerate(variables):
                 arrays[f"{group}/{index:04d}"] = np.asarray(variable.numpy())
+        broken = sorted({key.split("/")[0] for key, a in arrays.items() if not np.all(np.isfinite(a))})
+        if broken:
+            raise Diverged(
+                f"training diverged at step {step}: the {' and '.join(broken)} weights are no longer finite numbers; "
+                f"nothing from this step on was saved. {self._last_good(run)}"
+            )
+        arrays["sha256"] = np.array(checkpoint_digest(arrays))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         path = run.checkpoint_path(step)
@@ -221,26 +230,65 @@ class GanTrainer:
         run.prune_checkpoints(self.spec.keep_checkpoints)
         return path
 
+    @staticmethod
+    def _last_good(run: RunFolder) -> str:
+        found = run.list_checkpoints()
+        kept = f"The newest checkpoint, '{found[0][1].name}', is kept" if found else "No checkpoint was written yet"
+        return f"{kept}; the learning rate (--lr) is probably too high: start a new run with a smaller one"
+
+    def check_losses(self, losses: dict, step: int, run: RunFolder) -> None:
+        """Stop (Diverged) when a loss is NaN or infinite: what follows would train and save garbage."""
+        broken = {name: float(value) for name, value in losses.items() if not np.isfinite(float(value))}
+        if broken:
+            described = ", ".join(f"{name} is {value}" for name, value in broken.items())
+            raise Diverged(
+                f"training diverged at step {step}: {described}; nothing from this step on was saved. "
+                + self._last_good(run)
+            )
+
     def load_checkpoint(self, run: RunFolder, reporter: Reporter) -> int:
-        """Restore the newest readable checkpoint; returns its step (0 when there is none)."""
-        for _, path in run.list_checkpoints():
+        """Restore the newest readable checkpoint whose checksum and shapes hold; returns its step (0 when none).
+        Any failure to read or check one (truncated, empty, overwritten, bit rot) falls back to the next older."""
+        for step, path in run.list_checkpoints():
             try:
                 with np.load(path, allow_pickle=False) as stored:
                     arrays = {key: stored[key] for key in stored.files}
+                if "sha256" not in arrays:
+                    raise ValueError("it has no checksum")
+                if str(arrays.pop("sha256")) != checkpoint_digest(arrays):
+                    raise ValueError("its contents do not match its SHA-256: damaged on disk")
+                if int(arrays["step"]) != step:
+                    raise ValueError(f"it holds step {int(arrays['step'])}")
                 for group, variables in self._groups().items():
                     for index, variable in enumerate(variables):
                         if arrays[f"{group}/{index:04d}"].shape != tuple(variable.shape):
                             raise ValueError(f"{group} variable {index} has another shape")
                     if f"{group}/{len(variables):04d}" in arrays:
                         raise ValueError(f"{group} has more variables than this model")
-            except (OSError, ValueError, KeyError) as error:
-                reporter.notice(f"checkpoint '{path.name}' cannot be used ({error}); trying an older one")
+            except Exception as error:  # zip, npy and checksum failures have many types; all mean "do not use"
+                aside = path.with_name(path.name + ".damaged")  # kept for a look, but no longer counted or tried
+                with contextlib.suppress(OSError):
+                    path.replace(aside)
+                reporter.notice(
+                    f"checkpoint '{path.name}' cannot be used ({type(error).__name__}: {error}); kept as "
+                    f"'{aside.name}'; trying an older one"
+                )
                 continue
             for group, variables in self._groups().items():
                 for index, variable in enumerate(variables):
                     variable.assign(arrays[f"{group}/{index:04d}"])
-            return int(arrays["step"])
+            return step
         return 0
+
+
+def checkpoint_digest(arrays: dict) -> str:
+    """SHA-256 over the names, types, shapes and bytes of a checkpoint's arrays, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec:
@@ -267,24 +315,54 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
     return spec
 
 
-def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool = False, strategy=None) -> dict:
-    """Train (or resume) the run in `root`; returns the `finished` event."""
+def train(
+    spec: TrainSpec | None,
+    root: Path,
+    reporter: Reporter,
+    resume: bool = False,
+    strategy=None,
+    accept_changed_inputs: bool = False,
+) -> dict:
+    """Train (or resume) the run in `root`; returns the `finished` event. A resume whose input files changed since
+    preparation is refused unless `accept_changed_inputs` (then the cache is prepared again from the files as now)."""
+    # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
+    # left half-written.
+    with stop_requests() as stop:
+        run = RunFolder(root)
+
+        def stop_reason():
+            return stop["signal"] or ("stop file" if run.stop_requested() else None)
+
+        try:
+            spec, data = _prepare_run(spec, run, reporter, resume, accept_changed_inputs, stop_reason)
+        except PreparationStopped as reason:
+            reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
+            run.clear_stop()
+            return reporter.emit("finished", reason="stopped", step=0, model=None)
+        return _train_prepared(spec, run, data, reporter, resume, strategy, stop)
+
+
+def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_changed_inputs: bool, stop):
+    """Check the request and the inputs, then make or reuse the slice cache; returns the spec and the data."""
     # Initialize.
-    run = RunFolder(root)
     if run.root.is_dir():
         run.lock()  # a second trainer on the folder is refused before anything is read or written
+        freed = run.remove_temporaries()
+        if freed:
+            reporter.notice(f"removed temporary files ({freed / 1e6:.1f} MB) that an interrupted run left")
     spec = _open_run(spec, run, resume)
 
     # Load training set: check every input before the run folder gets anything.
-    cached = load_cache(run.cache, spec)
-    plan = None if cached else survey(spec, reporter)
+    refuse_changed = resume and not accept_changed_inputs
+    cached = load_cache(run.cache, spec, reporter, refuse_changed_inputs=refuse_changed)
+    plan = None if cached else survey(spec, reporter, stop)
     run.create()
     run.lock()
     reporter.attach(run.root)
     spec.save(run.spec)
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
-    data = cached or write_cache(plan, run.cache)
+    data = cached or write_cache(plan, run.cache, stop)
     reporter.emit(
         "prepared",
         cases=data.meta["cases"],
@@ -294,9 +372,7 @@ def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool =
         spacing=data.meta["spacing"],
         modality=data.meta["modality"],
     )
-
-    with stop_requests() as stop:
-        return _train_prepared(spec, run, data, reporter, resume, strategy, stop)
+    return spec, data
 
 
 @contextlib.contextmanager
@@ -369,6 +445,7 @@ def _train_prepared(spec: TrainSpec, run: RunFolder, data, reporter: Reporter, r
             window_steps += 1
             if step % spec.log_every == 0 or step == spec.steps:
                 values = {k: float(v) for k, v in losses.items()}
+                trainer.check_losses(values, step, run)
                 now = time.perf_counter()
                 measured = (now - window_start) / window_steps
                 seconds_per_step = measured if seconds_per_step is None else 0.7 * seconds_per_step + 0.3 * measured
@@ -388,15 +465,17 @@ def _train_prepared(spec: TrainSpec, run: RunFolder, data, reporter: Reporter, r
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
                 window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
             if stop["signal"] or run.stop_requested():
+                trainer.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({stop['signal'] or 'stop file'}) at step {step}")
                 return finish(step, "stopped")
             if step == spec.steps:
                 break
-            if step % spec.preview_every == 0:
-                write_preview(step)
-            if step % spec.checkpoint_every == 0:
+            if step % spec.checkpoint_every == 0:  # before the preview: it refuses weights that are not finite
                 path = trainer.save_checkpoint(run, step)
                 reporter.emit("checkpoint", step=step, path=str(path))
+            if step % spec.preview_every == 0:
+                trainer.check_losses(losses, step, run)
+                write_preview(step)
     except tf.errors.ResourceExhaustedError:
         raise OutOfMemory(
             f"the device ran out of memory at size {spec.size}, batch {spec.batch}; use a smaller batch or size"

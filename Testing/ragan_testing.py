@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,24 @@ def ragan(*args, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
     if args and args[0] in ("train", "generate", "evaluate", "demo", "info") and "--events" not in args:
         command += ["--events", "json"]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY, **popen)
+
+
+def start_ragan(*args) -> subprocess.Popen:
+    """Start `python -m RaGANLib ARGS --events json`; read its events with read_until."""
+    command = [sys.executable, "-m", "RaGANLib", *map(str, args), "--events", "json"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
+
+
+def read_until(process: subprocess.Popen, wanted, timeout: float = 180) -> list[dict]:
+    """Events from a running command until one satisfies `wanted`."""
+    seen, deadline = [], time.monotonic() + timeout
+    for line in process.stdout:
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if wanted(seen[-1]):
+                return seen
+        assert time.monotonic() < deadline, "the command took too long"
+    raise AssertionError(f"the command ended without the awaited event: {seen[-3:]}")
 
 
 def events_of(text: str) -> list[dict]:

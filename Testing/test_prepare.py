@@ -98,7 +98,7 @@ def test_cache_is_reused_without_reading_the_inputs_again(tmp_path):
     label.unlink()
     again = prepare(spec, tmp_path / "cache", QUIET)
     assert np.array_equal(first.images, again.images)
-    assert load_cache(tmp_path / "cache", TrainSpec(pairs=spec.pairs, size=128)) is None
+    assert load_cache(tmp_path / "cache", TrainSpec(pairs=spec.pairs, size=128), QUIET) is None
 
 
 PYRADIOMICS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan
+from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, read_until
 
 from RaGANLib.training import stop_requests
 
@@ -136,18 +136,6 @@ def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.P
     options = ["--size", "64", "--batch", "4", "--steps", steps, "--checkpoint-every", every, "--log-every", "1"]
     options += ["--preview-every", "1000"]
     return subprocess.Popen(command + list(map(str, options)), stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
-
-
-def read_until(process: subprocess.Popen, wanted, timeout: float = 180) -> list[dict]:
-    """Events from a running trainer until one satisfies `wanted`."""
-    seen, deadline = [], time.monotonic() + timeout
-    for line in process.stdout:
-        if line.startswith("{"):
-            seen.append(json.loads(line))
-            if wanted(seen[-1]):
-                return seen
-        assert time.monotonic() < deadline, "the trainer took too long"
-    raise AssertionError(f"trainer ended without the awaited event: {seen[-3:]}")
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
