@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -175,6 +176,17 @@ def run_info(reporter: Reporter) -> dict:
     )
 
 
+def _disk_full(error: Exception, run_folder: Path | None) -> bool:
+    """Whether a failure came from a full disk: an OSError says so; other writers (SimpleITK, Keras) fail with their
+    own messages, so a run folder without space left is taken as the cause."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return run_folder is not None and shutil.disk_usage(run_folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = Reporter(json_lines=args.events == "json")
@@ -213,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         reporter.emit("error", kind=error.kind, message=str(error))
         return error.exit_code
     except Exception as error:  # anything unforeseen is reported as an internal failure, with its trace in the log
-        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error):
+        if _disk_full(error, reporter.run_folder):
             # A full disk while writing previews, the model or anything else that does not say so itself.
-            where = Path(getattr(error, "filename", None) or reporter.run_folder or Path.cwd())
+            where = Path(getattr(error, "filename", None) or reporter.run_folder)
             full = DiskFull(f"no space left on the device to write '{where}'{describe_space(where)}")
             reporter.emit("error", kind=full.kind, message=str(full))
             return full.exit_code

@@ -72,8 +72,12 @@ def export(generator, description: dict, folder: Path) -> Path:
     staging = folder.with_name(f".{folder.name}.new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    generator.save(staging / "generator.keras")
-    write_json_atomic(staging / "model.json", description)
+    try:
+        generator.save(staging / "generator.keras")
+        write_json_atomic(staging / "model.json", description)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # e.g. a full disk: give the space back
+        raise
     retired = folder.with_name(f".{folder.name}.old-{os.getpid()}")
     if folder.exists():
         os.replace(folder, retired)

@@ -41,8 +41,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def is_temporary(path: Path) -> bool:
-    """A temp file of write_bytes_atomic (`.<name>.<process>.tmp`)."""
-    return re.fullmatch(r"\..+\.\d+\.tmp", path.name) is not None
+    """A temp file of write_bytes_atomic (`.<name>.<process>.tmp`) or of generate.write_volumes (`.<name>.tmp.nrrd`)."""
+    return re.fullmatch(r"\..+\.(\d+\.tmp|tmp\.nrrd)", path.name) is not None
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -100,7 +100,7 @@ class RunFolder:
         Only while holding the lock: then no other process is writing them."""
         freed = 0
         for folder in (self.root, self.cache, self.checkpoints, self.previews):
-            for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+            for path in folder.glob(".*.tmp*") if folder.is_dir() else []:
                 if is_temporary(path) and path.is_file():
                     freed += path.stat().st_size
                     path.unlink()

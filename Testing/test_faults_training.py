@@ -116,6 +116,7 @@ def test_damaged_checkpoints_and_cache_are_skipped_and_the_run_still_ends_exactl
     images = run / "cache" / "images.npy"
     images.write_bytes(images.read_bytes()[:-100])  # the cache truncated, meta.json intact
     leftovers = [checkpoints / ".ckpt-00000018.npz.4242.tmp", run / "cache" / ".meta.json.4242.tmp"]
+    leftovers.append(run / "previews" / ".preview_image.nrrd.tmp.nrrd")
     for path in leftovers:  # temp files of writes that a full disk or a kill interrupted
         path.write_bytes(b"x" * 1000)
 
