@@ -263,7 +263,6 @@ def survey(spec: TrainSpec, reporter: Reporter, stop=lambda: None) -> Survey:
     With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre.
     `stop()` is asked between cases; a reason it returns raises PreparationStopped."""
     cases, label_names, channel = find_cases(spec)
-    reporter.notice(f"reading and checking {len(cases)} case(s)")
     notices: list[str] = []
     summaries = []
     for index, case in enumerate(cases):

@@ -4,7 +4,8 @@
 <run>/lock               held (OS file lock) by the one trainer working in the folder
 <run>/STOP               created by anyone who wants the trainer to checkpoint and exit
 <run>/cache/             prepared slices, reused on resume
-<run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed, with a SHA-256 of its arrays inside
+<run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed, with a SHA-256 of its arrays inside;
+                         one that fails to read or check on resume is renamed ckpt-<step>.npz.damaged
 <run>/tensorboard/       TensorBoard logs
 <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
 <run>/model/             the exported generator (see RaGANLib.model_folder)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +259,7 @@ def phantom_pair_files(folder: Path) -> tuple[Path, Path]:
 
 
 def test_sigterm_while_preparing_stops_cleanly_and_leaves_no_trusted_cache(tmp_path):
-    """Twenty larger cases (hard links of one) keep preparation busy long enough to be stopped in the middle."""
+    """Twenty larger cases (hard links of one) keep preparation busy long enough to be stopped while it writes."""
     image, label = phantom.make_case(5, (48, 256, 256))
     source = tmp_path / "source"
     pairs = []
@@ -278,7 +279,9 @@ def test_sigterm_while_preparing_stops_cleanly_and_leaves_no_trusted_cache(tmp_p
     watchdog = threading.Timer(120, process.kill)  # a trainer that ignored the stop would hang the read below
     watchdog.start()
     try:
-        read_until(process, lambda e: e["event"] == "notice" and "reading and checking" in e["message"])
+        while not (run / "cache" / "images.npy").exists():  # the cache is being written: preparation is half done
+            assert process.poll() is None, "the trainer ended before writing its cache"
+            time.sleep(0.005)
         process.send_signal(signal.SIGTERM)
         rest = events_of(process.stdout.read())
         assert process.wait(timeout=60) == 0
