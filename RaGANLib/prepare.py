@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
+from RaGANLib.model_info import MAX_LABEL_VALUE
 from RaGANLib.runfolder import write_json_atomic
 from RaGANLib.spec import TrainSpec
 
@@ -188,12 +189,49 @@ class Survey:
     normalisation: Normalisation
 
 
+def class_names(values: list[int], label_names: dict[str, str]) -> list[str]:
+    """The name of each class (by original label value); two classes with one name are refused, since every
+    synthetic segment is looked up by its name."""
+    names = ["background" if v == 0 else label_names.get(str(v), f"label_{v}") for v in values]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            first = values[names.index(name)]
+            raise BadInput(
+                f"label values {first} and {values[index]} are both named '{name}' (by --label-name, the spec's "
+                "label_names or dataset.json); give each class its own name"
+            )
+    return names
+
+
+def _check_label_values(cases: list[Case], summaries: list[CaseSummary], spec: TrainSpec, named: dict) -> None:
+    """Refuse label values that the outputs cannot hold, or that the dataset.json does not name."""
+    for case, summary in zip(cases, summaries):
+        if summary.values[-1] > MAX_LABEL_VALUE:
+            raise BadInput(
+                f"label '{case.label}' holds the value {summary.values[-1]}; label values must be 0..{MAX_LABEL_VALUE}"
+            )
+        unnamed = [v for v in summary.values if v and str(v) not in named]
+        if spec.dataset and unnamed:
+            raise BadInput(
+                f"label '{case.label}' holds the value {unnamed[0]}, which '{Path(spec.dataset) / 'dataset.json'}' "
+                'does not name in its "labels"; add it there (name -> value)'
+            )
+
+
 def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
     """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping.
     With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre."""
-    cases, label_names, channel = find_cases(spec)
+    cases, dataset_names, channel = find_cases(spec)
+    reporter.keep_private([spec.dataset, spec.pairs_file])
+    reporter.keep_private(str(p) for c in cases for p in (c.image, c.label, c.image.resolve(), c.label.resolve()))
     notices: list[str] = []
-    summaries = [_summarise(case, spec, i, notices) for i, case in enumerate(cases)]
+    summaries = []
+    for index, case in enumerate(cases):
+        found: list[str] = []
+        summaries.append(_summarise(case, spec, index, found))
+        notices += [f"case {index + 1} of {len(cases)}: {message}" for message in found]
+    _check_label_values(cases, summaries, spec, dataset_names)
+    label_names = {**dataset_names, **spec.label_names}
     for message in notices:
         reporter.notice(message)
     fields = [max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) for s in summaries]
@@ -214,6 +252,7 @@ def survey(spec: TrainSpec, reporter: Reporter) -> Survey:
     values = sorted(set().union(*(s.values for s in summaries)) | {0})
     if len(values) > MAX_CLASSES:
         raise BadInput(f"the labels hold {len(values)} different values; RaGAN trains at most {MAX_CLASSES} classes")
+    class_names(values, label_names)
     modality = _modality(spec, channel, summaries)
     if modality == "ct":
         normalisation = Normalisation(*spec.ct_window)
@@ -256,8 +295,7 @@ def write_cache(plan: Survey, cache_folder: Path) -> PreparedData:
 
     pixel_counts = np.bincount(np.asarray(labels).ravel(), minlength=len(values))
     classes = []
-    for index, value in enumerate(values):
-        name = "background" if value == 0 else label_names.get(str(value), f"label_{value}")
+    for index, (value, name) in enumerate(zip(values, class_names(values, label_names))):
         color = (
             [0.0, 0.0, 0.0] if value == 0 else spec.label_colors.get(str(value), PALETTE[(index - 1) % len(PALETTE)])
         )

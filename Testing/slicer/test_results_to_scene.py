@@ -25,7 +25,16 @@ def generated(tmp_path):
     """A model folder and generate's outputs: 5 slices of 32x32 at 0.7 x 0.7 mm, 3 mm apart, HU values."""
     model = tmp_path / "run" / "model"
     model.mkdir(parents=True)
-    info = {"classes": CLASSES, "slice": {"size": 32, "spacing": [0.7, 0.7], "thickness": 3.0}, "modality": "ct"}
+    info = {
+        "format": 1,
+        "generator": "generator.keras",
+        "latent_size": 128,
+        "classes": CLASSES,
+        "modality": "ct",
+        "intensity": {"low": -1000.0, "high": 1000.0},
+        "slice": {"size": 64, "spacing": [0.7, 0.7], "thickness": 3.0, "axis": "axial"},
+        "training": {"cases": 2, "slices": 10, "steps": 100, "batch": 4, "seed": 0},
+    }
     (model / "model.json").write_text(json.dumps(info))
     out = tmp_path / "generated"
     out.mkdir()
