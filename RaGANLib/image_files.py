@@ -6,7 +6,6 @@ header that declares 3000x3000x300 voxels makes the reader allocate gigabytes be
 refuses a truncated NRRD or MetaImage, but only after allocating the whole declared volume.
 """
 
-import gzip
 import math
 import os
 import zlib
@@ -17,15 +16,16 @@ import SimpleITK as sitk
 from RaGANLib.errors import BadInput
 
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP, ZLIB = 16 + zlib.MAX_WBITS, zlib.MAX_WBITS  # zlib's window bits for a gzip and a zlib stream
 DEFLATE_MAX_RATIO = 1032  # deflate (gzip, zlib) never expands data more than this, even for all zeros
 MEMORY_SHARE = 0.5  # a volume, as the float32 array preparation works on, may take this share of physical memory
 HEADER_LIMIT = 1 << 16  # NRRD and MetaImage headers are text; bytes read to find where the voxel data starts
 
 
 def check_image_file(path: Path, role: str) -> None:
-    """Refuse a file whose header declares more voxels than the file can hold or this machine can work on, or
-    whose gzip stream is damaged or ends early. Raises RuntimeError (as reading does) for a header SimpleITK
-    cannot read."""
+    """Refuse a file whose header declares more voxels than the file can hold or this machine can work on, or whose
+    compressed data is damaged or ends early. Raises RuntimeError (as reading does) for a header SimpleITK cannot
+    read."""
     what = f"{role} '{path}'"
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -35,7 +35,6 @@ def check_image_file(path: Path, role: str) -> None:
     pixel = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
     declared = voxels * pixel.GetSizeOfPixelComponent() * pixel.GetNumberOfComponentsPerPixel()
     declaration = f"declares {'x'.join(map(str, size))} voxels of {pixel.GetPixelIDTypeAsString()} ({_bytes(declared)})"
-
     memory = _physical_memory()
     if memory and voxels * 4 > MEMORY_SHARE * memory:
         raise BadInput(
@@ -45,63 +44,72 @@ def check_image_file(path: Path, role: str) -> None:
     with open(path, "rb") as handle:
         head = handle.read(HEADER_LIMIT)
     name = path.name.lower()
-    if head.startswith(GZIP_MAGIC):
-        minimum = int(float(reader.GetMetaData("vox_offset"))) if reader.HasMetaDataKey("vox_offset") else 0
-        _check_gzip_file(path, what, declaration, minimum + declared)
+    if head.startswith(GZIP_MAGIC):  # .nii.gz: the whole file is one gzip stream, header included
+        header = int(float(reader.GetMetaData("vox_offset"))) if reader.HasMetaDataKey("vox_offset") else 0
+        layout = (0, None, GZIP, header + declared)
     elif name.endswith(".nii") and reader.HasMetaDataKey("vox_offset"):
-        _check_holds(what, declaration, path.stat().st_size - int(float(reader.GetMetaData("vox_offset"))), declared)
+        layout = (int(float(reader.GetMetaData("vox_offset"))), None, 0, declared)
     elif name.endswith((".nrrd", ".nhdr")):
-        _check_text_header(path, what, declaration, head, declared, _nrrd_layout)
+        layout = _nrrd_layout(head, declared)
     elif name.endswith((".mha", ".mhd")):
-        _check_text_header(path, what, declaration, head, declared, _metaimage_layout)
-
-
-def _check_holds(what: str, declaration: str, stored: int, declared: int, compressed: bool = False) -> None:
-    """Refuse when `stored` bytes of voxel data (compressed or not) cannot hold `declared` bytes."""
-    if compressed and declared > DEFLATE_MAX_RATIO * max(stored, 0):
+        layout = _metaimage_layout(head, declared)
+    else:
+        layout = None  # 2D formats read their own compressed data; the memory check above is what they get
+    if layout is None:
+        return
+    offset, data_file, wbits, needed = layout
+    if data_file is not None:  # a header with its voxel data in a file beside it
+        path, offset = path.parent / data_file, 0
+        if not path.is_file():
+            return  # SimpleITK names the missing data file
+    stored = path.stat().st_size - offset
+    if wbits and needed > DEFLATE_MAX_RATIO * stored:
         raise BadInput(
             f"{what} {declaration} but holds only {_bytes(stored)} of compressed data, which cannot expand to that: "
             "its header is wrong or the file is truncated"
         )
-    if not compressed and stored < declared:
+    if wbits:
+        stored = _unpacked_size(path, what, offset, wbits)
+    if stored < needed:
         raise BadInput(
-            f"{what} {declaration} but holds only {_bytes(max(stored, 0))} of voxel data: it is truncated "
-            "(an interrupted copy or download?) or its header is wrong"
+            f"{what} {declaration} but holds only {_bytes(max(stored, 0))} of voxel data"
+            f"{' once uncompressed' if wbits else ''}: it is truncated (an interrupted copy or download?) or its "
+            "header is wrong"
         )
 
 
-def _check_gzip_file(path: Path, what: str, declaration: str, needed: int) -> None:
-    """A whole-file gzip (.nii.gz): plausible size first, then the stream read to its end (length and CRC)."""
-    _check_holds(what, declaration, path.stat().st_size, needed, compressed=True)
-    unpacked = 0
-    try:
-        with gzip.open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                unpacked += len(block)
-    except (EOFError, OSError, zlib.error) as error:
+def _unpacked_size(path: Path, what: str, offset: int, wbits: int) -> int:
+    """Bytes of the compressed data from `offset` to the end of the file, read to the end of its stream (every member
+    of a gzip file, each with its length and CRC checked) in blocks, holding none of it."""
+    unpacked, ended = 0, False
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        stream = zlib.decompressobj(wbits)
+        try:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                while block:
+                    unpacked += len(stream.decompress(block, 1 << 24))
+                    block = stream.unconsumed_tail
+                    if stream.eof:  # a gzip file may hold several members, one after the other
+                        ended, block = True, stream.unused_data + block
+                        stream = zlib.decompressobj(wbits)
+                        ended = ended and not block
+            if not ended:  # output held back by the block limit comes out now; the end may be in it
+                unpacked += len(stream.flush())
+                ended = stream.eof
+        except zlib.error as error:
+            raise BadInput(f"{what} is damaged: its compressed data is corrupt ({error})") from None
+    if not ended:
         raise BadInput(
-            f"{what} is damaged: its gzip stream {'ends early' if isinstance(error, EOFError) else 'is corrupt'} "
-            f"after {_bytes(unpacked)} ({error}); the file is truncated or was changed"
-        ) from None
-    if unpacked < needed:
-        raise BadInput(f"{what} {declaration} but its gzip stream holds only {_bytes(unpacked)}: it is truncated")
+            f"{what} is damaged: its compressed data ends early, after {_bytes(unpacked)}: it is truncated "
+            "(an interrupted copy or download?)"
+        )
+    return unpacked
 
 
-def _check_text_header(path: Path, what: str, declaration: str, head: bytes, declared: int, layout) -> None:
-    """NRRD and MetaImage: a text header, then voxel data in the same file or in one data file beside it."""
-    found = layout(head)
-    if found is None:  # a header we do not follow (several data files, bzip2, text encodings): reading will tell
-        return
-    header_end, data_file, compressed = found
-    if data_file is not None:
-        path, header_end = path.parent / data_file, 0
-        if not path.is_file():
-            return  # SimpleITK names the missing data file
-    _check_holds(what, declaration, path.stat().st_size - header_end, declared, compressed)
-
-
-def _nrrd_layout(head: bytes):
-    """(where the data starts, detached data file or None, compressed) of a NRRD header, or None."""
+def _nrrd_layout(head: bytes, declared: int):
+    """(where the voxel data starts, its data file or None, zlib window bits or 0 for raw, bytes it must hold) of a
+    NRRD header, or None for a layout not followed here (bzip2, text encodings, several data files)."""
     text = head.decode("latin-1")
     end = next((i for i in (text.find("\n\n"), text.find("\r\n\r\n")) if i >= 0), -1)
     fields = {}
@@ -111,18 +119,19 @@ def _nrrd_layout(head: bytes):
             fields[key.strip().lower()] = value.strip().lstrip("=").strip()
     encoding = fields.get("encoding", "raw").lower()
     data_file = fields.get("data file", fields.get("datafile"))
-    if encoding not in ("raw", "gzip", "gz") or (data_file and " " in data_file) or data_file == "LIST":
+    if encoding not in ("raw", "gzip", "gz") or (data_file and (" " in data_file or data_file == "LIST")):
         return None
     if data_file is None and end < 0:
         return None
-    return (end + (2 if text[end] == "\n" else 4) if end >= 0 else 0), data_file, encoding != "raw"
+    offset = end + (2 if text[end] == "\n" else 4) if end >= 0 else 0
+    return offset, data_file, 0 if encoding == "raw" else GZIP, declared
 
 
-def _metaimage_layout(head: bytes):
-    """(where the data starts, detached data file or None, compressed) of a MetaImage header, or None."""
-    text = head.decode("latin-1")
+def _metaimage_layout(head: bytes, declared: int):
+    """(where the voxel data starts, its data file or None, zlib window bits or 0 for raw, bytes it must hold) of a
+    MetaImage header, or None for a layout not followed here (lists or patterns of data files)."""
     fields, offset = {}, 0
-    for line in text.splitlines(keepends=True):
+    for line in head.decode("latin-1").splitlines(keepends=True):
         offset += len(line)
         key, _, value = line.partition("=")
         fields[key.strip().lower()] = value.strip()
@@ -131,12 +140,12 @@ def _metaimage_layout(head: bytes):
     else:
         return None
     data_file = fields["elementdatafile"]
-    compressed = fields.get("compresseddata", "false").lower() == "true"
+    wbits = ZLIB if fields.get("compresseddata", "false").lower() == "true" else 0
     if data_file.upper() == "LOCAL":
-        return offset, None, compressed
+        return offset, None, wbits, declared
     if data_file.upper() == "LIST" or "%" in data_file or " " in data_file:
         return None
-    return 0, data_file, compressed
+    return 0, data_file, wbits, declared
 
 
 def _physical_memory() -> int | None:

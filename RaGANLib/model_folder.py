@@ -82,10 +82,10 @@ def export(generator, description: dict, folder: Path) -> Path:
 
 def load(folder: Path):
     """The generator (loaded with safe_mode=True) and the checked model.json of a model folder."""
+    folder = Path(folder)
+    description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
-    folder = Path(folder)
-    description = read_model_info(folder)
     where = f"'{folder / 'model.json'}'"
     path = folder / description["generator"]
     if not path.is_file():
