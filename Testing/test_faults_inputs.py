@@ -77,14 +77,14 @@ def test_truncated_image_is_refused_by_name(tmp_path, kind):
     image, label = write_case(tmp_path / "in", *TRUNCATED[kind])
     data = image.read_bytes()
     image.write_bytes(data[: len(data) * 2 // 3])
-    assert_refused(tmp_path, ["--pair", image, label, *TINY], str(image), "truncated", tmp_path / "in")
+    assert_refused(tmp_path, ["--pair", image, label, *TINY], str(image), "it is truncated", tmp_path / "in")
 
 
 def test_truncated_label_and_damaged_gzip_are_refused_by_name(tmp_path):
     image, label = write_case(tmp_path / "in", ".nii.gz", True)
     data = label.read_bytes()
     label.write_bytes(data[:-20])  # only the end of the stream is missing
-    assert_refused(tmp_path, ["--pair", image, label, *TINY], str(label), "truncated", tmp_path / "in")
+    assert_refused(tmp_path, ["--pair", image, label, *TINY], str(label), "it is truncated", tmp_path / "in")
 
 
 # Item 9: a header that declares a huge volume is refused from the header, before anything is allocated.

@@ -166,3 +166,15 @@ def _array(volume):
 def _nodes(scene, class_name):
     collection = scene.GetNodesByClass(class_name)
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(generated):
+    model, _, _ = generated
+    info = json.loads((model / "model.json").read_text())
+    info["classes"][2]["value"] = -1
+    (model / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"classes\[2\]\.value must be at least 0"):
+        results.read_model_info(model)
+    (model / "model.json").write_text(json.dumps({**info, "generator": "/elsewhere/generator.keras"}))
+    with pytest.raises(ValueError, match="field generator must be a file name inside the model folder"):
+        results.model_classes(model)
