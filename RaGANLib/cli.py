@@ -13,7 +13,7 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError, describe_space
 from RaGANLib.events import Reporter
-from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
+from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
@@ -36,6 +36,11 @@ TRAIN_OPTIONS = [
     ("--preview-every", "preview_every", int, "steps between previews (default 250)"),
     ("--log-every", "log_every", int, "steps between progress reports (default 10)"),
 ]
+FLAGS = {field: flag for flag, field, _, _ in TRAIN_OPTIONS} | {
+    "ct_window": "--ct-window",
+    "label_names": "--label-name",
+}
+MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
 
 
 def _add_events_flag(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
     generate.add_argument("model", type=Path, help="model folder (a run's model/)")
     generate.add_argument("--count", type=int, default=64, help="number of synthetic slices (default 64)")
-    generate.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    generate.add_argument(
+        "--seed", type=int, default=0, help=f"random seed, 0..{MAX_SEED}; the same seed gives the same output"
+    )
     generate.add_argument("--out", type=Path, required=True, help="output folder")
     _add_events_flag(generate)
 
@@ -88,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--real", type=Path, required=True, help="the real training cases (*)")
     evaluate.add_argument("--held-out", type=Path, required=True, help="real cases not used in training (*)")
     evaluate.add_argument("--out", type=Path, required=True, help="report folder")
-    evaluate.add_argument("--count", type=int, default=1000, help="slices to sample from a model (default 1000)")
+    evaluate.add_argument(
+        "--count", type=int, default=1000, help=f"slices to sample from a model, 2..{MAX_EVALUATE_COUNT} (default 1000)"
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of sampling and metrics (default 0)")
     evaluate.add_argument("--size", type=int, default=128, help="slice size when --synthetic is cases (default 128)")
     evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
@@ -136,8 +145,25 @@ def spec_from_arguments(args) -> TrainSpec | None:
     else:
         raise BadInput("nothing to train on: give --dataset, --pairs-file, --pair IMAGE LABEL or --spec")
     spec = dataclasses.replace(spec, **values)
-    spec.validate("options")
+    spec.validate("options", FLAGS)
     return spec
+
+
+def check_sampling_options(args) -> None:
+    """Refuse a --seed, --count or --size of generate and evaluate that cannot work, naming the flag."""
+    problems = [("--seed", args.seed, option_problem("seed", args.seed))]
+    if args.command == "evaluate":
+        problems += [
+            ("--size", args.size, option_problem("size", args.size)),
+            (
+                "--count",
+                args.count,
+                None if args.count <= MAX_EVALUATE_COUNT else f"must be at most {MAX_EVALUATE_COUNT}",
+            ),
+        ]
+    for flag, value, problem in problems:
+        if problem:
+            raise BadInput(f"{flag} {problem}, got {value}")
 
 
 def run_train(args, reporter: Reporter) -> dict:
@@ -196,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate":
             from RaGANLib.generate import generate
 
+            check_sampling_options(args)
             generate(args.model, args.count, args.seed, args.out, reporter)
         elif args.command == "demo":
             from RaGANLib.demo import run_demo
@@ -205,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             from RaGANLib.quality.downstream import UNetProtocol
             from RaGANLib.quality.evaluate import evaluate
 
+            check_sampling_options(args)
             if args.unet_steps < 1:
                 raise BadInput(f"--unet-steps must be at least 1, got {args.unet_steps}")
             evaluate(
@@ -234,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.emit("error", kind="internal", message=f"{type(error).__name__}: {error}")
         traceback.print_exc(file=sys.stderr)
         if reporter.run_folder is not None:
-            with contextlib.suppress(OSError), open(reporter.run_folder / "train.log", "a") as log:
-                traceback.print_exc(file=log)
+            with contextlib.suppress(OSError):
+                reporter.log(traceback.format_exc())
         return 1
     return 0

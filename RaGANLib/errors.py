@@ -1,5 +1,6 @@
 """Errors a person can act on. Each maps to an `error` event kind and a process exit code."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -51,3 +52,19 @@ def describe_space(folder: Path, needed: int | None = None) -> str:
         return ""
     wanted = f"{needed / 1e6:.1f} MB needed, " if needed is not None else ""
     return f": {wanted}{free / 1e6:.1f} MB free"
+
+
+def check_readable(path: Path, role: str) -> None:
+    """Refuse a file or folder that is missing or that this user may not read, saying which of the two it is."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise BadInput(f"{role} '{path}' does not exist") from None
+    except PermissionError:
+        raise BadInput(
+            f"{role} '{path}' cannot be read: permission denied (a folder on its path does not let this user in)"
+        ) from None
+    except OSError as error:
+        raise BadInput(f"{role} '{path}' cannot be read: {error.strerror or error}") from None
+    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        raise BadInput(f"{role} '{path}' cannot be read: permission denied")

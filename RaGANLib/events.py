@@ -2,6 +2,8 @@
 
 Every event is one JSON object with "event", "version" and "time". Events of a run are also appended to
 `<run>/events.jsonl`, and a readable line for each goes to `<run>/train.log`. Readers ignore keys they do not know.
+Input paths often hold patient names: those the reporter is told of (`keep_private`) reach stdout, never the run
+folder.
 
 Events: environment, started, prepared, notice, progress, preview, checkpoint, finished, error.
 Every line is strict JSON: a number that is not finite (NaN, infinity) is written as null.
@@ -65,40 +67,61 @@ class Reporter:
         self.stream = stream or sys.stdout
         self.run_folder: Path | None = None
         self._bar_open = False
-        self._early: list[tuple[str, str]] = []  # events before the run folder exists
+        self._early: list[dict] = []  # events before the run folder exists
+        self._private: set[str] = set()
         self._record_failed = False
 
     def attach(self, run_folder: Path) -> None:
         """Append events (those so far included) to `<run>/events.jsonl` and `<run>/train.log` from now on."""
         self.run_folder = Path(run_folder)
-        for line, text in self._early:
-            self._record(line, text)
+        for record in self._early:
+            self._record(record)
         self._early.clear()
+
+    def keep_private(self, texts) -> None:
+        """Replace these texts (input paths) by "<input>" in all that goes into the run folder."""
+        self._private.update(str(t) for t in texts if t)
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "version": PROTOCOL_VERSION, "time": round(time.time(), 3), **fields}
-        line = json.dumps(strict(record), allow_nan=False)
-        text = describe(record)
         if self.json_lines:
-            print(line, file=self.stream, flush=True)
+            print(json.dumps(strict(record), allow_nan=False), file=self.stream, flush=True)
         else:
-            self._show(event, text)
+            self._show(event, describe(record))
         if self.run_folder is None:
-            self._early.append((line, text))
+            self._early.append(record)
         else:
-            self._record(line, text)
+            self._record(record)
         return record
 
-    def _record(self, line: str, text: str) -> None:
+    def _record(self, record: dict) -> None:
+        record = self._without_private(record)
+        self._append("events.jsonl", json.dumps(strict(record), allow_nan=False) + "\n")
+        self.log(describe(record) + "\n")
+
+    def log(self, text: str) -> None:
+        """Append text (an event's line, a traceback) to `<run>/train.log`, without private texts."""
+        self._append("train.log", time.strftime("%Y-%m-%d %H:%M:%S ") + self._without_private(text))
+
+    def _append(self, name: str, text: str) -> None:
         try:
-            with open(self.run_folder / "events.jsonl", "a") as events:
-                events.write(line + "\n")
-            with open(self.run_folder / "train.log", "a") as log:
-                log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
+            with open(self.run_folder / name, "a") as file:
+                file.write(text)
         except OSError as error:  # e.g. a full disk: the event still reaches stdout, and the failure must not hide it
             if not self._record_failed:
                 print(f"RaGAN cannot write to '{self.run_folder}': {error}", file=sys.stderr, flush=True)
             self._record_failed = True
+
+    def _without_private(self, value):
+        if isinstance(value, str):
+            for text in sorted(self._private, key=len, reverse=True):  # longest first: a path before its folder
+                value = value.replace(text, "<input>")
+            return value
+        if isinstance(value, dict):
+            return {key: self._without_private(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._without_private(item) for item in value]
+        return value
 
     def notice(self, message: str) -> None:
         self.emit("notice", message=message)

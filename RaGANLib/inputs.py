@@ -14,7 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from RaGANLib import nnunet
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, check_readable
+from RaGANLib.image_files import check_image_file
 from RaGANLib.spec import TrainSpec
 
 
@@ -28,7 +29,8 @@ class Case:
 
 
 def find_cases(spec: TrainSpec) -> tuple[list[Case], dict[str, str], str]:
-    """The cases of a spec, label names by original value, and the channel name the dataset gives (or "")."""
+    """The cases of a spec, the label names (by original value) and channel name its dataset.json gives (or {}
+    and "" for pairs)."""
     names, channel = {}, ""
     if spec.dataset:
         found, names, channel = nnunet.read_dataset(Path(spec.dataset))
@@ -37,17 +39,17 @@ def find_cases(spec: TrainSpec) -> tuple[list[Case], dict[str, str], str]:
         cases = read_pairs_file(Path(spec.pairs_file))
     else:
         cases = [Case(Path(image).name, Path(image), Path(label)) for image, label in spec.pairs]
-    names = {**names, **spec.label_names}
     return cases, names, channel
 
 
 def read_pairs_file(path: Path) -> list[Case]:
     """Pairs from a CSV (columns image,label[,case], header optional) or a JSON list; paths relative to the file."""
+    check_readable(path, "pairs file")
     if not path.is_file():
-        raise BadInput(f"pairs file '{path}' does not exist")
+        raise BadInput(f"pairs file '{path}' is a folder; give a .csv or .json file")
     base = path.resolve().parent
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # Excel starts a CSV with a byte order mark
     except (OSError, UnicodeDecodeError) as error:
         raise BadInput(f"pairs file '{path}' cannot be read: {error}") from None
     rows = []
@@ -89,8 +91,7 @@ def file_hash(path: Path) -> str:
 def read_image(path: Path, role: str) -> sitk.Image:
     """Read a volume or 2D image (file or DICOM series folder) as a single-channel 3D image."""
     what = f"{role} '{path}'"
-    if not path.exists():
-        raise BadInput(f"{what} does not exist")
+    check_readable(path, role)
     try:
         if path.is_dir():
             series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
@@ -102,6 +103,7 @@ def read_image(path: Path, role: str) -> sitk.Image:
             reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0]))
             image = reader.Execute()
         else:
+            check_image_file(path, role)
             image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown format"
@@ -145,7 +147,8 @@ def _describe_grid(image: sitk.Image) -> str:
 
 def read_case(case: Case, notices: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image (its integer type, or float32) and label (its integer type) arrays indexed [z, y, x] in LPS orientation,
-    and spacing (x, y, z). Arrays keep the file's integer types: a float or int64 copy of a CT costs 2-4x its size."""
+    and spacing (x, y, z). Arrays keep the file's integer types: a float or int64 copy of a CT costs 2-4x its size.
+    Notices about the case are appended to `notices`, without its paths."""
     image = read_image(case.image, "image")
     label = read_image(case.label, "label")
     if image.GetSize()[2] == 1 and image.GetDimension() == 3 and label.GetSize()[2] == 1:
@@ -161,9 +164,9 @@ def read_case(case: Case, notices: list[str]) -> tuple[np.ndarray, np.ndarray, t
                 f"({_describe_grid(image)}) in space; they cannot be paired"
             )
         label = sitk.Resample(label, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
-        notices.append(
-            f"label '{case.label}' ({_describe_grid(label)}) is on another grid than image '{case.image}' "
-            f"({_describe_grid(image)}): resampled onto the image grid (nearest neighbour)"
+        notices.append(  # notices go into the run folder: no paths (they often hold patient names)
+            f"the label ({_describe_grid(label)}) is on another grid than the image ({_describe_grid(image)}): "
+            "resampled onto the image grid (nearest neighbour)"
         )
     if image.GetSize()[2] > 1:  # 2D images keep their own orientation
         image, label = sitk.DICOMOrient(image, "LPS"), sitk.DICOMOrient(label, "LPS")

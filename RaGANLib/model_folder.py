@@ -7,7 +7,6 @@
 Nothing in it comes from input headers or file names: the hashes identify the training files without naming them.
 """
 
-import json
 import os
 import platform
 import shutil
@@ -15,9 +14,8 @@ from pathlib import Path
 
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput
+from RaGANLib.model_info import MODEL_FORMAT, read_model_info
 from RaGANLib.runfolder import write_json_atomic
-
-MODEL_FORMAT = 1
 
 
 def model_description(data_meta: dict, spec, step: int) -> dict:
@@ -87,23 +85,29 @@ def export(generator, description: dict, folder: Path) -> Path:
 
 
 def load(folder: Path):
-    """The generator (loaded with safe_mode=True) and model.json of a model folder."""
+    """The generator (loaded with safe_mode=True) and the checked model.json of a model folder."""
+    folder = Path(folder)
+    description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
-    folder = Path(folder)
-    try:
-        description = json.loads((folder / "model.json").read_text())
-    except FileNotFoundError:
-        raise BadInput(f"model folder '{folder}' has no model.json; is it a RaGAN model folder?") from None
-    except ValueError as error:
-        raise BadInput(f"'{folder / 'model.json'}' is not valid JSON: {error}") from None
-    if description.get("format", 0) > MODEL_FORMAT:
-        raise BadInput(f"model '{folder}' was made by a newer RaGAN (format {description['format']})")
-    path = folder / description.get("generator", "generator.keras")
-    if not path.exists():
-        raise BadInput(f"model folder '{folder}' has no {path.name}")
+    where = f"'{folder / 'model.json'}'"
+    path = folder / description["generator"]
+    if not path.is_file():
+        raise BadInput(f"model folder '{folder}' has no {path.name} (field generator of model.json)")
     try:
         generator = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
+    size, classes = description["slice"]["size"], len(description["classes"])
+    latent, made = tuple(generator.input_shape[1:]), tuple(generator.output_shape[1:])
+    if latent != (description["latent_size"],):
+        raise BadInput(
+            f"{where}: field latent_size ({description['latent_size']}) does not fit {path.name}, "
+            f"which takes latent vectors of {latent[-1]}"
+        )
+    if made != (size, size, 1 + classes):
+        raise BadInput(
+            f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
+            f"which makes {made[0]}x{made[1]} slices with {made[-1] - 1} classes"
+        )
     return generator, description

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, check_readable
 from RaGANLib.runfolder import write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff", ".png")
@@ -26,16 +26,18 @@ def _ending(path: Path) -> str | None:
 def read_dataset(folder: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, str], str]:
     """Cases (case id, image, label), label names by value, and the first channel's name of a dataset folder."""
     folder = Path(folder)
+    check_readable(folder, "dataset folder")
     if not folder.is_dir():
-        raise BadInput(f"dataset folder '{folder}' does not exist")
+        raise BadInput(f"dataset folder '{folder}' is a file; give the folder that holds dataset.json")
     description = folder / "dataset.json"
+    if not description.exists():
+        raise BadInput(f"dataset folder '{folder}' has no dataset.json")
+    check_readable(description, "dataset description")
     try:
-        meta = json.loads(description.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"dataset folder '{folder}' has no dataset.json") from None
-    except ValueError as error:
+        meta = json.loads(description.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as error:
         raise BadInput(f"'{description}' is not valid JSON: {error}") from None
-    labels = meta.get("labels")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
     if not isinstance(labels, dict) or not labels:
         raise BadInput(f"'{description}' has no \"labels\" (name -> value)")
     try:

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from RaGANLib.errors import BadInput, DiskFull, describe_space
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
+from RaGANLib.model_info import MAX_LABEL_VALUE
 from RaGANLib.runfolder import write_json_atomic
 from RaGANLib.spec import TrainSpec
 
@@ -156,11 +157,19 @@ def _checked_cache_file(path: Path, dtype, meta: dict) -> np.ndarray:
     return array
 
 
+def find_cases_privately(spec: TrainSpec, reporter: Reporter) -> tuple[list[Case], dict[str, str], str]:
+    """`find_cases`, after telling the reporter that the input paths must not reach the run folder."""
+    reporter.keep_private([spec.dataset, spec.pairs_file, *(path for pair in spec.pairs for path in pair)])
+    cases, names, channel = find_cases(spec)
+    reporter.keep_private(str(p) for c in cases for p in (c.image, c.label, c.image.resolve(), c.label.resolve()))
+    return cases, names, channel
+
+
 def changed_inputs(meta: dict, spec: TrainSpec, reporter: Reporter) -> list[str]:
     """The input files whose content is not what the cache was prepared from. Missing files only get a notice: the
     cache holds all that training needs (the run folder resumes without the inputs mounted)."""
     try:
-        cases, _, _ = find_cases(spec)
+        cases, _, _ = find_cases_privately(spec, reporter)
     except BadInput as error:
         reporter.notice(f"the inputs cannot be listed ({error}); using the slices prepared from them")
         return []
@@ -258,16 +267,49 @@ class Survey:
     normalisation: Normalisation
 
 
+def class_names(values: list[int], label_names: dict[str, str]) -> list[str]:
+    """The name of each class (by original label value); two classes with one name are refused, since every
+    synthetic segment is looked up by its name."""
+    names = ["background" if v == 0 else label_names.get(str(v), f"label_{v}") for v in values]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            first = values[names.index(name)]
+            raise BadInput(
+                f"label values {first} and {values[index]} are both named '{name}' (by --label-name, the spec's "
+                "label_names or dataset.json); give each class its own name"
+            )
+    return names
+
+
+def _check_label_values(cases: list[Case], summaries: list[CaseSummary], spec: TrainSpec, named: dict) -> None:
+    """Refuse label values that the outputs cannot hold, or that the dataset.json does not name."""
+    for case, summary in zip(cases, summaries):
+        if summary.values[-1] > MAX_LABEL_VALUE:
+            raise BadInput(
+                f"label '{case.label}' holds the value {summary.values[-1]}; label values must be 0..{MAX_LABEL_VALUE}"
+            )
+        unnamed = [v for v in summary.values if v and str(v) not in named]
+        if spec.dataset and unnamed:
+            raise BadInput(
+                f"label '{case.label}' holds the value {unnamed[0]}, which '{Path(spec.dataset) / 'dataset.json'}' "
+                'does not name in its "labels"; add it there (name -> value)'
+            )
+
+
 def survey(spec: TrainSpec, reporter: Reporter, stop=lambda: None) -> Survey:
     """First pass: read and check every case (writing nothing), decide the grid, classes and intensity mapping.
     With `spec.spacing` set, the grid is that spacing and larger fields of view are cropped around their centre.
     `stop()` is asked between cases; a reason it returns raises PreparationStopped."""
-    cases, label_names, channel = find_cases(spec)
+    cases, dataset_names, channel = find_cases_privately(spec, reporter)
     notices: list[str] = []
     summaries = []
     for index, case in enumerate(cases):
         _check_stop(stop)
-        summaries.append(_summarise(case, spec, index, notices))
+        found: list[str] = []
+        summaries.append(_summarise(case, spec, index, found))
+        notices += [f"case {index + 1} of {len(cases)}: {message}" for message in found]
+    _check_label_values(cases, summaries, spec, dataset_names)
+    label_names = {**dataset_names, **spec.label_names}
     for message in notices:
         reporter.notice(message)
     fields = [max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) for s in summaries]
@@ -288,6 +330,7 @@ def survey(spec: TrainSpec, reporter: Reporter, stop=lambda: None) -> Survey:
     values = sorted(set().union(*(s.values for s in summaries)) | {0})
     if len(values) > MAX_CLASSES:
         raise BadInput(f"the labels hold {len(values)} different values; RaGAN trains at most {MAX_CLASSES} classes")
+    class_names(values, label_names)
     modality = _modality(spec, channel, summaries)
     if modality == "ct":
         normalisation = Normalisation(*spec.ct_window)
@@ -354,8 +397,7 @@ def write_cache(plan: Survey, cache_folder: Path, stop=lambda: None) -> Prepared
         raise
 
     classes = []
-    for index, value in enumerate(values):
-        name = "background" if value == 0 else label_names.get(str(value), f"label_{value}")
+    for index, (value, name) in enumerate(zip(values, class_names(values, label_names))):
         color = (
             [0.0, 0.0, 0.0] if value == 0 else spec.label_colors.get(str(value), PALETTE[(index - 1) % len(PALETTE)])
         )

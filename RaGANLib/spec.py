@@ -6,6 +6,7 @@ same object from its flags. Paths inside a spec file may be relative to the file
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from RaGANLib.errors import BadInput
@@ -16,6 +17,7 @@ AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
+MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 
 
 @dataclasses.dataclass
@@ -77,28 +79,18 @@ class TrainSpec:
         "seed",
     )
 
-    def validate(self, where: str) -> None:
-        """Refuse option values that cannot work, naming `where` they came from."""
+    def validate(self, where: str, flags: dict[str, str] | None = None) -> None:
+        """Refuse option values that cannot work, naming `where` they came from and the option (by its command-line
+        flag where `flags` maps option names to flags). NaN and infinity are refused everywhere."""
         sources = sum(bool(x) for x in (self.dataset, self.pairs_file, self.pairs))
         if sources != 1:
             raise BadInput(f"{where}: give exactly one input: a dataset folder, a pairs file, or image/label pairs")
-        checks = [
-            (64 <= self.size <= 512 and self.size % 16 == 0, "size must be a multiple of 16 between 64 and 512"),
-            (self.spacing is None or self.spacing > 0, "spacing must be a positive number of mm"),
-            (self.axis in AXES, f"axis must be one of {', '.join(AXES)}"),
-            (self.intensity in INTENSITY_PRESETS, f"intensity must be one of {', '.join(INTENSITY_PRESETS)}"),
-            (len(self.ct_window) == 2 and self.ct_window[0] < self.ct_window[1], "ct_window must be [low, high]"),
-            (self.slices in SLICE_CHOICES, f"slices must be one of {', '.join(SLICE_CHOICES)}"),
-            (self.empty_ratio >= 0, "empty_ratio must be >= 0"),
-            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
-            (self.steps >= 1 and self.batch >= 1, "steps and batch must be positive"),
-            (self.checkpoint_every >= 1 and self.preview_every >= 1 and self.log_every >= 1, "intervals must be >= 1"),
-            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
-            (all(len(p) == 2 for p in self.pairs), "each pair must be [image, label]"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BadInput(f"{where}: {message}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            problem = option_problem(field.name, value)
+            if problem:
+                name = (flags or {}).get(field.name, field.name)
+                raise BadInput(f"{where}: {name} {problem}, got {json.dumps(value, default=str)}")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,15 +107,13 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
-        if data.get("version", SPEC_VERSION) > SPEC_VERSION:
-            raise BadInput(f"{where}: spec version {data['version']} is newer than this RaGAN understands")
         try:
             spec = cls(**data)
         except TypeError as error:
             raise BadInput(f"{where}: {error}") from None
+        spec.validate(where)
         if base is not None:
             spec.resolve_paths(base)
-        spec.validate(where)
         return spec
 
     @classmethod
@@ -148,3 +138,81 @@ class TrainSpec:
         """Identity options in which `other` differs from this spec."""
         mine, theirs = self.to_json(), other.to_json()
         return [name for name in self.IDENTITY if mine[name] != theirs[name]]
+
+
+def number_problem(value, whole: bool = False, low=None, high=None, above=None) -> str | None:
+    """Why `value` is not an acceptable number, or None: a finite (whole) number, low <= value <= high, > above."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return "must be a whole number" if whole else "must be a number"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if above is not None and not value > above:
+        return f"must be greater than {above}"
+    if low is not None and value < low:
+        return f"must be at least {low}"
+    if high is not None and value > high:
+        return f"must be at most {high}"
+    return None
+
+
+NUMBERS = {  # option -> the rule of number_problem
+    "steps": {"whole": True, "low": 1},
+    "batch": {"whole": True, "low": 1},
+    "lr": {"above": 0},
+    "r1_gamma": {"low": 0},
+    "ema_halflife": {"above": 0},
+    "augment": {"low": 0, "high": 1},
+    "seed": {"whole": True, "low": 0, "high": MAX_SEED},
+    "empty_ratio": {"low": 0},
+    "checkpoint_every": {"whole": True, "low": 1},
+    "preview_every": {"whole": True, "low": 1},
+    "log_every": {"whole": True, "low": 1},
+    "keep_checkpoints": {"whole": True, "low": 1},
+    "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
+}
+CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES}
+
+
+def option_problem(name: str, value) -> str | None:
+    """Why `value` cannot be the training option `name`, or None when it can."""
+    if name in NUMBERS:
+        return number_problem(value, **NUMBERS[name])
+    if name in CHOICES:
+        return (
+            None if isinstance(value, str) and value in CHOICES[name] else f"must be one of {', '.join(CHOICES[name])}"
+        )
+    if name == "size":
+        if number_problem(value, whole=True) or not (64 <= value <= 512 and value % 16 == 0):
+            return "must be a multiple of 16 between 64 and 512"
+    elif name == "spacing":
+        return None if value is None else number_problem(value, above=0) and "must be a positive number of mm"
+    elif name == "ct_window":
+        if (
+            not (isinstance(value, list) and len(value) == 2 and not any(number_problem(v) for v in value))
+            or not value[0] < value[1]
+        ):
+            return "must be two finite numbers [low, high] with low < high"
+    elif name in ("dataset", "pairs_file"):
+        return None if value is None or isinstance(value, str) else "must be a path"
+    elif name == "pairs":
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value
+        ):
+            return "must be a list of [image, label] paths"
+    elif name == "label_names":
+        if not isinstance(value, dict) or not all(
+            str(k).isdigit() and isinstance(n, str) and n.strip() for k, n in value.items()
+        ):
+            return 'must map label values to names, e.g. {"1": "liver"}'
+    elif name == "label_colors":
+        if not isinstance(value, dict) or not all(
+            str(k).isdigit()
+            and isinstance(c, list)
+            and len(c) == 3
+            and not any(number_problem(x, low=0, high=1) for x in c)
+            for k, c in value.items()
+        ):
+            return "must map label values to [r, g, b] colours with each part in 0..1"
+    elif name in ("multi_gpu", "mixed_precision", "xla"):
+        return None if isinstance(value, bool) else "must be true or false"
+    return None

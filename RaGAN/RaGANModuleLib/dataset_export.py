@@ -27,12 +27,9 @@ def export_nnunet(
     from RaGANLib.nnunet import DatasetWriter, read_dataset
 
     info = read_model_info(model_folder)
-    classes = sorted(info.get("classes", []), key=lambda c: int(c["index"]))
-    class_names = [c["name"] for c in classes]
-    index_of_value = {int(c["value"]): int(c["index"]) for c in classes}
-    writer = DatasetWriter(
-        Path(target), channel_name=str(info.get("modality", "image")).upper(), class_names=class_names
-    )
+    class_names = [c["name"] for c in info["classes"]]  # in index order, as the schema requires
+    index_of_value = {c["value"]: c["index"] for c in info["classes"]}
+    writer = DatasetWriter(Path(target), channel_name=info["modality"].upper(), class_names=class_names)
     start = writer.existing
     try:
         for number, (image_path, label_path) in enumerate(real_pairs):

@@ -9,27 +9,28 @@ Segment names, colours and label values come from the model's `model.json`, so "
 removed: nothing half-made stays in the scene.
 """
 
-import json
 from pathlib import Path
 
 from RaGANModuleLib import scene_files
+from RaGANModuleLib.locations import import_ragan_lib
 
 
 def read_model_info(model_folder: Path) -> dict:
-    """The model's `model.json` (classes with values, names and colours; slice size and spacing; modality)."""
-    path = Path(model_folder) / "model.json"
+    """The model's `model.json` (classes with values, names and colours; slice size and spacing; modality), checked
+    by the trainer's own reader; a folder that is not a usable model raises ValueError with the reason."""
+    import_ragan_lib()
+    from RaGANLib.errors import BadInput
+    from RaGANLib.model_info import read_model_info as read_checked
+
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"'{model_folder}' is not a RaGAN model folder (it has no model.json)") from None
-    except ValueError as error:
-        raise ValueError(f"'{path}' cannot be read: {error}") from None
+        return read_checked(Path(model_folder))
+    except BadInput as error:
+        raise ValueError(str(error)) from None
 
 
 def model_classes(model_folder: Path) -> list[dict]:
     """The model's label classes other than background: dicts with "value", "name", "color"."""
-    classes = read_model_info(model_folder).get("classes", [])
-    return [c for c in classes if int(c.get("value", 0)) != 0]
+    return [c for c in read_model_info(model_folder)["classes"] if c["value"] != 0]
 
 
 def load_generated(scene, outputs: dict, model_folder: Path, source_node=None, name: str = "RaGAN synthetic"):
@@ -57,8 +58,8 @@ def segmentation_from_label_file(scene, label_path: Path, classes: list[dict], n
     labelmap = scene_files.read_volume(
         scene, label_path, "vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__", keep_storage=False
     )
-    names = {int(c["value"]): c["name"] for c in classes}
-    colors = {int(c["value"]): list(c.get("color", [0.5, 0.5, 0.5]))[:3] for c in classes}
+    names = {c["value"]: c["name"] for c in classes}
+    colors = {c["value"]: c["color"] for c in classes}
     table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, colors)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     try:

@@ -25,7 +25,16 @@ def generated(tmp_path):
     """A model folder and generate's outputs: 5 slices of 32x32 at 0.7 x 0.7 mm, 3 mm apart, HU values."""
     model = tmp_path / "run" / "model"
     model.mkdir(parents=True)
-    info = {"classes": CLASSES, "slice": {"size": 32, "spacing": [0.7, 0.7], "thickness": 3.0}, "modality": "ct"}
+    info = {
+        "format": 1,
+        "generator": "generator.keras",
+        "latent_size": 128,
+        "classes": CLASSES,
+        "modality": "ct",
+        "intensity": {"low": -1000.0, "high": 1000.0},
+        "slice": {"size": 64, "spacing": [0.7, 0.7], "thickness": 3.0, "axis": "axial"},
+        "training": {"cases": 2, "slices": 10, "steps": 100, "batch": 4, "seed": 0},
+    }
     (model / "model.json").write_text(json.dumps(info))
     out = tmp_path / "generated"
     out.mkdir()
@@ -157,3 +166,15 @@ def _array(volume):
 def _nodes(scene, class_name):
     collection = scene.GetNodesByClass(class_name)
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(generated):
+    model, _, _ = generated
+    info = json.loads((model / "model.json").read_text())
+    info["classes"][2]["value"] = -1
+    (model / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"classes\[2\]\.value must be at least 0"):
+        results.read_model_info(model)
+    (model / "model.json").write_text(json.dumps({**info, "generator": "/elsewhere/generator.keras"}))
+    with pytest.raises(ValueError, match="field generator must be a file name inside the model folder"):
+        results.model_classes(model)
