@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from RaGANLib.errors import BadInput, RaGANError
 from RaGANLib.events import Reporter
 from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, SLICE_CHOICES, TrainSpec
 
+STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
 TRAIN_OPTIONS = [
@@ -139,7 +141,7 @@ def run_train(args, reporter: Reporter) -> dict:
     root = args.out or (args.spec.resolve().parent if args.spec else None)
     if root is None:
         raise BadInput("give the run folder with --out")
-    return train(spec, root, reporter, resume=args.resume)
+    return train(spec, root, reporter, resume=args.resume, spec_file=args.spec, started=STARTED)
 
 
 def run_info(reporter: Reporter) -> dict:

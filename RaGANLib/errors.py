@@ -20,3 +20,22 @@ class OutOfMemory(RaGANError):
 
     kind = "out_of_memory"
     exit_code = 3
+
+
+def require_readable(path, what: str) -> None:
+    """Refuse a file or folder that is missing or that this user may not read, saying which of the two it is
+    (SimpleITK says "does not exist" for both). `what` names it in the message, e.g. "image 'a.nrrd'"."""
+    import os
+
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb"):
+                pass
+    except FileNotFoundError:
+        raise BadInput(f"{what} does not exist") from None
+    except PermissionError:
+        raise BadInput(f"{what} cannot be read: permission denied (check the file and the folders above it)") from None
+    except OSError as error:
+        raise BadInput(f"{what} cannot be read: {error.strerror or error}") from None

@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RaGANLib import nnunet
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, require_readable
 from RaGANLib.spec import TrainSpec
 
 
@@ -43,8 +43,9 @@ def find_cases(spec: TrainSpec) -> tuple[list[Case], dict[str, str], str]:
 
 def read_pairs_file(path: Path) -> list[Case]:
     """Pairs from a CSV (columns image,label[,case], header optional) or a JSON list; paths relative to the file."""
-    if not path.is_file():
-        raise BadInput(f"pairs file '{path}' does not exist")
+    require_readable(path, f"pairs file '{path}'")
+    if path.is_dir():
+        raise BadInput(f"pairs file '{path}' is a folder; give a CSV or JSON file")
     base = path.resolve().parent
     try:
         text = path.read_text()
@@ -89,8 +90,7 @@ def file_hash(path: Path) -> str:
 def read_image(path: Path, role: str) -> sitk.Image:
     """Read a volume or 2D image (file or DICOM series folder) as a single-channel 3D image."""
     what = f"{role} '{path}'"
-    if not path.exists():
-        raise BadInput(f"{what} does not exist")
+    require_readable(path, what)
     try:
         if path.is_dir():
             series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, require_readable
 from RaGANLib.runfolder import write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff", ".png")
@@ -26,13 +26,16 @@ def _ending(path: Path) -> str | None:
 def read_dataset(folder: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, str], str]:
     """Cases (case id, image, label), label names by value, and the first channel's name of a dataset folder."""
     folder = Path(folder)
+    require_readable(folder, f"dataset folder '{folder}'")
     if not folder.is_dir():
-        raise BadInput(f"dataset folder '{folder}' does not exist")
+        raise BadInput(f"dataset folder '{folder}' is a file, not a folder")
     description = folder / "dataset.json"
     try:
         meta = json.loads(description.read_text())
     except FileNotFoundError:
         raise BadInput(f"dataset folder '{folder}' has no dataset.json") from None
+    except PermissionError:
+        raise BadInput(f"'{description}' cannot be read: permission denied") from None
     except ValueError as error:
         raise BadInput(f"'{description}' is not valid JSON: {error}") from None
     labels = meta.get("labels")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import model_folder, preview
+from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
@@ -267,21 +267,40 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
     return spec
 
 
-def train(spec: TrainSpec | None, root: Path, reporter: Reporter, resume: bool = False, strategy=None) -> dict:
-    """Train (or resume) the run in `root`; returns the `finished` event."""
+def train(
+    spec: TrainSpec | None,
+    root: Path,
+    reporter: Reporter,
+    resume: bool = False,
+    strategy=None,
+    spec_file: Path | None = None,
+    started: float | None = None,
+) -> dict:
+    """Train (or resume) the run in `root`; returns the `finished` event.
+
+    `root` must be new, empty, a RaGAN run folder, or hold only `spec_file` (the spec.json the run starts with).
+    `started`: when the command began (default now); a STOP file older than that is from an earlier run."""
     # Initialize.
-    run = RunFolder(root)
-    if run.root.is_dir():
+    run = RunFolder(root, started=time.time() if started is None else started)
+    may_hold = ("spec.json",) if spec_file is not None and Path(spec_file).resolve() == run.spec.resolve() else ()
+    if outputs.check(run.root, "run", may_hold):
         run.lock()  # a second trainer on the folder is refused before anything is read or written
     spec = _open_run(spec, run, resume)
+    outputs.check_contents(run.model, model_folder.MODEL_FILES)
 
     # Load training set: check every input before the run folder gets anything.
     cached = load_cache(run.cache, spec)
     plan = None if cached else survey(spec, reporter)
+    outputs.claim(run.root, "run", may_hold)
     run.create()
     run.lock()
     reporter.attach(run.root)
-    spec.save(run.spec)
+    for stale in outputs.remove_stale_staging(run.model):
+        reporter.notice(f"removed '{stale.name}', left behind by an earlier trainer that was killed")
+    if run.stop_file.exists() and not run.stop_requested():
+        reporter.notice(f"ignoring '{run.stop_file}': it is older than this start; touch it again to stop the run")
+    if not run.spec.exists() or TrainSpec.load(run.spec) != spec:
+        spec.save(run.spec)  # the spec.json a run was started with stays as it is when nothing changed it
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
     data = cached or write_cache(plan, run.cache)
