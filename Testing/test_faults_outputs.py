@@ -83,19 +83,17 @@ def copy_of_run(trained, tmp_path) -> Path:
 # Item 1: generate writes only into a new, empty, or earlier generate folder.
 
 
-def test_generate_refuses_a_folder_that_is_not_its_own_and_touches_nothing(trained, tmp_path):
-    out = user_tree(tmp_path / "o")
+def test_generate_refuses_a_folder_that_is_not_its_own_and_replaces_only_its_entries_in_its_own(trained, tmp_path):
+    users = user_tree(tmp_path / "users")
     before = tree_hashes(tmp_path)
 
-    result = ragan("generate", trained[1], "--count", 3, "--out", out)
+    refused = ragan("generate", trained[1], "--count", 3, "--out", users)
 
-    assert result.returncode == 2
-    message = error_of(result)
-    assert str(out) in message and "'nnunet/'" in message and "'notes.txt'" in message
-    assert tree_hashes(tmp_path) == before  # nothing added beside it either: no .o.partial
+    assert refused.returncode == 2
+    message = error_of(refused)
+    assert str(users) in message and "'nnunet/'" in message and "'notes.txt'" in message
+    assert tree_hashes(tmp_path) == before  # nothing added beside it either: no .users.partial
 
-
-def test_generate_into_its_own_folder_replaces_only_its_own_entries(trained, tmp_path):
     out = tmp_path / "o"
     assert ragan("generate", trained[1], "--count", 3, "--seed", 1, "--out", out).returncode == 0
     first = tree_hashes(out)
@@ -104,14 +102,14 @@ def test_generate_into_its_own_folder_replaces_only_its_own_entries(trained, tmp
     (out / "nnunet-mine" / "case.nii.gz").write_text("mine too")
     mine = {k: v for k, v in tree_hashes(out).items() if k not in first}
 
-    result = ragan("generate", trained[1], "--count", 5, "--seed", 2, "--out", out)
+    again = ragan("generate", trained[1], "--count", 5, "--seed", 2, "--out", out)
 
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
     after = tree_hashes(out)
     assert {k: after[k] for k in mine} == mine
     assert after["synthetic_image.nrrd"] != first["synthetic_image.nrrd"]
     assert len(list((out / "nnunet" / "imagesTr").iterdir())) == 5  # the earlier 3 cases were replaced, not added to
-    assert staging_beside(out) == []
+    assert staging_beside(out) == [] and staging_beside(users) == []
 
 
 def test_generate_refuses_a_file_the_current_folder_and_a_run_folder_as_output(trained, tmp_path):
