@@ -267,6 +267,13 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
     return spec
 
 
+def _saved_spec(run: RunFolder) -> TrainSpec | None:
+    try:
+        return TrainSpec.load(run.spec)
+    except BadInput:  # none yet, or a damaged one of this run folder's: written anew
+        return None
+
+
 def train(
     spec: TrainSpec | None,
     root: Path,
@@ -299,7 +306,7 @@ def train(
         reporter.notice(f"removed '{stale.name}', left behind by an earlier trainer that was killed")
     if run.stop_file.exists() and not run.stop_requested():
         reporter.notice(f"ignoring '{run.stop_file}': it is older than this start; touch it again to stop the run")
-    if not run.spec.exists() or TrainSpec.load(run.spec) != spec:
+    if _saved_spec(run) != spec:
         spec.save(run.spec)  # the spec.json a run was started with stays as it is when nothing changed it
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
