@@ -80,7 +80,7 @@ def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
 
 
 class StackWriter:
-    """An uncompressed NRRD volume of `count` slices written slice chunk by slice chunk, so that a stack larger than
+    """An uncompressed NRRD volume of `count` slices written chunk by chunk, so that a stack larger than
     memory can be written; the file appears under its name only when complete."""
 
     def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, description: dict):
@@ -160,8 +160,8 @@ def check_space(out: Path, count: int, description: dict) -> None:
         )
 
 
-def readable_size(count: int) -> str:
-    return f"{count / 1e12:,.1f} TB" if count >= 1e12 else f"{count / 1e9:.3g} GB"
+def readable_size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e12:,.1f} TB" if size_bytes >= 1e12 else f"{size_bytes / 1e9:.3g} GB"
 
 
 def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) -> dict:
