@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from RaGANLib.errors import BadInput, DiskFull, RaGANError, describe_space
 from RaGANLib.events import Reporter
 from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
 
+STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
 TRAIN_OPTIONS = [
@@ -173,7 +175,15 @@ def run_train(args, reporter: Reporter) -> dict:
     root = args.out or (args.spec.resolve().parent if args.spec else None)
     if root is None:
         raise BadInput("give the run folder with --out")
-    return train(spec, root, reporter, resume=args.resume, accept_changed_inputs=args.accept_changed_inputs)
+    return train(
+        spec,
+        root,
+        reporter,
+        resume=args.resume,
+        accept_changed_inputs=args.accept_changed_inputs,
+        spec_file=args.spec,
+        started=STARTED,
+    )
 
 
 def run_info(reporter: Reporter) -> dict:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import phantom, preview
-from RaGANLib.errors import BadInput
+from RaGANLib import outputs, phantom, preview
 from RaGANLib.events import Reporter
 from RaGANLib.spec import TrainSpec
 
 DEMO_STEPS = 1200
-DEMO_CONTENT = {"data", "run", "synthetic", "preview.png"}
+DEMO_CONTENT = ("data", "run", "synthetic", "preview.png")  # what a demo writes into its folder
 
 
 def demo_spec(data: Path, steps: int) -> TrainSpec:
@@ -42,18 +41,21 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
     from RaGANLib.training import train
 
     out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()):
-        if not (out / "data" / "dataset.json").exists() or set(p.name for p in out.iterdir()) - DEMO_CONTENT:
-            raise BadInput(f"'{out}' exists and is not an earlier demo folder; choose a new or empty folder")
-        shutil.rmtree(out)  # an earlier demo: start afresh
-    out.mkdir(parents=True)
+    if outputs.check(out, "demo"):  # an earlier demo: what it made is made afresh, anything else there stays
+        for name in DEMO_CONTENT:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    outputs.claim(out, "demo")
     reporter.notice(f"writing phantom cases to {out / 'data'}")
     data = phantom.write_dataset(out / "data", cases=8)
     spec = demo_spec(data, steps or DEMO_STEPS)
     finished = train(spec, out / "run", reporter)
     if finished["reason"] == "stopped":
         return out / "run" / "previews"
-    outputs = generate(Path(finished["model"]), 32, 1, out / "synthetic", Reporter(reporter.json_lines))
+    generated = generate(Path(finished["model"]), 32, 1, out / "synthetic", Reporter(reporter.json_lines))
 
     cache = load_cache(out / "run" / "cache", spec, reporter)
     colors = [c["color"] for c in cache.classes]
@@ -64,5 +66,5 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
     synthetic = preview.grid(images, labels, colors)
     picture = preview.titled([("real phantom slices", real), (f"synthetic after {finished['step']} steps", synthetic)])
     preview.save_png(picture, out / "preview.png")
-    reporter.notice(f"demo done: preview {out / 'preview.png'}, synthetic pairs in {outputs['nnunet']}")
+    reporter.notice(f"demo done: preview {out / 'preview.png'}, synthetic pairs in {generated['nnunet']}")
     return out / "preview.png"

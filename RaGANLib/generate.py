@@ -9,13 +9,14 @@
 Output files are made from arrays only: no header field of any training input reaches them.
 """
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib import model_folder, preview
+from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.nnunet import DatasetWriter
@@ -29,27 +30,45 @@ OUTPUTS = {
     "nnunet": "nnunet",
     "preview": "preview.png",
 }
+PREVIEW_SLICES = 16
+NRRD_TYPES = {"int16": "short", "float32": "float", "uint8": "unsigned char", "uint16": "unsigned short"}
+NIFTI_HEADER = 352  # bytes before the voxels of a .nii file
+SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file system overhead
+
+
+def sample_chunks(generator, count: int, seed: int, latent_size: int):
+    """`count` synthetic slices as successive ([-1, 1] images, class indices) chunks of up to BATCH slices.
+
+    Latents are drawn in order from one generator seeded with `seed`, so slice i is the same whatever `count` is
+    and however the slices are chunked; memory does not grow with `count`."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, BATCH):
+        latents = rng.standard_normal((min(BATCH, count - start), latent_size)).astype(np.float32)
+        pairs = np.asarray(generator(latents, training=False))
+        yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
 
 
 def sample(generator, count: int, seed: int, latent_size: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is."""
-    latents = np.random.default_rng(seed).standard_normal((count, latent_size)).astype(np.float32)
-    images, labels = [], []
-    for start in range(0, count, BATCH):
-        pairs = np.asarray(generator(latents[start : start + BATCH], training=False))
-        images.append(np.clip(pairs[..., 0], -1, 1))
-        labels.append(np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8))
+    images, labels = zip(*sample_chunks(generator, count, seed, latent_size))
     return np.concatenate(images), np.concatenate(labels)
+
+
+def value_types(description: dict) -> tuple[np.dtype, np.dtype]:
+    """Pixel types of the image (int16 HU for CT, else float32) and of the label (by the largest class value)."""
+    image = np.dtype(np.int16 if description["modality"] == "ct" else np.float32)
+    label = np.dtype(np.uint8 if max(c["value"] for c in description["classes"]) < 256 else np.uint16)
+    return image, label
 
 
 def to_source(images: np.ndarray, labels: np.ndarray, description: dict) -> tuple[np.ndarray, np.ndarray]:
     """Intensities in source units (int16 HU for CT) and labels with their original values."""
     intensity = description["intensity"]
+    image_type, label_type = value_types(description)
     values = Normalisation(intensity["low"], intensity["high"]).inverse(images)
-    values = np.round(values).astype(np.int16) if description["modality"] == "ct" else values.astype(np.float32)
-    lookup = np.array([c["value"] for c in description["classes"]], dtype=np.uint16)
-    originals = lookup[labels]
-    return values, originals.astype(np.uint8 if originals.max(initial=0) < 256 else np.uint16)
+    values = (np.round(values) if image_type == np.int16 else values).astype(image_type)
+    lookup = np.array([c["value"] for c in description["classes"]], dtype=label_type)
+    return values, lookup[labels]
 
 
 def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
@@ -60,56 +79,147 @@ def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
     return volume
 
 
+class StackWriter:
+    """An uncompressed NRRD volume of `count` slices written chunk by chunk, so that a stack larger than
+    memory can be written; the file appears under its name only when complete."""
+
+    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, description: dict):
+        self.path, self.count, self.dtype, self.written = Path(path), count, np.dtype(dtype), 0
+        self.temporary = self.path.with_name(f".{self.path.name}.tmp.nrrd")
+        rows, columns = description["slice"]["spacing"]
+        header = [
+            "NRRD0004",
+            f"type: {NRRD_TYPES[self.dtype.name]}",
+            "dimension: 3",
+            "space: left-posterior-superior",
+            f"sizes: {size} {size} {count}",
+            f"space directions: ({float(columns)!r},0,0) (0,{float(rows)!r},0) "
+            f"(0,0,{float(description['slice']['thickness'])!r})",
+            "kinds: domain domain domain",
+            "endian: little",
+            "encoding: raw",
+            "space origin: (0,0,0)",
+        ]
+        self.handle = open(self.temporary, "wb")
+        self.handle.write(("\n".join(header) + "\n\n").encode("ascii"))
+
+    def append(self, slices: np.ndarray) -> None:
+        self.handle.write(np.ascontiguousarray(slices, dtype=self.dtype.newbyteorder("<")).tobytes())
+        self.written += len(slices)
+
+    def finish(self) -> Path:
+        if self.written != self.count:
+            raise RuntimeError(f"{self.path.name}: {self.written} slices written, {self.count} declared")
+        self.handle.close()
+        self.temporary.replace(self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        self.handle.close()
+        self.temporary.unlink(missing_ok=True)
+
+
 def write_volumes(folder: Path, values, originals, description: dict, stem: str = "synthetic") -> dict:
     """Write image and label stacks (in source units, see `to_source`) as uncompressed NRRD; returns their paths."""
-    paths = {"image": folder / f"{stem}_image.nrrd", "label": folder / f"{stem}_label.nrrd"}
+    paths = {}
     for key, array in (("image", values), ("label", originals)):
-        temporary = paths[key].with_name(f".{paths[key].name}.tmp.nrrd")
-        sitk.WriteImage(as_volume(array, description), str(temporary), useCompression=False)
-        temporary.replace(paths[key])
-    return {k: str(v) for k, v in paths.items()}
+        writer = StackWriter(folder / f"{stem}_{key}.nrrd", len(array), array.shape[-1], array.dtype, description)
+        try:
+            writer.append(array)
+            paths[key] = str(writer.finish())
+        except BaseException:
+            writer.abandon()
+            raise
+    return paths
 
 
 def preview_picture(images, labels, description: dict, title: str):
     colors = [c["color"] for c in description["classes"]]
-    return preview.titled([(title, preview.grid(images[:16], labels[:16], colors))])
+    return preview.titled([(title, preview.grid(images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES], colors))])
+
+
+def output_bytes(count: int, description: dict) -> int:
+    """About how many bytes `generate` writes for `count` slices: the two stacks plus the nnU-Net cases (counted
+    uncompressed, an upper bound) and the preview."""
+    image_type, label_type = value_types(description)
+    pixels = description["slice"]["size"] ** 2
+    stacks = pixels * (image_type.itemsize + label_type.itemsize)
+    cases = pixels * (image_type.itemsize + 1) + 2 * NIFTI_HEADER
+    return count * (stacks + cases) + 4 * 1024 * 1024
+
+
+def check_space(out: Path, count: int, description: dict) -> None:
+    """Refuse, before anything is written, a `count` whose output would not fit on the disk that holds `out`."""
+    needed = int(output_bytes(count, description) * SPACE_MARGIN)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise BadInput(
+            f"--count {count} needs up to {readable_size(needed)} for '{out}', but only {readable_size(free)} are free "
+            "there; give a smaller --count or another --out"
+        )
+
+
+def readable_size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e12:,.1f} TB" if size_bytes >= 1e12 else f"{size_bytes / 1e9:.3g} GB"
 
 
 def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) -> dict:
-    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths."""
+    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths.
+
+    `out` must be new, empty or an earlier `generate` output (see RaGANLib.outputs); only the entries in OUTPUTS
+    are replaced there. Nothing is left behind when it fails."""
     if count < 1:
         raise BadInput(f"--count must be at least 1, got {count}")
+    out = Path(os.path.abspath(out))
+    outputs.check(out, "generated")
     generator, description = model_folder.load(model)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"output '{out}' exists and is not a folder")
+    check_space(out, count, description)
     reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out))
-    images, labels = sample(generator, count, seed, description["latent_size"])
 
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    values, originals = to_source(images, labels, description)
-    write_volumes(staging, values, originals, description)
+    staging = outputs.new_staging(out)
+    try:
+        _write_outputs(staging, generator, description, count, seed)
+        published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
+    except BaseException:
+        outputs.discard(staging)
+        raise
+    paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
+    reporter.emit("finished", count=count, seed=seed, outputs=paths)
+    return paths
+
+
+def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int) -> None:
+    """The outputs in OUTPUTS, written into `staging` chunk by chunk."""
+    size = description["slice"]["size"]
+    image_type, label_type = value_types(description)
+    stacks = [
+        StackWriter(staging / OUTPUTS["image"], count, size, image_type, description),
+        StackWriter(staging / OUTPUTS["label"], count, size, label_type, description),
+    ]
     names = [c["name"] for c in description["classes"]]
-    writer = DatasetWriter(staging / "nnunet", CHANNEL_NAMES[description["modality"]], names)
-    for index in range(count):
-        writer.add_case(
-            f"synthetic_{index:04d}",
-            as_volume(values[index : index + 1], description),
-            as_volume(labels[index : index + 1], description),
-        )
-    writer.finish()
-    preview.save_png(preview_picture(images, labels, description, f"synthetic, seed {seed}"), staging / "preview.png")
-
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = {}
-    for key, name in OUTPUTS.items():
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        (staging / name).replace(target)
-        outputs[key] = str(target)
-    staging.rmdir()
-    reporter.emit("finished", count=count, seed=seed, outputs=outputs)
-    return outputs
+    cases = DatasetWriter(staging / OUTPUTS["nnunet"], CHANNEL_NAMES[description["modality"]], names)
+    try:
+        first, index = None, 0
+        for images, labels in sample_chunks(generator, count, seed, description["latent_size"]):
+            values, originals = to_source(images, labels, description)
+            stacks[0].append(values)
+            stacks[1].append(originals)
+            for offset in range(len(images)):
+                cases.add_case(
+                    f"synthetic_{index + offset:04d}",
+                    as_volume(values[offset : offset + 1], description),
+                    as_volume(labels[offset : offset + 1], description),
+                )
+            index += len(images)
+            first = first or (images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES])
+        for stack in stacks:
+            stack.finish()
+        cases.finish()
+    except BaseException:
+        for stack in stacks:
+            stack.abandon()
+        cases.abandon()
+        raise
+    picture = preview_picture(*first, description, f"synthetic, seed {seed}")
+    preview.save_png(picture, staging / OUTPUTS["preview"])

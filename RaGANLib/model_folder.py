@@ -12,7 +12,7 @@ import platform
 import shutil
 from pathlib import Path
 
-from RaGANLib import __version__
+from RaGANLib import __version__, outputs
 from RaGANLib.errors import BadInput
 from RaGANLib.model_info import MODEL_FORMAT, read_model_info
 from RaGANLib.runfolder import write_json_atomic
@@ -64,23 +64,31 @@ def model_description(data_meta: dict, spec, step: int) -> dict:
     }
 
 
+MODEL_FILES = ("generator.keras", "model.json")  # all that RaGAN writes into a model folder
+
+
 def export(generator, description: dict, folder: Path) -> Path:
-    """Write the model folder so that it appears whole or not at all."""
+    """Write the model folder so that it appears whole or not at all. An earlier model folder there is replaced
+    only when it holds nothing but RaGAN's model files (see RaGANLib.outputs)."""
     folder = Path(folder)
-    staging = folder.with_name(f".{folder.name}.new-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    outputs.check_contents(folder, MODEL_FILES)
+    staging, retired = outputs.new_staging(folder, "new"), None
     try:
         generator.save(staging / "generator.keras")
         write_json_atomic(staging / "model.json", description)
+        if folder.exists():
+            retired = outputs.new_staging(folder, "old")
+            os.replace(folder, retired / folder.name)
+        (staging / outputs.MARKER).unlink()
+        os.replace(staging, folder)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # e.g. a full disk: give the space back
+        shutil.rmtree(staging, ignore_errors=True)  # made by this call
+        if retired is not None and not folder.exists():
+            os.replace(retired / folder.name, folder)  # the earlier model stays
         raise
-    retired = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, retired)
-    os.replace(staging, folder)
-    shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        if retired is not None:
+            outputs.discard(retired)
     return folder
 
 

@@ -2,7 +2,9 @@
 
 <run>/spec.json          the options it runs with
 <run>/lock               held (OS file lock) by the one trainer working in the folder
-<run>/STOP               created by anyone who wants the trainer to checkpoint and exit
+<run>/STOP               created by anyone who wants the trainer to checkpoint and exit; one older than the
+                         trainer's start (by more than STOP_SLACK_S) is left from an earlier run and ignored
+<run>/.ragan.json        RaGAN's marker: this folder is a run folder (see RaGANLib.outputs)
 <run>/cache/             prepared slices, reused on resume
 <run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed, with a SHA-256 of its arrays inside;
                          one that fails to read or check on resume is renamed ckpt-<step>.npz.damaged
@@ -17,11 +19,13 @@ import json
 import os
 import re
 import socket
+import time
 from pathlib import Path
 
 from RaGANLib.errors import BadInput, DiskFull
 
 STOP_FILE = "STOP"
+STOP_SLACK_S = 2.0  # a STOP made while the trainer process was starting, before it read the clock, still counts
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -53,8 +57,9 @@ def write_json_atomic(path: Path, data) -> None:
 class RunFolder:
     """Paths and housekeeping of one run folder."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, started: float | None = None):
         self.root = Path(root)
+        self.started = time.time() if started is None else started
         self.spec = self.root / "spec.json"
         self.cache = self.root / "cache"
         self.checkpoints = self.root / "checkpoints"
@@ -108,7 +113,11 @@ class RunFolder:
         return freed
 
     def stop_requested(self) -> bool:
-        return self.stop_file.exists()
+        """A STOP file made since this trainer started; an older one was left by an earlier run."""
+        try:
+            return self.stop_file.stat().st_mtime >= self.started - STOP_SLACK_S
+        except FileNotFoundError:
+            return False
 
     def clear_stop(self) -> None:
         self.stop_file.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import model_folder, preview
+from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput, Diverged, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
@@ -315,6 +315,13 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
     return spec
 
 
+def _saved_spec(run: RunFolder) -> TrainSpec | None:
+    try:
+        return TrainSpec.load(run.spec)
+    except BadInput:  # none yet, or a damaged one of this run folder's: written anew
+        return None
+
+
 def train(
     spec: TrainSpec | None,
     root: Path,
@@ -322,19 +329,25 @@ def train(
     resume: bool = False,
     strategy=None,
     accept_changed_inputs: bool = False,
+    spec_file: Path | None = None,
+    started: float | None = None,
 ) -> dict:
-    """Train (or resume) the run in `root`; returns the `finished` event. A resume whose input files changed since
-    preparation is refused unless `accept_changed_inputs` (then the cache is prepared again from the files as now)."""
+    """Train (or resume) the run in `root`; returns the `finished` event.
+
+    `root` must be new, empty, a RaGAN run folder, or hold only `spec_file` (the spec.json the run starts with).
+    `started`: when the command began (default now); a STOP file older than that is from an earlier run.
+    A resume whose input files changed since preparation is refused unless `accept_changed_inputs` (then the cache
+    is prepared again from the files as they are now)."""
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
     # left half-written.
     with stop_requests() as stop:
-        run = RunFolder(root)
+        run = RunFolder(root, started=time.time() if started is None else started)
 
         def stop_reason():
             return stop["signal"] or ("stop file" if run.stop_requested() else None)
 
         try:
-            spec, data = _prepare_run(spec, run, reporter, resume, accept_changed_inputs, stop_reason)
+            spec, data = _prepare_run(spec, run, reporter, resume, accept_changed_inputs, spec_file, stop_reason)
         except PreparationStopped as reason:
             reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
             run.clear_stop()
@@ -342,24 +355,32 @@ def train(
         return _train_prepared(spec, run, data, reporter, resume, strategy, stop)
 
 
-def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_changed_inputs: bool, stop):
+def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_changed_inputs: bool, spec_file, stop):
     """Check the request and the inputs, then make or reuse the slice cache; returns the spec and the data."""
     # Initialize.
-    if run.root.is_dir():
+    may_hold = ("spec.json",) if spec_file is not None and Path(spec_file).resolve() == run.spec.resolve() else ()
+    if outputs.check(run.root, "run", may_hold):
         run.lock()  # a second trainer on the folder is refused before anything is read or written
         freed = run.remove_temporaries()
         if freed:
             reporter.notice(f"removed temporary files ({freed / 1e6:.1f} MB) that an interrupted run left")
     spec = _open_run(spec, run, resume)
+    outputs.check_contents(run.model, model_folder.MODEL_FILES)
 
     # Load training set: check every input before the run folder gets anything.
     refuse_changed = resume and not accept_changed_inputs
     cached = load_cache(run.cache, spec, reporter, refuse_changed_inputs=refuse_changed)
     plan = None if cached else survey(spec, reporter, stop)
+    outputs.claim(run.root, "run", may_hold)
     run.create()
     run.lock()
     reporter.attach(run.root)
-    spec.save(run.spec)
+    for stale in outputs.remove_stale_staging(run.model):
+        reporter.notice(f"removed '{stale.name}', left behind by an earlier trainer that was killed")
+    if run.stop_file.exists() and not run.stop_requested():
+        reporter.notice(f"ignoring '{run.stop_file}': it is older than this start; touch it again to stop the run")
+    if _saved_spec(run) != spec:
+        spec.save(run.spec)  # the spec.json a run was started with stays as it is when nothing changed it
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
     data = cached or write_cache(plan, run.cache, stop)

@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import TINY, events_of, phantom_pair, ragan
 
+from RaGANLib.outputs import MARKER
 from RaGANLib.quality import downstream
 from RaGANLib.quality.slices import SliceSet
 
@@ -41,7 +42,13 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert stages[-1] == "report written" and any(s.startswith("U-Net on real+synthetic") for s in stages)
     assert [e["step"] for e in events if e["event"] == "progress"] == sorted(e["step"] for e in events[1:-1])
     assert events[-1]["event"] == "finished"
-    assert sorted(p.name for p in out.iterdir()) == ["memorisation.png", "report.json", "report.md", "samples.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MARKER,
+        "memorisation.png",
+        "report.json",
+        "report.md",
+        "samples.png",
+    ]
 
     figures = json.loads((out / "report.json").read_text())
     assert figures["sets"]["training"]["cases"] == 4 and figures["sets"]["held_out"]["cases"] == 2

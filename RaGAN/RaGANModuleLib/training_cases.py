@@ -1,7 +1,7 @@
 """Scene -> run folder: each training case (an image volume and its label) written as NRRD, and the job spec.
 
     cases = [TrainingCase(ct_node, segmentation_node)]
-    exported = export_cases(scene, cases, run_folder)     # <run>/cases/case-000_image.nrrd, ..._label.nrrd
+    exported = export_cases(scene, cases, run_folder)     # marks the run folder; <run>/cases/case-000_image.nrrd, ...
     write_spec(run_folder, exported, TRAINING_PRESETS["quick look"] | {"seed": 1})
 
 A segmentation is exported to a labelmap on the image's grid. Segments are matched across cases by name, so "liver"
@@ -92,9 +92,16 @@ def labelled_slice_count(scene, case: TrainingCase, axis: str = "axial") -> int:
 
 
 def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> ExportedCases:
-    """Write every case's image and label (on the image's grid) as NRRD under `<run>/cases/`."""
+    """Write every case's image and label (on the image's grid) as NRRD under `<run>/cases/`.
+
+    `run_folder` must be new or empty (or already a RaGAN run folder): it is marked as a run folder first, the proof
+    that `ragan train` needs before it writes there (RaGANLib.outputs)."""
     if not cases:
         raise ValueError("add at least one training case (an image and its label)")
+    import_ragan_lib()
+    from RaGANLib.outputs import claim
+
+    claim(run_folder, "run")
     names, colors = _label_names_and_colors(cases)
     values = {name: value for value, name in names.items()}
     folder = Path(run_folder) / "cases"

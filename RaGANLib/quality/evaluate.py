@@ -4,18 +4,19 @@
 
 Writes report/report.json (every figure), report/report.md (the same, readable), report/samples.png (real against
 synthetic) and report/memorisation.png (the synthetic slices closest to a training slice, beside that slice). The
-folder appears whole or not at all. Everything runs offline: the features are computed here, no weights are fetched.
+folder appears whole or not at all; it must be new, empty or an earlier report folder (RaGANLib.outputs), where
+only these files are replaced. Everything runs offline: the features are computed here, no weights are fetched.
 """
 
 import dataclasses
-import shutil
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import preview
+from RaGANLib import outputs, preview
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.quality import downstream, metrics
@@ -116,8 +117,8 @@ def evaluate(
     protocol = protocol or downstream.UNetProtocol()
     if count < 2:
         raise BadInput(f"--count must be at least 2, got {count}")
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"output '{out}' exists and is not a folder")
+    out = Path(os.path.abspath(out))
+    outputs.check(out, "report")
     from_model = (synthetic / "model.json").exists()
     units = 9 + (3 * protocol.steps // 50 if with_downstream else 0)
     progress = Progress(reporter, units)
@@ -228,19 +229,18 @@ def _named_dice(result: dict, names: list[str]) -> dict:
 
 
 def write_report(out: Path, figures: dict, pictures: dict) -> None:
-    """report.json, report.md and the pictures, staged beside `out` and moved in when complete."""
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_json_atomic(staging / "report.json", figures)
-    (staging / "report.md").write_text(markdown(figures))
-    for name, picture in pictures.items():
-        preview.save_png(picture, staging / name)
-    out.mkdir(parents=True, exist_ok=True)
-    for item in staging.iterdir():
-        target = out / item.name
-        item.replace(target)
-    staging.rmdir()
+    """report.json, report.md and the pictures, staged beside `out` and moved in when complete; other files in an
+    earlier report folder stay."""
+    staging = outputs.new_staging(out)
+    try:
+        write_json_atomic(staging / "report.json", figures)
+        (staging / "report.md").write_text(markdown(figures))
+        for name, picture in pictures.items():
+            preview.save_png(picture, staging / name)
+        outputs.publish(staging, out, "report", ("report.json", "report.md", *pictures))
+    except BaseException:
+        outputs.discard(staging)
+        raise
 
 
 def markdown(figures: dict) -> str:
