@@ -81,7 +81,7 @@ def _check(folder: Path, kind: str, may_hold: tuple[str, ...]) -> bool:
             raise BadInput(f"output '{folder}' cannot be made: '{existing}' is a file")
         return False
     found = kind_of(folder)
-    if found == kind:
+    if found == kind or (found is None and kind == "run" and _unmarked_run_folder(folder)):
         return True
     if found is not None:
         raise BadInput(
@@ -97,10 +97,33 @@ def _check(folder: Path, kind: str, may_hold: tuple[str, ...]) -> bool:
     return False
 
 
+# What a run folder of RaGAN 0.1 (before the marker) holds; the Slicer module adds `cases/`.
+UNMARKED_RUN_ENTRIES = {
+    "spec.json",
+    "lock",
+    "STOP",
+    "cache",
+    "checkpoints",
+    "tensorboard",
+    "previews",
+    "model",
+    "cases",
+}
+UNMARKED_RUN_ENTRIES |= {"events.jsonl", "train.log"}
+
+
+def _unmarked_run_folder(folder: Path) -> bool:
+    """A run folder that an earlier RaGAN made before it wrote markers: its spec.json, its events of a run, a
+    checkpoints folder, and nothing but what such a run folder holds. It is marked when claimed."""
+    names = {e.rstrip("/") for e in _entries(folder)}
+    required = {"spec.json", "events.jsonl", "checkpoints"}
+    return required <= names and names <= UNMARKED_RUN_ENTRIES and (folder / "checkpoints").is_dir()
+
+
 def claim(folder: Path, kind: str, may_hold: tuple[str, ...] = ()) -> Path:
     """`folder` as RaGAN's `kind` output folder: checked (see `check`), made if new, and marked."""
     folder = Path(folder)
-    if not check(folder, kind, may_hold):
+    if not check(folder, kind, may_hold) or kind_of(folder) is None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             mark(folder, kind)

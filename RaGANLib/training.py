@@ -253,9 +253,9 @@ class GanTrainer:
             try:
                 with np.load(path, allow_pickle=False) as stored:
                     arrays = {key: stored[key] for key in stored.files}
-                if "sha256" not in arrays:
-                    raise ValueError("it has no checksum")
-                if str(arrays.pop("sha256")) != checkpoint_digest(arrays):
+                if "sha256" not in arrays:  # written by RaGAN 0.1, before checkpoints carried one
+                    reporter.notice(f"checkpoint '{path.name}' has no checksum (an earlier RaGAN wrote it)")
+                elif str(arrays.pop("sha256")) != checkpoint_digest(arrays):
                     raise ValueError("its contents do not match its SHA-256: damaged on disk")
                 if int(arrays["step"]) != step:
                     raise ValueError(f"it holds step {int(arrays['step'])}")

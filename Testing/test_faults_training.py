@@ -365,3 +365,25 @@ def test_preparing_a_ct_keeps_its_peak_memory_near_the_size_of_the_volume():
     volume_mb = np.prod(shape) * 2 / 2**20
     # Before: float32 and int64 copies made it about 12x the volume; now about 4x (int16 copy, label, slices).
     assert prepared - baseline < 7 * volume_mb, result.stdout
+
+
+def test_a_run_folder_of_an_earlier_ragan_resumes_and_ends_exactly(reference, tmp_path):
+    """RaGAN 0.1 wrote neither the run folder's marker nor checkpoint checksums: such a run still resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    (run / ".ragan.json").unlink()
+    for path in (run / "checkpoints").glob("ckpt-*.npz"):
+        if path.name == "ckpt-00000008.npz":
+            arrays = checkpoint_arrays(path)
+            del arrays["sha256"]
+            np.savez(path, **arrays)
+        else:
+            path.unlink()
+
+    result = ragan("train", "--resume", "--out", run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    assert next(e for e in events if e["event"] == "started")["step"] == 8
+    assert any("ckpt-00000008.npz' has no checksum" in message for message in notices(events))
+    assert json.loads((run / ".ragan.json").read_text())["kind"] == "run"
+    assert_same_final_weights(run, reference)
