@@ -1,5 +1,6 @@
 """Errors a person can act on. Each maps to an `error` event kind and a process exit code."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -68,3 +69,13 @@ def check_readable(path: Path, role: str) -> None:
         raise BadInput(f"{role} '{path}' cannot be read: {error.strerror or error}") from None
     if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
         raise BadInput(f"{role} '{path}' cannot be read: permission denied")
+
+
+def read_json(path: Path, role: str):
+    """The parsed JSON of a file, or BadInput naming the file (missing, unreadable, not JSON); Excel's byte order mark
+    is allowed."""
+    check_readable(path, role)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{role} '{path}' is not valid JSON: {error}") from None

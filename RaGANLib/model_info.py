@@ -9,7 +9,7 @@ TensorFlow-free: the Slicer module reads model.json with this too. The schema is
 import json
 from pathlib import Path
 
-from RaGANLib.errors import BadInput, check_readable
+from RaGANLib.errors import BadInput, read_json
 from RaGANLib.spec import AXES, number_problem, option_problem
 
 MODEL_FORMAT = 1
@@ -23,12 +23,7 @@ def read_model_info(folder: Path) -> dict:
     path = folder / "model.json"
     if not path.exists() and folder.is_dir():
         raise BadInput(f"'{folder}' is not a RaGAN model folder (it has no model.json)")
-    check_readable(path, "model description")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise BadInput(f"'{path}' cannot be read as JSON: {error}") from None
-    return check_model_info(data, f"'{path}'")
+    return check_model_info(read_json(path, "model description"), f"'{path}'")
 
 
 def check_model_info(data, where: str) -> dict:

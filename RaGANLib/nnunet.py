@@ -5,7 +5,6 @@ Layout: `imagesTr/<case>_0000.<ext>`, `labelsTr/<case>.<ext>`, `dataset.json` wi
 module can use it in Slicer's own Python.
 """
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.errors import BadInput, check_readable
+from RaGANLib.errors import BadInput, check_readable, read_json
 from RaGANLib.runfolder import write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff", ".png")
@@ -32,11 +31,7 @@ def read_dataset(folder: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, 
     description = folder / "dataset.json"
     if not description.exists():
         raise BadInput(f"dataset folder '{folder}' has no dataset.json")
-    check_readable(description, "dataset description")
-    try:
-        meta = json.loads(description.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as error:
-        raise BadInput(f"'{description}' is not valid JSON: {error}") from None
+    meta = read_json(description, "dataset description")
     labels = meta.get("labels") if isinstance(meta, dict) else None
     if not isinstance(labels, dict) or not labels:
         raise BadInput(f"'{description}' has no \"labels\" (name -> value)")

@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
 SPEC_VERSION = 1
@@ -118,13 +118,7 @@ class TrainSpec:
 
     @classmethod
     def load(cls, path: Path) -> "TrainSpec":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise BadInput(f"spec '{path}' does not exist") from None
-        except (OSError, ValueError) as error:
-            raise BadInput(f"spec '{path}' cannot be read: {error}") from None
-        return cls.from_json(data, f"spec '{path}'", base=Path(path).resolve().parent)
+        return cls.from_json(read_json(path, "spec"), f"spec '{path}'", base=Path(path).resolve().parent)
 
     def resolve_paths(self, base: Path) -> None:
         def absolute(p: str) -> str:
