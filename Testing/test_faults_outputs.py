@@ -294,33 +294,3 @@ def test_evaluate_and_demo_refuse_a_folder_that_is_not_their_own(command, traine
     message = error_of(result)
     assert str(out) in message and "notes.txt" in message
     assert tree_hashes(tmp_path) == before
-
-
-# Item 13: a file that cannot be read for lack of permission says so, not "does not exist".
-
-
-def test_a_file_in_a_folder_without_permission_is_refused_as_such(trained, tmp_path):
-    if os.name != "posix":
-        pytest.skip("POSIX permissions")
-    command = [sys.executable, "-m", "RaGANLib"]
-    if os.geteuid() == 0:  # root reads any file: drop the capabilities that let it
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv: a file without permission is readable")
-        capabilities = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--bounding-set={capabilities}", f"--inh-caps={capabilities}", *command]
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    image, label = (Path(shutil.copy(p, locked / p.name)) for p in trained[2][0])
-    locked.chmod(0)
-    try:
-        train = [*command, "train", "--pair", str(image), str(label), "--out", str(tmp_path / "run"), *TINY]
-        result = subprocess.run(
-            [*train, "--events", "json"], capture_output=True, text=True, timeout=240, cwd=REPOSITORY
-        )
-    finally:
-        locked.chmod(0o700)
-
-    assert result.returncode == 2, result.stdout + result.stderr
-    message = error_of(result)
-    assert str(image) in message and "permission denied" in message and "does not exist" not in message
-    assert not (tmp_path / "run").exists()
