@@ -60,11 +60,11 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert fidelity["synthetic_vs_training"]["kid"] > fidelity["held_out_vs_training"]["kid"]
     assert 0 < figures["diversity"]["ms_ssim_training"] <= 1
     assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2"}
-    assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text()
+    assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text(encoding="utf-8")
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic"]
     assert all(0 <= arm["mean_foreground_dice"] <= 1 for arm in arms.values())
-    assert "| real+synthetic |" in (out / "report.md").read_text()
+    assert "| real+synthetic |" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_copies_of_training_cases_are_flagged_as_memorised(split):
@@ -79,7 +79,7 @@ def test_copies_of_training_cases_are_flagged_as_memorised(split):
     assert figures["memorisation"]["share"] == 1.0
     assert figures["memorisation"]["synthetic_ncc_max"] == pytest.approx(1.0, abs=1e-4)
     assert figures["fidelity"]["synthetic_vs_training"]["frechet"] < 1e-6
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "privacy leak" in report and f"{figures['memorisation']['flagged']} synthetic slices (100.0%)" in report
 
 

@@ -234,7 +234,7 @@ def write_report(out: Path, figures: dict, pictures: dict) -> None:
     staging = outputs.new_staging(out)
     try:
         write_json_atomic(staging / "report.json", figures)
-        (staging / "report.md").write_text(markdown(figures))
+        (staging / "report.md").write_text(markdown(figures), encoding="utf-8")
         for name, picture in pictures.items():
             preview.save_png(picture, staging / name)
         outputs.publish(staging, out, "report", ("report.json", "report.md", *pictures))
