@@ -179,18 +179,37 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
 
     staging = outputs.new_staging(out)
     try:
-        _write_outputs(staging, generator, description, count, seed)
+        pixel_counts = _write_outputs(staging, generator, description, count, seed)
         published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
     except BaseException:
         outputs.discard(staging)
         raise
     paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
-    reporter.emit("finished", count=count, seed=seed, outputs=paths)
+    shares = class_shares(pixel_counts, description, reporter)
+    reporter.emit("finished", count=count, seed=seed, outputs=paths, class_shares=shares)
     return paths
 
 
-def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int) -> None:
-    """The outputs in OUTPUTS, written into `staging` chunk by chunk."""
+def class_shares(pixel_counts: np.ndarray, description: dict, reporter: Reporter) -> dict:
+    """Each class's share of the synthetic pixels next to its share of the training pixels, with a notice for every
+    class drawn at less than half its training share: the rare class a user cares about is the one a GAN drops."""
+    training = description["training"]["class_pixel_fraction"]
+    found = pixel_counts / max(1, pixel_counts.sum())
+    shares = {}
+    for index, entry in enumerate(description["classes"]):
+        share = {"synthetic": round(float(found[index]), 6), "training": training[index]}
+        shares[entry["name"]] = share
+        if share["synthetic"] < 0.5 * share["training"]:
+            reporter.notice(
+                f"class '{entry['name']}' covers {share['synthetic']:.2%} of the synthetic pixels against "
+                f"{share['training']:.2%} of the training pixels: the model draws it too rarely (train longer, or "
+                "check the training labels)"
+            )
+    return shares
+
+
+def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int) -> np.ndarray:
+    """The outputs in OUTPUTS, written into `staging` chunk by chunk; returns the pixel count of each class."""
     size = description["slice"]["size"]
     image_type, label_type = value_types(description)
     stacks = [
@@ -199,6 +218,7 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
     ]
     names = [c["name"] for c in description["classes"]]
     cases = DatasetWriter(staging / OUTPUTS["nnunet"], CHANNEL_NAMES[description["modality"]], names)
+    pixel_counts = np.zeros(len(names), dtype=np.int64)
     try:
         first, index = None, 0
         for images, labels in sample_chunks(generator, count, seed, description["latent_size"]):
@@ -212,6 +232,7 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
                     as_volume(labels[offset : offset + 1], description),
                 )
             index += len(images)
+            pixel_counts += np.bincount(labels.ravel(), minlength=len(names))
             first = first or (images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES])
         for stack in stacks:
             stack.finish()
@@ -223,3 +244,4 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
         raise
     picture = preview_picture(*first, description, f"synthetic, seed {seed}")
     preview.save_png(picture, staging / OUTPUTS["preview"])
+    return pixel_counts

@@ -6,6 +6,7 @@ resumed; a run is stopped with the stop file while a second trainer is refused."
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,6 +104,33 @@ def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, t
     dataset = json.loads((Path(outputs[0]["nnunet"]) / "dataset.json").read_text())
     assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2}
     assert len(list((Path(outputs[0]["nnunet"]) / "imagesTr").iterdir())) == 5
+
+
+def test_generate_reports_class_shares_and_warns_about_a_class_the_model_drops(trained, tmp_path):
+    """A copy of the model whose label output is pushed away from (or towards) class 2 by a bias before the softmax:
+    generate names the dropped class, and reports every class's share against the training set's."""
+    import keras
+
+    model = trained[0] / "run" / "model"
+    training = json.loads((model / "model.json").read_text())["training"]["class_pixel_fraction"]
+    assert training[2] > 0
+    for bias, warned in ((-1e4, True), (1e4, False)):
+        folder = tmp_path / f"model{bias:+.0f}"
+        shutil.copytree(model, folder)
+        generator = keras.saving.load_model(folder / "generator.keras", compile=False, safe_mode=True)
+        kernel, biases = generator.get_layer("to_label").get_weights()
+        biases[2] += bias
+        generator.get_layer("to_label").set_weights([kernel, biases])
+        generator.save(folder / "generator.keras")
+
+        result = ragan("generate", folder, "--count", "6", "--out", tmp_path / f"out{bias:+.0f}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        events = events_of(result.stdout)
+        notices = [e["message"] for e in events if e["event"] == "notice"]
+        assert any(n.startswith("class 'label_2' covers") for n in notices) == warned, notices
+        shares = events[-1]["class_shares"]
+        assert shares["label_2"] == {"synthetic": 0.0 if warned else 1.0, "training": training[2]}
+        assert list(shares) == ["background", "organ", "label_2"]
 
 
 def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained, tmp_path):
