@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from RaGANLib import __version__
-from RaGANLib.errors import BadInput, DiskFull, RaGANError, describe_space
+from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
 from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         if _disk_full(error, reporter.run_folder):
             # A full disk while writing previews, the model or anything else that does not say so itself.
             where = Path(getattr(error, "filename", None) or reporter.run_folder)
-            full = DiskFull(f"no space left on the device to write '{where}'{describe_space(where)}")
+            full = DiskFull.writing(where)
             reporter.emit("error", kind=full.kind, message=str(full))
             return full.exit_code
         reporter.emit("error", kind="internal", message=f"{type(error).__name__}: {error}")

@@ -43,13 +43,21 @@ class Diverged(RaGANError):
     kind = "diverged"
 
 
-def describe_space(folder: Path, needed: int | None = None) -> str:
-    """': N MB needed, M MB free' for a folder (or its nearest existing parent)."""
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk that holds `folder` (or its nearest existing parent); None when it cannot be read."""
+    folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        free = shutil.disk_usage(folder).free
+        return shutil.disk_usage(folder).free
     except OSError:
+        return None
+
+
+def describe_space(folder: Path, needed: int | None = None) -> str:
+    """': N MB needed, M MB free' for a folder (or its nearest existing parent)."""
+    free = free_bytes(folder)
+    if free is None:
         return ""
     wanted = f"{needed / 1e6:.1f} MB needed, " if needed is not None else ""
     return f": {wanted}{free / 1e6:.1f} MB free"

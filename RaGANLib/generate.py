@@ -10,14 +10,13 @@ Output files are made from arrays only: no header field of any training input re
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from RaGANLib import model_folder, outputs, preview
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, free_bytes
 from RaGANLib.events import Reporter
 from RaGANLib.nnunet import DatasetWriter
 from RaGANLib.prepare import Normalisation
@@ -151,9 +150,8 @@ def output_bytes(count: int, description: dict) -> int:
 def check_space(out: Path, count: int, description: dict) -> None:
     """Refuse, before anything is written, a `count` whose output would not fit on the disk that holds `out`."""
     needed = int(output_bytes(count, description) * SPACE_MARGIN)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    if needed > free:
+    free = free_bytes(out)
+    if free is not None and needed > free:
         raise BadInput(
             f"--count {count} needs up to {readable_size(needed)} for '{out}', but only {readable_size(free)} are free "
             "there; give a smaller --count or another --out"

@@ -79,8 +79,7 @@ def export(generator, description: dict, folder: Path) -> Path:
         if folder.exists():
             retired = outputs.new_staging(folder, "old")
             os.replace(folder, retired / folder.name)
-        (staging / outputs.MARKER).unlink()
-        os.replace(staging, folder)
+        outputs.move_into_place(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # made by this call
         if retired is not None and not folder.exists():

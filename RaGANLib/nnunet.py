@@ -5,13 +5,12 @@ Layout: `imagesTr/<case>_0000.<ext>`, `labelsTr/<case>.<ext>`, `dataset.json` wi
 module can use it in Slicer's own Python.
 """
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from RaGANLib import outputs
 from RaGANLib.errors import BadInput, check_readable, read_json
 from RaGANLib.runfolder import write_json_atomic
 
@@ -97,8 +96,7 @@ class DatasetWriter:
         elif self.folder.exists() and any(self.folder.iterdir()):
             raise BadInput(f"'{self.folder}' exists and is not an nnU-Net dataset; choose an empty or new folder")
         else:
-            self.target = self.folder.with_name(f".{self.folder.name}.partial-{os.getpid()}")
-            shutil.rmtree(self.target, ignore_errors=True)
+            self.target = outputs.new_staging(self.folder)  # marked: only RaGAN's own staging is ever removed
         (self.target / "imagesTr").mkdir(parents=True, exist_ok=True)
         (self.target / "labelsTr").mkdir(parents=True, exist_ok=True)
         self.added = 0
@@ -126,10 +124,10 @@ class DatasetWriter:
         if self.target != self.folder:
             if self.folder.exists():
                 self.folder.rmdir()
-            os.replace(self.target, self.folder)
+            outputs.move_into_place(self.target, self.folder)
         return self.folder
 
     def abandon(self) -> None:
         """Remove a dataset that was being made; cases added to an existing one stay."""
         if self.target != self.folder:
-            shutil.rmtree(self.target, ignore_errors=True)
+            outputs.discard(self.target)

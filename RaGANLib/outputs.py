@@ -197,6 +197,12 @@ def new_staging(target: Path, tag: str = "partial") -> Path:
     return staging
 
 
+def move_into_place(staging: Path, target: Path) -> None:
+    """Make a finished staging folder `target` itself, without the staging marker."""
+    (Path(staging) / MARKER).unlink()
+    os.replace(staging, target)
+
+
 def discard(staging: Path) -> None:
     """Remove a staging folder this process made (it carries our marker)."""
     if kind_of(staging) == "staging":

@@ -352,7 +352,7 @@ def train(
             reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
             run.clear_stop()
             return reporter.emit("finished", reason="stopped", step=0, model=None)
-        return _train_prepared(spec, run, data, reporter, resume, strategy, stop)
+        return _train_prepared(spec, run, data, reporter, resume, strategy, stop_reason)
 
 
 def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_changed_inputs: bool, spec_file, stop):
@@ -413,7 +413,9 @@ def stop_requests():
             signal.signal(number, handler)
 
 
-def _train_prepared(spec: TrainSpec, run: RunFolder, data, reporter: Reporter, resume: bool, strategy, stop) -> dict:
+def _train_prepared(
+    spec: TrainSpec, run: RunFolder, data, reporter: Reporter, resume: bool, strategy, stop_reason
+) -> dict:
     import tensorflow as tf
 
     strategy = strategy or choose_strategy(spec, reporter)
@@ -485,9 +487,10 @@ def _train_prepared(spec: TrainSpec, run: RunFolder, data, reporter: Reporter, r
                     tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
                 window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
-            if stop["signal"] or run.stop_requested():
+            reason = stop_reason()
+            if reason:
                 trainer.check_losses(losses, step, run)
-                reporter.notice(f"stop requested ({stop['signal'] or 'stop file'}) at step {step}")
+                reporter.notice(f"stop requested ({reason}) at step {step}")
                 return finish(step, "stopped")
             if step == spec.steps:
                 break

@@ -35,11 +35,12 @@ EVENT_FIELDS = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run on two phantom cases whose headers and folder name carry a patient's identity."""
+    """A tiny run on two phantom cases whose headers and folder name carry a patient's identity; --mixed-precision
+    runs too (on a CPU it trains in float32 and says so)."""
     root = tmp_path_factory.mktemp("trained")
     pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
     arguments = [a for image, label in pairs for a in ("--pair", image, label)]
-    result = ragan("train", *arguments, "--label-name", "1=organ", "--out", root / "run", *TINY)
+    result = ragan("train", *arguments, "--label-name", "1=organ", "--mixed-precision", "--out", root / "run", *TINY)
     assert result.returncode == 0, result.stdout + result.stderr
     return root, result
 
@@ -58,6 +59,7 @@ def test_events_arrive_in_order_with_their_fields(trained):
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [3, 6]
     assert events[-1]["reason"] == "completed" and events[-1]["step"] == 6
     assert events[kinds.index("started")]["device"] == "CPU"
+    assert "mixed precision needs a GPU; training in float32" in [e.get("message") for e in events]
     # the run folder keeps the same events, plus a readable log and TensorBoard files
     stored = [json.loads(line) for line in (root / "run" / "events.jsonl").read_text().splitlines()]
     assert stored == events
