@@ -65,6 +65,9 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert list(arms) == ["real", "synthetic", "real+synthetic"]
     assert all(0 <= arm["mean_foreground_dice"] <= 1 for arm in arms.values())
     assert "| real+synthetic |" in (out / "report.md").read_text(encoding="utf-8")
+    agreement = figures["downstream"]["label_agreement"]
+    assert agreement["held_out"] == arms["real"] and set(agreement["synthetic"]["dice"]) == {"label_1", "label_2"}
+    assert "| synthetic slices |" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_copies_of_training_cases_are_flagged_as_memorised(split):
@@ -122,6 +125,18 @@ def test_unet_learns_an_easy_task_in_a_few_seconds_of_steps():
     protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
     result = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol)
     assert result["per_class"][1] > 0.9 and result["mean_foreground"] == result["per_class"][1]
+
+
+def test_label_agreement_tells_labels_that_fit_their_images_from_labels_that_do_not():
+    """A U-Net trained on real discs finds the discs of new images where their labels say (agreement near its
+    held-out Dice) and not where labels of other images say (the pairs of a GAN whose labels float free)."""
+    protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
+    fitting = discs(32, 2)
+    loose = SliceSet(fitting.images, np.roll(fitting.labels, 1, axis=0), fitting.cases)
+    faithful = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol, agreement=fitting)
+    floating = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol, agreement=loose)
+    assert faithful["agreement"]["mean_foreground"] > 0.8 * faithful["mean_foreground"] > 0.7
+    assert floating["agreement"]["mean_foreground"] < 0.5 * floating["mean_foreground"]
 
 
 def test_dice_by_case_known_answers():

@@ -116,7 +116,21 @@ def dice_by_case(predicted: np.ndarray, truth: np.ndarray, cases: np.ndarray, cl
     return {"per_class": per_class, "mean_foreground": float(np.mean(values)) if values else float("nan")}
 
 
-def run_arm(sources: list[SliceSet], test: SliceSet, classes: int, protocol: UNetProtocol, progress=None) -> dict:
-    """Train on `sources`, test on `test`; Dice figures."""
+def run_arm(
+    sources: list[SliceSet],
+    test: SliceSet,
+    classes: int,
+    protocol: UNetProtocol,
+    progress=None,
+    agreement: SliceSet | None = None,
+) -> dict:
+    """Train on `sources`, test on `test`; Dice figures. With `agreement` (e.g. synthetic pairs), the same network
+    also segments its images, scored against its labels, under the key "agreement": does each image show what its
+    label says, as well as a held-out real slice shows its label?"""
     model = train_unet(sources, classes, protocol, progress)
-    return dice_by_case(predict(model, test.images), np.asarray(test.labels), test.cases, classes)
+    result = dice_by_case(predict(model, test.images), np.asarray(test.labels), test.cases, classes)
+    if agreement is not None:
+        result["agreement"] = dice_by_case(
+            predict(model, agreement.images), np.asarray(agreement.labels), agreement.cases, classes
+        )
+    return result
