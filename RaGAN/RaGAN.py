@@ -5,6 +5,7 @@ RaGANModuleLib package (scene <-> files, the trainer child process) and, in a ch
 Nothing here imports TensorFlow.
 """
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -139,6 +140,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.checkEnvironmentButton.connect("clicked(bool)", self.onCheckEnvironment)
         self.ui.installButton.connect("clicked(bool)", self.onInstallRequirements)
+        self.ui.installHereButton.connect("clicked(bool)", self.onInstallRequirements)
+        self.ui.choosePythonButton.connect("clicked(bool)", self.onChoosePython)
         self.ui.pythonPathLineEdit.currentPath = qt.QSettings().value(PYTHON_SETTING, "")
         self.ui.pythonPathLineEdit.connect("currentPathChanged(QString)", self.onPythonChanged)
         self.ui.casesTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
@@ -393,6 +396,13 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onPythonChanged(self, path: str) -> None:
         qt.QSettings().setValue(PYTHON_SETTING, path)
+        with slicer.util.WaitCursor():
+            self.logic.trainerCheck(refresh=True)
+        self.updateButtons()
+
+    def onChoosePython(self) -> None:
+        self.ui.environmentCollapsibleButton.collapsed = False
+        self.ui.pythonPathLineEdit.setFocus()
 
     def onCheckEnvironment(self) -> None:
         self.environmentJob = self.logic.checkEnvironment(self._parameterNode.device)
@@ -407,10 +417,35 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle="RaGAN"):
             return
-        with slicer.util.tryWithErrorDisplay(_("Installing the requirements failed."), waitCursor=True):
-            message = environment.install_requirements(slicer, testing=slicer.app.testingEnabled())
+        failed = _("Installing the requirements failed.") + " " + environment.INSTALL_HELP
+        with slicer.util.tryWithErrorDisplay(failed):
+            message = environment.install_requirements(testing=slicer.app.testingEnabled(), busy=self.busyDialog)
             self.ui.environmentStatusLabel.text = message
+        self.logic.trainerCheck(refresh=True)
         self.onCheckEnvironment()
+
+    @contextlib.contextmanager
+    def busyDialog(self):
+        """A dialog that says what is happening while Slicer 5.10's pip_install blocks the window."""
+        dialog = qt.QProgressDialog(
+            _("Installing TensorFlow and Keras (about 600 MB); this takes a few minutes.")
+            + "\n"
+            + environment.INSTALL_HELP,
+            "",
+            0,
+            0,
+            slicer.util.mainWindow(),
+        )
+        dialog.setWindowTitle("RaGAN")
+        dialog.setCancelButton(None)  # pip cannot be interrupted safely half-way
+        dialog.setWindowModality(qt.Qt.WindowModal)
+        dialog.show()
+        slicer.app.processEvents()
+        try:
+            with slicer.util.WaitCursor():
+                yield
+        finally:
+            dialog.close()
 
     # Jobs.
 
@@ -480,13 +515,24 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         training = self.trainingJob is not None and not self.trainingJob.state.final
         stopping = training and self.trainingJob.state == JobState.STOPPING
+        trainer = self.logic.trainerCheck()  # cached: asks the trainer's Python only when it changed
+        self.ui.trainerNotReadyWidget.visible = not trainer.ready
+        self.ui.trainerNotReadyLabel.text = trainer.reason
         self.ui.trainButton.text = _("Stop") if training else _("Train")
-        self.ui.trainButton.enabled = (training and not stopping) or (not training and bool(self.cases()))
-        self.ui.trainButton.toolTip = _("Stop training (saves a checkpoint)") if training else _("Start training")
-        self.ui.resumeButton.enabled = not training
+        self.ui.trainButton.enabled = (training and not stopping) or (
+            not training and bool(self.cases()) and trainer.ready
+        )
+        self.ui.trainButton.toolTip = (
+            _("Stop training (saves a checkpoint)")
+            if training
+            else (_("Start training") if trainer.ready else trainer.reason)
+        )
+        self.ui.resumeButton.enabled = not training and trainer.ready
         generating = self.generateJob is not None and not self.generateJob.state.final
         model = folderOrNone(self._parameterNode.modelFolder)
-        self.ui.generateButton.enabled = not generating and model is not None and (model / "model.json").is_file()
+        self.ui.generateButton.enabled = (
+            not generating and model is not None and (model / "model.json").is_file() and trainer.ready
+        )
         self.ui.exportButton.enabled = not generating and folderOrNone(self._parameterNode.exportFolder) is not None
         checking = self.environmentJob is not None and not self.environmentJob.state.final
         self.ui.checkEnvironmentButton.enabled = not checking
@@ -526,8 +572,19 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
             return slicer.util.startupEnvironment()
         return None
 
+    def trainerCheck(self, refresh: bool = False) -> environment.TrainerCheck:
+        """Whether the trainer's Python has the TensorFlow and Keras RaGAN needs (cached; a moment the first time)."""
+        return environment.check_trainer_python(self.trainerPython(), self.trainerEnvironment(), refresh)
+
+    def requireTrainer(self) -> None:
+        """Raise TrainerNotReady with the reason when the trainer's Python cannot run RaGAN; nothing is written."""
+        check = self.trainerCheck()
+        if not check.ready:
+            raise environment.TrainerNotReady(check.reason)
+
     def startTraining(self, scene, cases, options: dict, outputFolder: Path, device: str):
         """Write the cases and spec to a new run folder and start `ragan train`; returns (job, run folder)."""
+        self.requireTrainer()  # before the run folder: a Python without TensorFlow leaves nothing behind
         run = locations.new_run_folder(outputFolder)
         run.mkdir(parents=True)
         try:
@@ -542,11 +599,13 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
     def resumeTraining(self, runFolder: Path, device: str):
         if not (Path(runFolder) / "spec.json").is_file():
             raise ValueError(f"'{runFolder}' is not a RaGAN run folder (it has no spec.json)")
+        self.requireTrainer()
         return self._job(train_arguments(runFolder, resume=True), device, Path(runFolder))
 
     def startGenerate(self, modelFolder: Path, count: int, seed: int, device: str):
         """Start `ragan generate` into a new folder beside the model; returns (job, output folder)."""
         results.read_model_info(modelFolder)  # refuses a folder that is not a model, before starting anything
+        self.requireTrainer()
         out = locations.new_run_folder(Path(modelFolder).parent, "generated")
         return self._job(generate_arguments(modelFolder, count, seed, out), device, None), out
 
