@@ -5,6 +5,14 @@ RaGANModuleLib package (scene <-> files, the trainer child process) and, in a ch
 Nothing here imports TensorFlow.
 """
 
+import sys
+
+if sys.version_info < (3, 10):  # noqa: UP036 (Slicer 5.8 and older load this file: one clear message)
+    raise ImportError(
+        f"RaGAN needs 3D Slicer 5.10 or newer (Python 3.12); this Slicer runs Python {sys.version_info[0]}."
+        f"{sys.version_info[1]}. Install a current Slicer from https://download.slicer.org"
+    )
+
 import contextlib
 import os
 import shutil
@@ -53,6 +61,8 @@ class RaGAN(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Train a generative adversarial network on a few labelled scans and generate synthetic image + label "
             "slices, e.g. to train segmentation networks where expert labels are scarce. "
+            "Needs 3D Slicer 5.10 or 5.12 (Python 3.12); the trainer needs TensorFlow 2.20+ and Keras 3.15+, which "
+            "the module offers to install. "
             '<a href="https://github.com/RaGAN-project/RaGAN#3d-slicer">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
@@ -604,8 +614,9 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
 
     def startGenerate(self, modelFolder: Path, count: int, seed: int, device: str):
         """Start `ragan generate` into a new folder beside the model; returns (job, output folder)."""
-        results.read_model_info(modelFolder)  # refuses a folder that is not a model, before starting anything
         self.requireTrainer()
+        # Refuses a folder that is not a model, or one the trainer's Keras cannot load, before starting anything.
+        results.read_model_info(modelFolder, keras=self.trainerCheck().versions.get("keras"))
         out = locations.new_run_folder(Path(modelFolder).parent, "generated")
         return self._job(generate_arguments(modelFolder, count, seed, out), device, None), out
 

@@ -2,6 +2,7 @@
 module's requirements.txt, its environment check and the model loader all follow. TensorFlow-free.
 
     problem = version_problem("keras", "3.12.0")    # None, or what is wrong in words
+    problem = model_problem("3.15.1", "3.12.0")      # a model saved by a newer Keras than the one installed
 """
 
 import re
@@ -39,3 +40,15 @@ def version_problem(package: str, version: str | None) -> str | None:
     if found >= high:
         return f"{package} {version} is newer than RaGAN supports (RaGAN needs {requirement(package)})"
     return None
+
+
+def model_problem(saved_with: str | None, installed: str | None) -> str | None:
+    """None when Keras `installed` can load a model saved by Keras `saved_with` (same or older major.minor); else
+    what to install. A model without the version (or a Python whose Keras is unknown) is left to Keras to judge."""
+    if not saved_with or not installed or release(saved_with)[:2] <= release(installed)[:2]:
+        return None
+    major, minor = release(saved_with)[:2]
+    return (
+        f"the model was saved with Keras {saved_with}, which Keras {installed} (in this Python) cannot load: "
+        f'install keras>={major}.{minor} (pip install "keras>={major}.{minor}")'
+    )

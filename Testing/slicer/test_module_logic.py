@@ -19,6 +19,7 @@ def test_module_declares_its_category_and_help(ragan_module):
     ragan_module.RaGAN(parent)
     assert parent.title == "RaGAN" and parent.categories == ["Image Synthesis"]
     assert "synthetic" in parent.helpText
+    assert "Needs 3D Slicer 5.10 or 5.12 (Python 3.12)" in parent.helpText, "the supported Slicers are stated"
 
 
 def test_parameter_defaults_are_the_quick_look_preset(ragan_module):

@@ -178,3 +178,23 @@ def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(g
     (model / "model.json").write_text(json.dumps({**info, "generator": "/elsewhere/generator.keras"}))
     with pytest.raises(ValueError, match="field generator must be a file name inside the model folder"):
         results.model_classes(model)
+
+
+def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(generated, ragan_module, tmp_path):
+    """The trainer's Python here has Keras 3.15.x: a model saved by Keras 3.16 is refused before anything starts."""
+    model, _, _ = generated
+    info = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": "3.16.0", "tensorflow": "2.21.0"}}))
+    with pytest.raises(ValueError, match=r'model\.json.*versions\.keras.*Keras 3\.16\.0.*"keras>=3\.16"'):
+        results.read_model_info(model, keras="3.15.1")
+    assert results.read_model_info(model, keras="3.16.2")["versions"]["keras"] == "3.16.0"
+    assert results.read_model_info(model)["classes"] == CLASSES, "without the trainer's version: not judged"
+
+    logic = ragan_module.RaGANLogic()
+    installed = logic.trainerCheck().versions["keras"]
+    saved = f"{int(installed.split('.')[0])}.{int(installed.split('.')[1]) + 1}.0"
+    (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": saved}}))
+    before = sorted(p.name for p in model.parent.iterdir())
+    with pytest.raises(ValueError, match=f"install keras>={saved[:-2]}"):
+        logic.startGenerate(model, 4, 0, "cpu")
+    assert sorted(p.name for p in model.parent.iterdir()) == before, "no generated/ folder for a refused model"
