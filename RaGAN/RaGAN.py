@@ -366,15 +366,18 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume, segmentation = self.logic.loadGenerated(
                 slicer.mrmlScene, job, self.generateModel, source.image if source else None
             )
-            self.showSideBySide(source, volume, segmentation)
+            axis = results.read_model_info(self.generateModel)["slice"]["axis"]
+            self.showSideBySide(source, volume, segmentation, axis)
             self.ui.generateStatusLabel.text = _("Loaded '{name}' ({count} slices).").format(
                 name=volume.GetName(), count=volume.GetImageData().GetDimensions()[2]
             )
 
-    def showSideBySide(self, realCase, syntheticVolume, syntheticSegmentation) -> None:
-        """Real case on the left (Red), synthetic on the right (Yellow), each with its labels, views linked."""
+    def showSideBySide(self, realCase, syntheticVolume, syntheticSegmentation, axis: str) -> None:
+        """Real case on the left (Red), synthetic on the right (Yellow), each with its labels, views linked, both
+        turned to the model's slicing axis (the synthetic stack shows one training-like slice at a time)."""
         layoutManager = slicer.app.layoutManager()
         layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        results.orient_views([layoutManager.sliceWidget(v).mrmlSliceNode() for v in ("Red", "Yellow")], axis)
         views = {"Red": realCase.image if realCase else None, "Yellow": syntheticVolume}
         for viewName, volume in views.items():
             sliceWidget = layoutManager.sliceWidget(viewName)

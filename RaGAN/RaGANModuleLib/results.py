@@ -32,6 +32,13 @@ def read_model_info(model_folder: Path, keras: str | None = None) -> dict:
         raise ValueError(str(error)) from None
 
 
+def orient_views(slice_nodes, axis: str) -> None:
+    """Turn slice views to the model's slicing axis, so that a synthetic stack shows one slice at a time there (and
+    the real case beside it is seen the same way)."""
+    for slice_node in slice_nodes:
+        slice_node.SetOrientation(axis.capitalize())  # Slicer's presets: "Axial", "Coronal", "Sagittal"
+
+
 def model_classes(model_folder: Path) -> list[dict]:
     """The model's label classes other than background: dicts with "value", "name", "color"."""
     return [c for c in read_model_info(model_folder)["classes"] if c["value"] != 0]

@@ -125,4 +125,3 @@ def test_an_older_slicer_gets_a_message_naming_the_slicer_it_needs():
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: RaGAN needs 3D Slicer 5.10 or newer (Python 3.12)"), result.stderr
     assert "Python 3.9" in last and "SyntaxError" not in result.stderr
-
