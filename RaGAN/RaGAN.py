@@ -121,6 +121,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.trainingReported = False
         self.generateJob = None
         self.environmentJob = None
+        self.countedAxis = None  # the slicing axis the cases table counts slices along
         self.runFolder = None
         self.generateFolder = None
         self.generateModel = None
@@ -254,6 +255,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateCasesTable(self) -> None:
         cases = self.cases()
+        self.countedAxis = self._parameterNode.axis
         table = self.ui.casesTable
         table.setRowCount(len(cases))
         total = 0
@@ -526,6 +528,9 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateButtons(self, caller=None, event=None) -> None:
         if not self._parameterNode:
             return
+        if self._parameterNode.axis != self.countedAxis:  # the slicing axis changed: count its slices
+            self.updateCasesTable()
+            return  # updateCasesTable ends by calling this again
         training = self.trainingJob is not None and not self.trainingJob.state.final
         stopping = training and self.trainingJob.state == JobState.STOPPING
         trainer = self.logic.trainerCheck()  # cached: asks the trainer's Python only when it changed
