@@ -12,6 +12,7 @@ import pytest
 import slicer
 from RaGANModuleLib import environment
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
+from slicer_test_support import bare_python
 
 
 class Recorder:
@@ -137,12 +138,6 @@ def test_a_python_without_tensorflow_is_reported_with_what_to_do(tmp_path):
     ready, summary = environment.describe_environment(job)
     assert not ready
     assert "TensorFlow is not installed" in summary and "Install the requirements" in summary
-
-
-def bare_python(folder) -> str:
-    """A real Python without TensorFlow or Keras: a fresh virtual environment without pip."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
-    return str(folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
 
 
 def installed(python: str, **packages: str) -> None:
