@@ -404,8 +404,16 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not export the nnU-Net dataset."), waitCursor=True):
             synthetic = self.generateFolder / "nnunet" if p.exportSynthetic and self.generateFolder else None
-            written = self.logic.exportNnunet(target, modelFolder, includeReal=p.exportReal, syntheticDataset=synthetic)
-            slicer.util.infoDisplay(_("nnU-Net dataset written to {folder}").format(folder=written))
+            written, splits = self.logic.exportNnunet(
+                target, modelFolder, includeReal=p.exportReal, syntheticDataset=synthetic
+            )
+            message = _("nnU-Net dataset written to {folder}.").format(folder=written)
+            if splits is not None:
+                message += " " + _(
+                    "Its splits_final.json validates on real cases only: copy it into "
+                    "nnUNet_preprocessed/{name}/ after nnUNetv2_plan_and_preprocess and before training."
+                ).format(name=written.name)
+            slicer.util.infoDisplay(message)
 
     # Environment panel.
 
@@ -634,6 +642,7 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
         return results.load_generated(scene, outputs, modelFolder, source_node=sourceNode)
 
     def exportNnunet(self, target: Path, modelFolder: Path, includeReal: bool, syntheticDataset: Path | None):
+        """Real cases (the run's) and synthetic ones into an nnU-Net dataset: returns (folder, splits_final.json)."""
         realPairs = []
         if includeReal:
             spec = Path(modelFolder).parent / "spec.json"
@@ -769,7 +778,8 @@ class RaGANTest(ScriptedLoadableModuleTest):
         names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(2))
         self.assertEqual(names, ["lesion", "organ"])
 
-        dataset = logic.exportNnunet(output / "Dataset990_RaGANTest", run / "model", True, None)
+        dataset, splits = logic.exportNnunet(output / "Dataset990_RaGANTest", run / "model", True, None)
+        self.assertEqual(json.loads(splits.read_text()), [{"train": [], "val": ["real_0000"]}])
         description = json.loads((dataset / "dataset.json").read_text())
         self.assertEqual(description["labels"], {"background": 0, "organ": 1, "lesion": 2})
         self.assertEqual(description["numTraining"], 1)
