@@ -63,7 +63,7 @@ class RaGAN(ScriptedLoadableModule):
             "slices, e.g. to train segmentation networks where expert labels are scarce. "
             "Needs 3D Slicer 5.10 or 5.12 (Python 3.12); the trainer needs TensorFlow 2.20+ and Keras 3.15+, which "
             "the module offers to install. "
-            '<a href="https://github.com/RaGAN-project/RaGAN#3d-slicer">Documentation</a>.'
+            '<a href="https://github.com/RaGAN-project/SlicerRaGAN#3d-slicer">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Training runs in a separate process (RaGANLib, TensorFlow/Keras) so that Slicer stays responsive."
