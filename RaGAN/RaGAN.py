@@ -68,6 +68,22 @@ class RaGAN(ScriptedLoadableModule):
         self.parent.acknowledgementText = _(
             "Training runs in a separate process (RaGANLib, TensorFlow/Keras) so that Slicer stays responsive."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)  # the Sample Data module exists only then
+
+
+def registerSampleData() -> None:
+    """The phantom demo case in the Sample Data module (category RaGAN): made on the spot, so it works offline."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="RaGAN",
+        sampleName="RaGANPhantomCT",
+        uris=[],  # nothing to download: customDownloader makes the case
+        fileNames=[],
+        nodeNames=[],
+        thumbnailFileName=str(locations.MODULE_FOLDER / "Resources" / "Icons" / "RaGANPhantomCT.png"),
+        customDownloader=lambda source: demo_data.add_phantom_case(slicer.mrmlScene),
+    )
 
 
 #

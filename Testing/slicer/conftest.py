@@ -129,7 +129,9 @@ def ragan_module(tmp_path_factory):
         slicerHome=str(tmp_path_factory.mktemp("slicer-home")),
         testingEnabled=lambda: True,
         startupEnvironment=None,
+        connections=[],
     )
+    app.connect = lambda signal, slot: app.connections.append((signal, slot))  # Qt's signal connection, recorded
     with pytest.MonkeyPatch.context() as patch:
         for name, module in stand_ins.items():
             patch.setitem(sys.modules, name, module)
