@@ -145,10 +145,11 @@ def write_splits(folder: Path, folds: int = FOLDS) -> Path | None:
     """Write `splits_final.json` for the dataset in `folder`: up to `folds` folds, each validating on real cases only
     (real cases dealt to the folds in name order) and training on the other real cases and every synthetic case.
 
-    Returns the file; None (writing nothing) when the dataset has no real case to validate on, or when a
-    splits_final.json is there that RaGAN's rule did not make (the user's own folds are left as they are)."""
+    Returns the file; None (writing nothing) when the dataset is all real (nnU-Net's own folds are right then) or
+    all synthetic (nothing real to validate on), or when a splits_final.json is there that RaGAN's rule did not make
+    (the user's own folds are left as they are)."""
     cases = [case for case, _, _ in read_dataset(folder)[0]]
-    if not any(not c.startswith(SYNTHETIC_PREFIX) for c in cases):
+    if len({c.startswith(SYNTHETIC_PREFIX) for c in cases}) < 2:
         return None
     path = Path(folder) / "splits_final.json"
     if path.exists():

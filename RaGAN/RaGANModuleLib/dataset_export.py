@@ -25,7 +25,7 @@ def export_nnunet(
     synthetic_dataset: Path | None = None,
 ) -> tuple[Path, Path | None]:
     """Write the cases into `target` (new, or an existing dataset with the same labels); returns the folder and its
-    splits_final.json (None when there is no real case, or the folder holds the user's own splits)."""
+    splits_final.json (None unless it holds real and synthetic cases, or when it holds the user's own splits)."""
     import_ragan_lib()
     from RaGANLib.nnunet import DATASET_NAME, SYNTHETIC_PREFIX, DatasetWriter, read_dataset, write_splits
 

@@ -242,16 +242,22 @@ def test_nnunet_folds_validate_on_real_cases_only_and_the_folder_is_named_for_nn
     assert sorted(len(f["val"]) for f in folds) == [1, 1, 1, 2, 2]
 
 
-def test_nnunet_splits_of_a_users_own_are_left_alone_and_a_synthetic_only_dataset_gets_none(generated, tmp_path):
+def test_nnunet_splits_only_for_a_mix_and_a_users_own_are_left_alone(generated, tmp_path):
     model, outputs, _ = generated
     real = [(Path(outputs["image"]), Path(outputs["label"]))] * 2
-    folder, _ = dataset_export.export_nnunet(tmp_path / "Dataset503_Own", model, real)
+    folder, splits = dataset_export.export_nnunet(tmp_path / "Dataset503_Own", model, real)
+    assert splits is None and not (folder / "splits_final.json").exists(), "all real: nnU-Net's own folds are right"
+    folder, splits = dataset_export.export_nnunet(folder, model, [], synthetic_dataset(tmp_path / "generated" / "a", 2))
+    assert splits is not None, "now a mix"
+    _, splits = dataset_export.export_nnunet(folder, model, real)
+    validated = {case for fold in json.loads(splits.read_text()) for case in fold["val"]}
+    assert validated == {f"real_{n:04d}" for n in (0, 1, 4, 5)}, "RaGAN's own folds follow the added cases"
     own = json.dumps([{"train": ["real_0000"], "val": ["real_0001"]}] * 3).encode()
     (folder / "splits_final.json").write_bytes(own)
 
     _, splits = dataset_export.export_nnunet(folder, model, real)
     assert splits is None and (folder / "splits_final.json").read_bytes() == own, "the user's own folds stay"
 
-    synthetic = synthetic_dataset(tmp_path / "generated" / "nnunet", 3)
+    synthetic = synthetic_dataset(tmp_path / "generated" / "b", 3)
     only, splits = dataset_export.export_nnunet(tmp_path / "Dataset504_Synthetic", model, [], synthetic)
     assert splits is None and not (only / "splits_final.json").exists()

@@ -14,6 +14,7 @@ from slicer_test_support import bare_python, needs_trainer
 def self_test(ragan_module, scene, tmp_path, monkeypatch):
     """RaGANTest on `scene` (as slicer.mrmlScene) with Slicer's temporary folder in tmp_path; returns its messages."""
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    (tmp_path / "slicer-temp").mkdir()
     monkeypatch.setattr(slicer.app, "temporaryPath", str(tmp_path / "slicer-temp"), raising=False)
     monkeypatch.setattr(ragan_module.RaGANTest, "messages", [])
 
@@ -35,7 +36,7 @@ def test_without_tensorflow_the_self_test_runs_its_other_parts_and_says_which(
     last = messages[-1]
     assert last.startswith("RaGAN self-test passed. Parts run: scene export; stored synthetic result loaded and "), last
     assert "Not run: the training round trip, because" in last and "tensorflow is not installed" in last
-    dataset = tmp_path / "slicer-temp" / "RaGANTest" / "Dataset990_RaGANTest"
+    (dataset,) = (tmp_path / "slicer-temp").glob("RaGANTest-*/Dataset990_RaGANTest")
     assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 1
     assert not any("Training a few steps" in m for m in messages)
 
