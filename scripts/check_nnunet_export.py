@@ -49,6 +49,13 @@ def write_dataset(raw: Path) -> Path:
 
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="ragan-nnunet-check-"))
+    try:
+        return check(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def check(root: Path) -> int:
     paths = {key: root / key for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     environment = dict(os.environ, **{key: str(path) for key, path in paths.items()})
     os.environ.update(environment)  # nnU-Net reads its folders when imported
@@ -70,18 +77,18 @@ def main() -> int:
     dataset = json.loads((preprocessed / "dataset.json").read_text())
     problems = []
     for fold in range(5):
-        trainer = nnUNetTrainer(plans, "2d", fold, dataset, device=torch.device("cpu"))
+        fold_plans = {**plans, "continue_training": False}  # what nnUNetv2_train adds (nnunetv2 2.8)
+        trainer = nnUNetTrainer(fold_plans, "2d", fold, dataset, device=torch.device("cpu"))
         training, validation = trainer.do_split()
         synthetic_in_validation = [c for c in validation if c.startswith("synthetic_")]
         print(f"fold {fold}: {len(training)} training cases, validation {sorted(validation)}")
         if synthetic_in_validation or len(training) + len(validation) != REAL + SYNTHETIC:
             problems.append(f"fold {fold}: validation {validation}")
-    made = {p.name.split(".")[0] for p in (preprocessed / "nnUNetPlans_2d").iterdir()}
+    made = {p.stem for p in (preprocessed / "nnUNetPlans_2d").glob("*.pkl")}  # one per preprocessed case
     print(f"preprocessed for the 2d configuration: {len(made)} cases")
     if len(made) != REAL + SYNTHETIC:
         problems.append(f"{len(made)} cases preprocessed, not {REAL + SYNTHETIC}")
     print("FAILED: " + "; ".join(problems) if problems else f"OK: nnU-Net accepts {NAME}; folds validate on real cases")
-    shutil.rmtree(root)
     return 1 if problems else 0
 
 
