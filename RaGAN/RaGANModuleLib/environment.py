@@ -84,6 +84,7 @@ def _probe(python: str, environment: dict | None) -> TrainerCheck:
             timeout=PROBE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
             check=False,
+            creationflags=subprocess.CREATE_NO_WINDOW if os.name == "nt" else 0,  # no console window flashing up
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         return TrainerCheck(False, f"the trainer's Python '{python}' cannot be started: {error}", {})
