@@ -3,10 +3,12 @@
 `ragan generate MODEL --count N --seed S --out DIR` writes
     DIR/synthetic_image.nrrd   N slices stacked as one volume, intensities in source units (HU for CT)
     DIR/synthetic_label.nrrd   the matching label volume with the original label values
+    DIR/synthetic_label.seg.nrrd  the same labels as a Slicer segmentation: named, coloured segments
     DIR/nnunet/                the same cases as an nnU-Net v2 raw dataset (labels as consecutive class indices,
                                named in dataset.json, as nnU-Net requires)
     DIR/preview.png            the first slices, plain and with labels overlaid
-Output files are made from arrays only: no header field of any training input reaches them.
+Output files are made from arrays only: no header field of any training input reaches them. The stacks lie as the
+training slices did (the model's slicing axis): axial stacks in an axial view, coronal ones in a coronal view.
 """
 
 import os
@@ -19,13 +21,15 @@ from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput, free_bytes
 from RaGANLib.events import Reporter
 from RaGANLib.nnunet import DatasetWriter
-from RaGANLib.prepare import Normalisation
+from RaGANLib.prepare import Normalisation, slice_directions
+from RaGANLib.segmentation_file import segmentation_header_lines
 
 BATCH = 32
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
 OUTPUTS = {
     "image": "synthetic_image.nrrd",
     "label": "synthetic_label.nrrd",
+    "segmentation": "synthetic_label.seg.nrrd",
     "nnunet": "nnunet",
     "preview": "preview.png",
 }
@@ -71,33 +75,38 @@ def to_source(images: np.ndarray, labels: np.ndarray, description: dict) -> tupl
 
 
 def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
-    """A stack of slices as a volume with the model's pixel spacing and slice thickness, identity orientation."""
+    """A stack of slices as a volume with the model's pixel spacing, slice thickness and slicing axis' orientation."""
     volume = sitk.GetImageFromArray(np.ascontiguousarray(slices))
     spacing = description["slice"]["spacing"]
     volume.SetSpacing((float(spacing[1]), float(spacing[0]), float(description["slice"]["thickness"])))
+    columns, rows, stack = slice_directions(description["slice"]["axis"])
+    volume.SetDirection([value for row in zip(columns, rows, stack) for value in row])  # row-major 3x3
     return volume
 
 
 class StackWriter:
     """An uncompressed NRRD volume of `count` slices written chunk by chunk, so that a stack larger than
-    memory can be written; the file appears under its name only when complete."""
+    memory can be written; the file appears under its name only when complete. `extra` header lines (`key:=value`)
+    follow the standard fields."""
 
-    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, description: dict):
+    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, description: dict, extra=()):
         self.path, self.count, self.dtype, self.written = Path(path), count, np.dtype(dtype), 0
         self.temporary = self.path.with_name(f".{self.path.name}.tmp.nrrd")
         rows, columns = description["slice"]["spacing"]
+        steps = zip(slice_directions(description["slice"]["axis"]), (columns, rows, description["slice"]["thickness"]))
+        directions = " ".join("(" + ",".join(repr(float(d * length)) for d in step) + ")" for step, length in steps)
         header = [
             "NRRD0004",
             f"type: {NRRD_TYPES[self.dtype.name]}",
             "dimension: 3",
             "space: left-posterior-superior",
             f"sizes: {size} {size} {count}",
-            f"space directions: ({float(columns)!r},0,0) (0,{float(rows)!r},0) "
-            f"(0,0,{float(description['slice']['thickness'])!r})",
+            f"space directions: {directions}",
             "kinds: domain domain domain",
             "endian: little",
             "encoding: raw",
             "space origin: (0,0,0)",
+            *extra,
         ]
         self.handle = open(self.temporary, "wb")
         self.handle.write(("\n".join(header) + "\n\n").encode("ascii"))
@@ -138,11 +147,11 @@ def preview_picture(images, labels, description: dict, title: str):
 
 
 def output_bytes(count: int, description: dict) -> int:
-    """About how many bytes `generate` writes for `count` slices: the two stacks plus the nnU-Net cases (counted
-    uncompressed, an upper bound) and the preview."""
+    """About how many bytes `generate` writes for `count` slices: the image stack, the label stack twice (plain and
+    as a segmentation), the nnU-Net cases (counted uncompressed, an upper bound) and the preview."""
     image_type, label_type = value_types(description)
     pixels = description["slice"]["size"] ** 2
-    stacks = pixels * (image_type.itemsize + label_type.itemsize)
+    stacks = pixels * (image_type.itemsize + 2 * label_type.itemsize)
     cases = pixels * (image_type.itemsize + 1) + 2 * NIFTI_HEADER
     return count * (stacks + cases) + 4 * 1024 * 1024
 
@@ -213,6 +222,14 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
     stacks = [
         StackWriter(staging / OUTPUTS["image"], count, size, image_type, description),
         StackWriter(staging / OUTPUTS["label"], count, size, label_type, description),
+        StackWriter(
+            staging / OUTPUTS["segmentation"],
+            count,
+            size,
+            label_type,
+            description,
+            extra=segmentation_header_lines(description, count),
+        ),
     ]
     names = [c["name"] for c in description["classes"]]
     cases = DatasetWriter(staging / OUTPUTS["nnunet"], CHANNEL_NAMES[description["modality"]], names)
@@ -223,6 +240,7 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
             values, originals = to_source(images, labels, description)
             stacks[0].append(values)
             stacks[1].append(originals)
+            stacks[2].append(originals)
             for offset in range(len(images)):
                 cases.add_case(
                     f"synthetic_{index + offset:04d}",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from RaGANLib import __version__, outputs
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import MODEL_FORMAT, read_model_info
+from RaGANLib.model_info import MODEL_FORMAT, check_keras, read_model_info
 from RaGANLib.runfolder import write_json_atomic
 
 
@@ -98,6 +98,7 @@ def load(folder: Path):
     import keras
 
     where = f"'{folder / 'model.json'}'"
+    check_keras(description, keras.__version__, where)
     path = folder / description["generator"]
     if not path.is_file():
         raise BadInput(f"model folder '{folder}' has no {path.name} (field generator of model.json)")

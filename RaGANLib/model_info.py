@@ -11,6 +11,7 @@ from pathlib import Path
 
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.spec import AXES, number_problem, option_problem
+from RaGANLib.versions import model_problem, release
 
 MODEL_FORMAT = 1
 MODALITIES = ("ct", "mr", "xray")
@@ -62,7 +63,20 @@ def check_model_info(data, where: str) -> dict:
     training = _section(data, "training", where)
     for key, low_limit in (("steps", 0), ("batch", 1), ("cases", 1), ("slices", 1), ("seed", 0)):
         _check_number(where, f"training.{key}", _field(training, key, where, "training."), whole=True, low=low_limit)
+    saved_with = data.get("versions", {})
+    if not isinstance(saved_with, dict):
+        _refuse(where, "versions", saved_with, "must be a JSON object")
+    keras = saved_with.get("keras")
+    if keras is not None and (not isinstance(keras, str) or not release(keras)):
+        _refuse(where, "versions.keras", keras, 'must be a Keras version such as "3.15.1"')
     return data
+
+
+def check_keras(info: dict, installed: str | None, where: str) -> None:
+    """BadInput naming `where` and what to install when the model was saved by a newer Keras than `installed`."""
+    problem = model_problem(info.get("versions", {}).get("keras"), installed)
+    if problem:
+        raise BadInput(f"{where}: field versions.keras: {problem}")
 
 
 def _check_classes(classes, where: str) -> None:

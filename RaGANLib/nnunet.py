@@ -3,8 +3,13 @@
 Layout: `imagesTr/<case>_0000.<ext>`, `labelsTr/<case>.<ext>`, `dataset.json` with "channel_names", "labels"
 (name -> value, background 0, values consecutive) and "numTraining". Needs only SimpleITK and numpy, so the Slicer
 module can use it in Slicer's own Python.
+
+A dataset mixing real and synthetic cases also gets `splits_final.json`: cross-validation folds that validate on real
+cases only (nnU-Net's own random folds would validate on synthetic cases and report how well it copies the GAN).
 """
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,9 @@ from RaGANLib.errors import BadInput, check_readable, read_json
 from RaGANLib.runfolder import write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff", ".png")
+DATASET_NAME = re.compile(r"Dataset\d{3}_[A-Za-z0-9_-]+")  # what nnU-Net finds in nnUNet_raw, e.g. Dataset501_Liver
+SYNTHETIC_PREFIX = "synthetic_"  # case identifiers of synthetic cases; all others are real
+FOLDS = 5  # nnU-Net's default number of cross-validation folds
 
 
 def _ending(path: Path) -> str | None:
@@ -131,3 +139,38 @@ class DatasetWriter:
         """Remove a dataset that was being made; cases added to an existing one stay."""
         if self.target != self.folder:
             outputs.discard(self.target)
+
+
+def write_splits(folder: Path, folds: int = FOLDS) -> Path | None:
+    """Write `splits_final.json` for the dataset in `folder`: up to `folds` folds, each validating on real cases only
+    (real cases dealt to the folds in name order) and training on the other real cases and every synthetic case.
+
+    Returns the file; None (writing nothing) when the dataset is all real (nnU-Net's own folds are right then) or
+    all synthetic (nothing real to validate on), or when a splits_final.json is there that RaGAN's rule did not make
+    (the user's own folds are left as they are)."""
+    cases = [case for case, _, _ in read_dataset(folder)[0]]
+    if len({c.startswith(SYNTHETIC_PREFIX) for c in cases}) < 2:
+        return None
+    path = Path(folder) / "splits_final.json"
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            listed = sorted({case for fold in earlier for part in ("train", "val") for case in fold[part]})
+        except (ValueError, TypeError, KeyError, OSError):
+            return None
+        if earlier != real_only_splits(listed, folds):
+            return None
+    write_json_atomic(path, real_only_splits(cases, folds))
+    return path
+
+
+def real_only_splits(cases: list[str], folds: int = FOLDS) -> list[dict]:
+    """Cross-validation folds in nnU-Net's splits_final.json form whose validation cases are all real."""
+    real = sorted(c for c in cases if not c.startswith(SYNTHETIC_PREFIX))
+    synthetic = sorted(c for c in cases if c.startswith(SYNTHETIC_PREFIX))
+    count = min(folds, len(real))
+    splits = []
+    for fold in range(count):
+        validation = real[fold::count]
+        splits.append({"train": [c for c in real if c not in validation] + synthetic, "val": validation})
+    return splits

@@ -53,6 +53,18 @@ def to_slices(volume: np.ndarray, spacing: tuple[float, float, float], axis: str
     return volume.transpose(2, 0, 1)[:, ::-1, :], (sz, sy), sx
 
 
+def slice_directions(axis: str) -> tuple[tuple[float, float, float], ...]:
+    """The LPS directions in which a `to_slices` stack's column, row and slice indices step (the source being
+    LPS-oriented): what a synthetic stack's header needs so that it lies as the training slices did. Read off
+    `to_slices` itself, so the two cannot disagree."""
+    stacked = [to_slices(index, (1.0, 1.0, 1.0), axis)[0] for index in np.indices((2, 2, 2))]  # source z, y, x
+
+    def step(index) -> tuple[float, float, float]:
+        return tuple(float(c[index] - c[0, 0, 0]) for c in reversed(stacked))  # (x, y, z): L, P, S
+
+    return step((0, 0, 1)), step((0, 1, 0)), step((1, 0, 0))
+
+
 @dataclasses.dataclass
 class Normalisation:
     """Maps source intensities to [-1, 1] (clipped) and back."""

@@ -311,6 +311,8 @@ MODEL_FAULTS = {
     "spacing": (lambda info: {**info, "slice": {**info["slice"], "spacing": [0.0, float("nan")]}}, "slice.spacing"),
     "modality": (lambda info: {**info, "modality": "pet"}, "modality"),
     "newer-format": (lambda info: {**info, "format": 99}, "newer"),
+    "newer-keras": (lambda info: {**info, "versions": {**info["versions"], "keras": "3.99.0"}}, 'keras>=3.99"'),
+    "keras-version": (lambda info: {**info, "versions": {**info["versions"], "keras": 3.15}}, "versions.keras"),
     "generator-elsewhere": (lambda info: {**info, "generator": "/tmp/other/generator.keras"}, "generator"),
     "generator-parent": (lambda info: {**info, "generator": "../model/generator.keras"}, "generator"),
 }

@@ -1,10 +1,12 @@
 """Real and synthetic cases -> an nnU-Net v2 raw dataset, the usual next step: train a segmentation network on them.
 
-    export_nnunet(target, model_folder, real_pairs=[(image.nrrd, label.nrrd)], synthetic_dataset=out / "nnunet")
+    folder, splits = export_nnunet(target, model_folder, real_pairs=[(image.nrrd, label.nrrd)], synthetic_dataset=...)
 
 Uses RaGANLib's DatasetWriter (SimpleITK + numpy only, so it runs in Slicer's Python). Real labels carry original
 values and are remapped to the model's class indices; synthetic cases come from `ragan generate`'s own nnU-Net
-folder. A new dataset appears only when complete; adding to an existing dataset needs the same label names.
+folder. A new dataset appears only when complete; adding to an existing dataset needs the same label names. The
+folder must be named as nnU-Net finds datasets (DatasetNNN_Name); `splits_final.json` keeps synthetic cases out of
+every validation fold.
 """
 
 from pathlib import Path
@@ -21,11 +23,17 @@ def export_nnunet(
     model_folder: Path,
     real_pairs: list[tuple[Path, Path]] = (),
     synthetic_dataset: Path | None = None,
-) -> Path:
-    """Write the cases into `target` (new, or an existing dataset with the same labels); returns the folder."""
+) -> tuple[Path, Path | None]:
+    """Write the cases into `target` (new, or an existing dataset with the same labels); returns the folder and its
+    splits_final.json (None unless it holds real and synthetic cases, or when it holds the user's own splits)."""
     import_ragan_lib()
-    from RaGANLib.nnunet import DatasetWriter, read_dataset
+    from RaGANLib.nnunet import DATASET_NAME, SYNTHETIC_PREFIX, DatasetWriter, read_dataset, write_splits
 
+    if not DATASET_NAME.fullmatch(Path(target).name):
+        raise ValueError(
+            f"nnU-Net finds only datasets named DatasetNNN_Name (three digits, then a name), e.g. Dataset501_RaGAN; "
+            f"'{Path(target).name}' is not such a name"
+        )
     info = read_model_info(model_folder)
     class_names = [c["name"] for c in info["classes"]]  # in index order, as the schema requires
     index_of_value = {c["value"]: c["index"] for c in info["classes"]}
@@ -49,8 +57,9 @@ def export_nnunet(
                 raise ValueError(f"synthetic dataset '{synthetic_dataset}' has labels {names}, the model {wanted}")
             for number, (_, image_path, label_path) in enumerate(cases):
                 image, label = sitk.ReadImage(str(image_path)), sitk.ReadImage(str(label_path))
-                writer.add_case(f"synthetic_{start + number:04d}", image, label)
-        return writer.finish()
+                writer.add_case(f"{SYNTHETIC_PREFIX}{start + number:04d}", image, label)
+        folder = writer.finish()
     except Exception:
         writer.abandon()
         raise
+    return folder, write_splits(folder)

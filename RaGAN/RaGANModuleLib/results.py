@@ -15,17 +15,28 @@ from RaGANModuleLib import scene_files
 from RaGANModuleLib.locations import import_ragan_lib
 
 
-def read_model_info(model_folder: Path) -> dict:
+def read_model_info(model_folder: Path, keras: str | None = None) -> dict:
     """The model's `model.json` (classes with values, names and colours; slice size and spacing; modality), checked
-    by the trainer's own reader; a folder that is not a usable model raises ValueError with the reason."""
+    by the trainer's own reader; a folder that is not a usable model raises ValueError with the reason. With `keras`
+    (the trainer's Keras version), a model saved by a newer Keras is refused with the version to install."""
     import_ragan_lib()
     from RaGANLib.errors import BadInput
+    from RaGANLib.model_info import check_keras
     from RaGANLib.model_info import read_model_info as read_checked
 
     try:
-        return read_checked(Path(model_folder))
+        info = read_checked(Path(model_folder))
+        check_keras(info, keras, f"'{Path(model_folder) / 'model.json'}'")
+        return info
     except BadInput as error:
         raise ValueError(str(error)) from None
+
+
+def orient_views(slice_nodes, axis: str) -> None:
+    """Turn slice views to the model's slicing axis, so that a synthetic stack shows one slice at a time there (and
+    the real case beside it is seen the same way)."""
+    for slice_node in slice_nodes:
+        slice_node.SetOrientation(axis.capitalize())  # Slicer's presets: "Axial", "Coronal", "Sagittal"
 
 
 def model_classes(model_folder: Path) -> list[dict]:

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 
 from RaGANModuleLib import scene_files
@@ -24,7 +25,6 @@ TRAINING_PRESETS = {
     "standard": {"size": 128, "steps": 4000, "batch": 16},
     "high quality": {"size": 256, "steps": 20000, "batch": 16},
 }
-AXIS_INDEX = {"axial": 0, "coronal": 1, "sagittal": 2}  # numpy [k, j, i] index of each slicing axis (RAS volumes)
 
 
 @dataclasses.dataclass
@@ -85,10 +85,22 @@ def label_array(scene, case: TrainingCase, values: dict[str, int] | None = None)
 
 
 def labelled_slice_count(scene, case: TrainingCase, axis: str = "axial") -> int:
-    """How many slices along `axis` hold any label: what training with slices="labelled" uses of this case."""
-    labels = label_array(scene, case)
-    other_axes = tuple(i for i in range(3) if i != AXIS_INDEX[axis])
-    return int(np.count_nonzero(labels.any(axis=other_axes)))
+    """How many slices along `axis` hold any label: what training with slices="labelled" uses of this case, counted
+    the trainer's way. The label is turned to LPS as RaGANLib.inputs.read_case turns the exported file, then cut with
+    the trainer's RaGANLib.prepare.to_slices: a sagittally acquired volume's axial slices are not its index slices."""
+    import_ragan_lib()
+    from RaGANLib.prepare import to_slices
+
+    label = sitk.GetImageFromArray(label_array(scene, case))
+    label.SetSpacing(case.image.GetSpacing())
+    matrix = _ijk_to_ras(case.image)
+    spacing = case.image.GetSpacing()
+    ras_to_lps = (-1.0, -1.0, 1.0)
+    label.SetDirection([ras_to_lps[r] * matrix.GetElement(r, c) / spacing[c] for r in range(3) for c in range(3)])
+    if label.GetSize()[2] > 1:  # read_case keeps a single slice (a 2D image) as it is
+        label = sitk.DICOMOrient(label, "LPS")
+    stack = to_slices(sitk.GetArrayViewFromImage(label), label.GetSpacing(), axis)[0]
+    return int(np.count_nonzero(stack.reshape(len(stack), -1).any(axis=1)))
 
 
 def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> ExportedCases:

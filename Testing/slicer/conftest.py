@@ -5,6 +5,7 @@ Helpers that test files import live in slicer_test_support.py (a conftest is not
 
 import os
 import sys
+import unittest
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,16 @@ class _Settings:
         self.values[key] = value
 
 
+class SelfTest(unittest.TestCase):
+    """Slicer's ScriptedLoadableModuleTest as the module's self-test uses it: a TestCase whose delayDisplay messages
+    are kept (in Slicer they show on screen and in the log)."""
+
+    messages: list = []
+
+    def delayDisplay(self, message, msec=None):
+        self.messages.append(message)
+
+
 @pytest.fixture(scope="module")
 def ragan_module(tmp_path_factory):
     """RaGAN.py imported outside Slicer: the few Slicer/Qt names it needs at import time are stand-ins, so its Logic
@@ -106,7 +117,7 @@ def ragan_module(tmp_path_factory):
                 "ScriptedLoadableModule", (), {"__init__": lambda self, parent: setattr(self, "parent", parent)}
             ),
             ScriptedLoadableModuleLogic=type("ScriptedLoadableModuleLogic", (), {}),
-            ScriptedLoadableModuleTest=type("ScriptedLoadableModuleTest", (), {}),
+            ScriptedLoadableModuleTest=SelfTest,
             ScriptedLoadableModuleWidget=type("ScriptedLoadableModuleWidget", (), {}),
         ),
         "slicer.parameterNodeWrapper": types.SimpleNamespace(
@@ -118,7 +129,9 @@ def ragan_module(tmp_path_factory):
         slicerHome=str(tmp_path_factory.mktemp("slicer-home")),
         testingEnabled=lambda: True,
         startupEnvironment=None,
+        connections=[],
     )
+    app.connect = lambda signal, slot: app.connections.append((signal, slot))  # Qt's signal connection, recorded
     with pytest.MonkeyPatch.context() as patch:
         for name, module in stand_ins.items():
             patch.setitem(sys.modules, name, module)

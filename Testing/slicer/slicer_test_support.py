@@ -4,6 +4,8 @@ RaGAN/ goes on sys.path as Slicer puts it there, so tests import the module's he
 """
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +46,9 @@ def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=
     node.SetIJKToRASDirectionMatrix(directions)
     node.CreateDefaultDisplayNodes()
     return node
+
+
+def bare_python(folder) -> str:
+    """A real Python without TensorFlow or Keras: a fresh virtual environment without pip."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
+    return str(Path(folder) / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))

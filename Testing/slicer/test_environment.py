@@ -1,12 +1,18 @@
-"""Installing the trainer's requirements into Slicer's Python: only on request, never in testing mode, and never
-replacing Slicer's numpy, SimpleITK or vtk."""
+"""The trainer's environment: checked in a moment before anything is written (versions against RaGAN's pins), and
+the requirements installed into Slicer's Python only on request, never in testing mode, never replacing Slicer's
+numpy, SimpleITK or vtk."""
 
+import contextlib
+import importlib.metadata
 import os
+import subprocess
 import sys
-import types
 
+import pytest
+import slicer
 from RaGANModuleLib import environment
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
+from slicer_test_support import bare_python
 
 
 class Recorder:
@@ -22,45 +28,88 @@ def pinned(path) -> dict[str, str]:
     return dict(line.split("==") for line in open(path).read().split())
 
 
-def test_testing_mode_installs_nothing():
-    pip_ensure, pip_install = Recorder(), Recorder()
-    slicer = types.SimpleNamespace(
-        packaging=types.SimpleNamespace(pip_ensure=pip_ensure, load_requirements=Recorder()),
-        util=types.SimpleNamespace(pip_install=pip_install),
-    )
-    assert environment.install_requirements(slicer, testing=True).startswith("skipped")
-    assert not pip_ensure.calls and not pip_install.calls
+# slicer/packaging.py as Slicer 5.12 ships it: a file in the slicer package that Slicer does not import at start-up,
+# with 5.12's pip_ensure signature (a keyword 5.12 lacks fails here as it would there). It records instead of
+# running pip: the tests must not install TensorFlow.
+PACKAGING_5_12 = """
+calls = []
+
+def load_requirements(path):
+    return ["requirements of " + str(path)]
+
+def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_install=True, prompt_restart=True,
+               requester=None, skip_in_testing=True, show_progress=True):
+    calls.append(dict(requirements=requirements, constraints=constraints, prompt_install=prompt_install,
+                      requester=requester, show_progress=show_progress))
+"""
 
 
-def test_slicer_5_12_uses_pip_ensure_with_the_requirements_file_and_protected_packages_pinned():
-    pip_ensure, load_requirements = Recorder(), Recorder()
-    slicer = types.SimpleNamespace(
-        packaging=types.SimpleNamespace(pip_ensure=pip_ensure, load_requirements=load_requirements)
-    )
+@pytest.fixture
+def slicer_package(tmp_path, monkeypatch):
+    """The real `slicer` package, with a further folder of the package (as Slicer's own install has) to put
+    slicer/packaging.py into; the imported submodule is forgotten afterwards."""
+    folder = tmp_path / "slicer"
+    folder.mkdir()
+    monkeypatch.setattr(slicer, "__path__", [*slicer.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, "slicer.packaging", raising=False)
+    pip_install = Recorder()
+    monkeypatch.setattr(slicer.util, "pip_install", pip_install)
+    yield folder, pip_install
+    sys.modules.pop("slicer.packaging", None)
 
-    environment.install_requirements(slicer)
 
-    assert load_requirements.calls[0][0] == (str(environment.REQUIREMENTS),)
-    (requirements,), options = pip_ensure.calls[0]
-    assert requirements == str(environment.REQUIREMENTS)  # what load_requirements returned
+def test_testing_mode_installs_nothing(slicer_package):
+    folder, pip_install = slicer_package
+    (folder / "packaging.py").write_text(PACKAGING_5_12)
+    assert environment.install_requirements(testing=True).startswith("skipped")
+    assert "slicer.packaging" not in sys.modules and not pip_install.calls
+
+
+def test_slicer_5_12_imports_slicer_packaging_and_uses_pip_ensure_with_progress(slicer_package):
+    folder, pip_install = slicer_package
+    (folder / "packaging.py").write_text(PACKAGING_5_12)
+    assert not hasattr(slicer, "packaging"), "Slicer does not import slicer.packaging at start-up"
+
+    message = environment.install_requirements()
+
+    calls = sys.modules["slicer.packaging"].calls
+    assert len(calls) == 1 and not pip_install.calls and "pip_ensure" in message
+    assert calls[0]["requirements"] == [f"requirements of {environment.REQUIREMENTS}"]
+    assert calls[0]["prompt_install"] is False, "the module already asked the user"
+    assert calls[0]["show_progress"] is True and calls[0]["requester"] == "RaGAN"
     import numpy
     import SimpleITK
 
-    versions = pinned(options["constraints"])
+    versions = pinned(calls[0]["constraints"])
     assert versions["numpy"] == numpy.__version__ and versions["SimpleITK"] == SimpleITK.Version_VersionString()
     assert "vtk" in versions
-    assert options["prompt_install"] is False, "the module already asked the user"
 
 
-def test_slicer_5_10_falls_back_to_pip_install_with_the_same_constraints():
-    pip_install = Recorder()
-    slicer = types.SimpleNamespace(util=types.SimpleNamespace(pip_install=pip_install))
+def test_slicer_5_10_falls_back_to_pip_install_inside_the_busy_dialog(slicer_package):
+    """slicer-core, like Slicer 5.10, has no slicer/packaging.py: the real import fails and pip_install runs."""
+    _, pip_install = slicer_package
+    entered = []
 
-    environment.install_requirements(slicer)
+    @contextlib.contextmanager
+    def busy():
+        entered.append("open")
+        yield
+        entered.append("closed")
+
+    message = environment.install_requirements(busy=busy)
 
     (arguments,), _ = pip_install.calls[0]
     assert arguments[:2] == ["-r", str(environment.REQUIREMENTS)] and arguments[2] == "-c"
     assert set(pinned(arguments[3])) == {"numpy", "SimpleITK", "vtk"}
+    assert entered == ["open", "closed"] and "pip_install" in message
+
+
+def test_a_slicer_packaging_that_fails_to_import_is_reported_not_mistaken_for_slicer_5_10(slicer_package):
+    folder, pip_install = slicer_package
+    (folder / "packaging.py").write_text("import a_module_that_is_not_there_ragan\n")
+    with pytest.raises(ModuleNotFoundError, match="a_module_that_is_not_there_ragan"):
+        environment.install_requirements()
+    assert not pip_install.calls
 
 
 def test_requirements_name_tensorflow_and_leave_slicers_packages_alone():
@@ -89,3 +138,73 @@ def test_a_python_without_tensorflow_is_reported_with_what_to_do(tmp_path):
     ready, summary = environment.describe_environment(job)
     assert not ready
     assert "TensorFlow is not installed" in summary and "Install the requirements" in summary
+
+
+def installed(python: str, **packages: str) -> None:
+    """Record packages as installed in `python`'s site-packages (their metadata, which is what the check reads)."""
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for name, version in packages.items():
+        info = os.path.join(site, f"{name}-{version}.dist-info")
+        os.makedirs(info)
+        with open(os.path.join(info, "METADATA"), "w") as handle:
+            handle.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_the_check_reads_versions_without_importing_tensorflow(tmp_path):
+    """TensorFlow is hidden behind a package that fails on import: the check still reports the installed versions."""
+    hidden = tmp_path / "tensorflow"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('imported by the check')\n")
+    check = environment.check_trainer_python(sys.executable, dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert check.ready, check.reason
+    assert check.versions["tensorflow"] == importlib.metadata.version("tensorflow")
+    assert check.versions["keras"] == importlib.metadata.version("keras")
+    assert environment.check_trainer_python(sys.executable, dict(os.environ)) is not check, "another environment"
+    again = environment.check_trainer_python(sys.executable, dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert again is check, "asked once per Python"
+    assert environment.check_trainer_python(sys.executable, refresh=True) is not check
+
+
+def test_a_python_without_tensorflow_disables_training_before_anything_is_written(ragan_module, scene, tmp_path):
+    from RaGANModuleLib import demo_data, training_cases
+
+    python = bare_python(tmp_path / "bare")
+    ragan_module.qt.QSettings().setValue("RaGAN/TrainerPython", python)
+    try:
+        logic = ragan_module.RaGANLogic()
+        check = logic.trainerCheck()
+        assert not check.ready
+        assert "tensorflow is not installed (RaGAN needs tensorflow>=2.20,<3)" in check.reason
+        assert "keras is not installed" in check.reason and python in check.reason
+        volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
+        cases = [training_cases.TrainingCase(volume, segmentation)]
+        output = tmp_path / "runs"
+        with pytest.raises(environment.TrainerNotReady, match="tensorflow is not installed"):
+            logic.startTraining(scene, cases, {"steps": 4}, output, "cpu")
+        assert not output.exists(), "no run folder for a trainer that cannot start"
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "spec.json").write_text("{}")
+        with pytest.raises(environment.TrainerNotReady):
+            logic.resumeTraining(tmp_path / "run", "cpu")
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["spec.json"]
+    finally:
+        ragan_module.qt.QSettings().setValue("RaGAN/TrainerPython", sys.executable)
+
+
+def test_versions_below_the_pins_are_named_with_the_version_to_install(tmp_path):
+    python = bare_python(tmp_path / "old")
+    installed(python, tensorflow="2.21.0", keras="3.12.0")
+    check = environment.check_trainer_python(python)
+    assert not check.ready
+    assert "keras 3.12.0 is too old (RaGAN needs keras>=3.15,<4)" in check.reason
+    assert "tensorflow" not in check.reason.split(":", 1)[1], "TensorFlow 2.21 is fine"
+
+
+def test_a_python_that_cannot_start_is_reported(tmp_path):
+    check = environment.check_trainer_python(str(tmp_path / "no-python"))
+    assert not check.ready and "cannot be started" in check.reason and "no-python" in check.reason

@@ -2,11 +2,15 @@
 nothing in the module pulls TensorFlow into Slicer's Python."""
 
 import ast
+import glob
+import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
+import pytest
 from slicer_test_support import MODULE_FOLDER, REPOSITORY
 
 MODULE_SOURCE = MODULE_FOLDER / "RaGAN.py"
@@ -87,10 +91,37 @@ def test_the_module_never_imports_tensorflow():
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from RaGANModuleLib import dataset_export, demo_data, environment, results, trainer_job, training_cases;"
         "from RaGANModuleLib.locations import import_ragan_lib; import_ragan_lib();"
-        "import RaGANLib.spec, RaGANLib.nnunet, RaGANLib.phantom;"
+        "import RaGANLib.spec, RaGANLib.nnunet, RaGANLib.phantom, RaGANLib.prepare, RaGANLib.segmentation_file;"
         "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not heavy, heavy"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(MODULE_FOLDER)], capture_output=True, text=True, cwd=REPOSITORY, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def python_3_9() -> str | None:
+    """A Python 3.9 on this machine (Slicer 5.8's Python), if there is one."""
+    candidates = [shutil.which("python3.9"), *glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9"))]
+    for python in filter(None, candidates):
+        answer = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if answer.stdout.strip() == "(3, 9)":
+            return python
+    return None
+
+
+def test_an_older_slicer_gets_a_message_naming_the_slicer_it_needs():
+    """Slicer 5.8 (Python 3.9) loads RaGAN.py too: the file parses there, and its first act is to say what it needs."""
+    source = MODULE_SOURCE.read_text()
+    ast.parse(source, feature_version=(3, 9))
+    python = python_3_9()
+    if python is None:
+        pytest.skip("no Python 3.9 on this machine to load the module with")
+    code = "import runpy, sys; runpy.run_path(sys.argv[1])"
+    result = subprocess.run([python, "-c", code, str(MODULE_SOURCE)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: RaGAN needs 3D Slicer 5.10 or newer (Python 3.12)"), result.stderr
+    assert "Python 3.9" in last and "SyntaxError" not in result.stderr

@@ -19,6 +19,7 @@ def test_module_declares_its_category_and_help(ragan_module):
     ragan_module.RaGAN(parent)
     assert parent.title == "RaGAN" and parent.categories == ["Image Synthesis"]
     assert "synthetic" in parent.helpText
+    assert "Needs 3D Slicer 5.10 or 5.12 (Python 3.12)" in parent.helpText, "the supported Slicers are stated"
 
 
 def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
@@ -81,3 +82,48 @@ def test_without_a_chosen_python_slicers_own_is_used(ragan_module, monkeypatch):
     logic = ragan_module.RaGANLogic()
     assert logic.trainerPython().endswith(("PythonSlicer", "PythonSlicer.exe"))
     assert logic.trainerEnvironment() is None, "PythonSlicer needs Slicer's own environment"
+
+
+def test_the_phantom_case_is_offered_in_sample_data_and_made_without_a_download(
+    ragan_module, scene, monkeypatch, tmp_path
+):
+    """Once Slicer has started, the module registers the phantom with the Sample Data module (a stand-in here that
+    checks what Slicer's SampleDataSource requires); its button makes the case in the scene, offline."""
+    import types
+
+    import slicer
+
+    registered = []
+
+    def register(category="Custom", **source):
+        lengths = {len(source[key]) for key in ("uris", "fileNames", "nodeNames")}
+        assert lengths == {0}, "Slicer's SampleDataSource needs lists of one length"
+        registered.append((category, source))
+
+    monkeypatch.setitem(
+        sys.modules,
+        "SampleData",
+        types.SimpleNamespace(SampleDataLogic=types.SimpleNamespace(registerCustomSampleDataSource=register)),
+    )
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    parent = type("Parent", (), {})()
+    ragan_module.RaGAN(parent)
+    signal, slot = slicer.app.connections[-1]
+    assert signal == "startupCompleted()"
+
+    slot()
+
+    ((category, source),) = registered
+    assert category == "RaGAN" and source["sampleName"] == "RaGANPhantomCT"
+    from PIL import Image
+
+    assert Image.open(source["thumbnailFileName"]).size == (128, 128)
+    source["customDownloader"](None)
+    volumes = nodes_of(scene, "vtkMRMLScalarVolumeNode")
+    segmentations = nodes_of(scene, "vtkMRMLSegmentationNode")
+    assert [v.GetName() for v in volumes] == ["RaGAN phantom 0"] and len(segmentations) == 1
+
+
+def nodes_of(scene, class_name):
+    collection = scene.GetNodesByClass(class_name)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]

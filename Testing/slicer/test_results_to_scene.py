@@ -6,6 +6,7 @@ end-to-end test in test_trainer_job.py does the same with the real trainer.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,7 +144,7 @@ def test_nnunet_export_writes_real_and_synthetic_cases_with_the_model_classes(sc
     sitk.WriteImage(image, str(tmp_path / "real_image.nrrd"))
     sitk.WriteImage(sitk.ReadImage(outputs["label"]), str(tmp_path / "real_label.nrrd"))
 
-    target = dataset_export.export_nnunet(
+    target, splits = dataset_export.export_nnunet(
         tmp_path / "Dataset501_RaGAN",
         model,
         real_pairs=[(tmp_path / "real_image.nrrd", tmp_path / "real_label.nrrd")],
@@ -155,6 +156,7 @@ def test_nnunet_export_writes_real_and_synthetic_cases_with_the_model_classes(sc
     assert names == {"1": "liver", "2": "tumour"} and channel == "CT"
     real_label = sitk.GetArrayFromImage(sitk.ReadImage(str(cases[0][2])))
     assert np.array_equal(real_label, np.where(labels == 7, 2, labels))  # original value 7 -> class index 2
+    assert json.loads(splits.read_text()) == [{"train": ["synthetic_0000"], "val": ["real_0000"]}]
 
 
 def _array(volume):
@@ -178,3 +180,84 @@ def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(g
     (model / "model.json").write_text(json.dumps({**info, "generator": "/elsewhere/generator.keras"}))
     with pytest.raises(ValueError, match="field generator must be a file name inside the model folder"):
         results.model_classes(model)
+
+
+def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(generated, ragan_module, tmp_path):
+    """The trainer's Python here has Keras 3.15.x: a model saved by Keras 3.16 is refused before anything starts."""
+    model, _, _ = generated
+    info = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": "3.16.0", "tensorflow": "2.21.0"}}))
+    with pytest.raises(ValueError, match=r'model\.json.*versions\.keras.*Keras 3\.16\.0.*"keras>=3\.16"'):
+        results.read_model_info(model, keras="3.15.1")
+    assert results.read_model_info(model, keras="3.16.2")["versions"]["keras"] == "3.16.0"
+    assert results.read_model_info(model)["classes"] == CLASSES, "without the trainer's version: not judged"
+
+    logic = ragan_module.RaGANLogic()
+    installed = logic.trainerCheck().versions["keras"]
+    saved = f"{int(installed.split('.')[0])}.{int(installed.split('.')[1]) + 1}.0"
+    (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": saved}}))
+    before = sorted(p.name for p in model.parent.iterdir())
+    with pytest.raises(ValueError, match=f"install keras>={saved[:-2]}"):
+        logic.startGenerate(model, 4, 0, "cpu")
+    assert sorted(p.name for p in model.parent.iterdir()) == before, "no generated/ folder for a refused model"
+
+
+def synthetic_dataset(folder, count: int):
+    """generate's nnunet/ folder with `count` synthetic one-slice cases of the `generated` model's classes."""
+    from RaGANModuleLib.locations import import_ragan_lib
+
+    import_ragan_lib()
+    from RaGANLib.nnunet import DatasetWriter
+
+    writer = DatasetWriter(folder, "CT", ["background", "liver", "tumour"])
+    for number in range(count):
+        label = np.zeros((1, 8, 8), np.uint8)
+        label[0, 2:5, 2:5] = 1 + number % 2
+        writer.add_case(
+            f"synthetic_{number:04d}",
+            sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16)),
+            sitk.GetImageFromArray(label),
+        )
+    return writer.finish()
+
+
+def test_nnunet_folds_validate_on_real_cases_only_and_the_folder_is_named_for_nnunet(generated, tmp_path):
+    model, outputs, _ = generated
+    real = [(Path(outputs["image"]), Path(outputs["label"]))] * 7
+    synthetic = synthetic_dataset(tmp_path / "generated" / "nnunet", 12)
+
+    with pytest.raises(ValueError, match="DatasetNNN_Name.*'my dataset' is not such a name"):
+        dataset_export.export_nnunet(tmp_path / "my dataset", model, real, synthetic)
+    assert not (tmp_path / "my dataset").exists()
+
+    folder, splits = dataset_export.export_nnunet(tmp_path / "Dataset502_Liver", model, real, synthetic)
+    folds = json.loads(splits.read_text())
+    assert len(folds) == 5, "nnU-Net trains folds 0-4"
+    real_ids = {f"real_{n:04d}" for n in range(7)}
+    synthetic_ids = {f"synthetic_{n:04d}" for n in range(12)}
+    assert set().union(*(set(f["val"]) for f in folds)) == real_ids, "every real case is validated once"
+    for fold in folds:
+        assert set(fold["val"]) <= real_ids and synthetic_ids <= set(fold["train"])
+        assert not set(fold["val"]) & set(fold["train"])
+    assert sorted(len(f["val"]) for f in folds) == [1, 1, 1, 2, 2]
+
+
+def test_nnunet_splits_only_for_a_mix_and_a_users_own_are_left_alone(generated, tmp_path):
+    model, outputs, _ = generated
+    real = [(Path(outputs["image"]), Path(outputs["label"]))] * 2
+    folder, splits = dataset_export.export_nnunet(tmp_path / "Dataset503_Own", model, real)
+    assert splits is None and not (folder / "splits_final.json").exists(), "all real: nnU-Net's own folds are right"
+    folder, splits = dataset_export.export_nnunet(folder, model, [], synthetic_dataset(tmp_path / "generated" / "a", 2))
+    assert splits is not None, "now a mix"
+    _, splits = dataset_export.export_nnunet(folder, model, real)
+    validated = {case for fold in json.loads(splits.read_text()) for case in fold["val"]}
+    assert validated == {f"real_{n:04d}" for n in (0, 1, 4, 5)}, "RaGAN's own folds follow the added cases"
+    own = json.dumps([{"train": ["real_0000"], "val": ["real_0001"]}] * 3).encode()
+    (folder / "splits_final.json").write_bytes(own)
+
+    _, splits = dataset_export.export_nnunet(folder, model, real)
+    assert splits is None and (folder / "splits_final.json").read_bytes() == own, "the user's own folds stay"
+
+    synthetic = synthetic_dataset(tmp_path / "generated" / "b", 3)
+    only, splits = dataset_export.export_nnunet(tmp_path / "Dataset504_Synthetic", model, [], synthetic)
+    assert splits is None and not (only / "splits_final.json").exists()

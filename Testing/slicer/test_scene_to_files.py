@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
+import vtk
 from RaGANModuleLib import training_cases
 from RaGANModuleLib.training_cases import TrainingCase
 from slicer_test_support import make_volume
@@ -92,6 +93,36 @@ def test_counts_labelled_slices_along_the_chosen_axis(scene, ct_with_segmentatio
     assert training_cases.labelled_slice_count(scene, case, "axial") == 8  # k = 2..9
     assert training_cases.labelled_slice_count(scene, case, "coronal") == 22  # j = 8..29
     assert training_cases.labelled_slice_count(scene, case, "sagittal") == 30  # i = 10..39
+
+
+def test_slices_are_counted_as_the_trainer_cuts_them_for_a_sagittally_acquired_volume(scene, tmp_path):
+    """Index k runs right to left, j superior to inferior, i anterior to posterior: the label box spans 4 sagittal,
+    20 axial and 7 coronal positions, whatever the index order; the trainer's own reading of the exported case agrees.
+    """
+    from RaGANLib.inputs import Case, read_case
+    from RaGANLib.prepare import to_slices
+
+    labels = np.zeros((10, 40, 30), np.uint8)
+    labels[2:6, 5:25, 3:10] = 1
+    volume = make_volume(scene, "vtkMRMLScalarVolumeNode", "sagittal MR", np.ones(labels.shape, np.int16))
+    directions = vtk.vtkMatrix4x4()
+    for row, column, value in ((1, 0, 1.0), (2, 1, -1.0), (0, 2, -1.0)):  # i -> A, j -> I, k -> L (RAS)
+        directions.SetElement(row, row, 0.0)
+        directions.SetElement(row, column, value)
+    volume.SetIJKToRASDirectionMatrix(directions)
+    labelmap = make_volume(scene, "vtkMRMLLabelMapVolumeNode", "sagittal MR-label", labels)
+    labelmap.SetIJKToRASDirectionMatrix(directions)
+    case = TrainingCase(volume, labelmap)
+
+    counts = {axis: training_cases.labelled_slice_count(scene, case, axis) for axis in ("axial", "coronal", "sagittal")}
+
+    assert counts == {"axial": 20, "coronal": 7, "sagittal": 4}
+    exported = training_cases.export_cases(scene, [case], tmp_path)
+    image, label = (tmp_path / path for path in exported.pairs[0])
+    _, values, spacing = read_case(Case("exported", image, label), [])
+    for axis, count in counts.items():
+        stack = to_slices(values, spacing, axis)[0]
+        assert sum(bool(s.any()) for s in stack) == count, axis
 
 
 def test_spec_names_the_files_and_options_the_trainer_reads(scene, ct_with_segmentation, tmp_path):

@@ -166,7 +166,7 @@ def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_
     assert out.parent == run, "generated slices are kept beside the model they came from"
     assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
 
-    volume, segmentation = logic.loadGenerated(scene, job, run / "model", sourceNode=source)
+    volume, segmentation = logic.loadGenerated(scene, job.finished["outputs"], run / "model", sourceNode=source)
 
     info = results.read_model_info(run / "model")
     assert volume.GetImageData().GetDimensions() == (info["slice"]["size"], info["slice"]["size"], 3)
