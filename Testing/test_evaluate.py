@@ -53,13 +53,13 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     figures = json.loads((out / "report.json").read_text())
     assert figures["sets"]["training"]["cases"] == 4 and figures["sets"]["held_out"]["cases"] == 2
     assert figures["sets"]["synthetic"]["slices"] == 48
-    assert [c["name"] for c in figures["space"]["classes"]] == ["background", "label_1", "label_2"]
+    assert [c["name"] for c in figures["space"]["classes"]] == ["background", "label_1", "label_2", "label_3"]
     fidelity = figures["fidelity"]
     # six steps of training are far from real: further from the training slices than unseen real cases are
     assert fidelity["synthetic_vs_training"]["frechet"] > 2 * fidelity["held_out_vs_training"]["frechet"]
     assert fidelity["synthetic_vs_training"]["kid"] > fidelity["held_out_vs_training"]["kid"]
     assert 0 < figures["diversity"]["ms_ssim_training"] <= 1
-    assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2"}
+    assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2", "label_3"}
     assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text(encoding="utf-8")
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic"]
@@ -95,14 +95,14 @@ def test_bad_inputs_are_refused_before_anything_is_written(split, tmp_path):
     strange = tmp_path / "strange"
     image, label = phantom_pair(strange, seed=9)
     volume = sitk.ReadImage(str(label))
-    sitk.WriteImage(volume * 5, str(label))  # label value 5 (and 10): classes the model never learnt
+    sitk.WriteImage(volume * 5, str(label))  # label values 5, 10, 15: classes the model never learnt
     (tmp_path / "strange.csv").write_text(f"{image},{label}\n")
     result = ragan(
         "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
         "--held-out", tmp_path / "strange.csv", "--out", tmp_path / "report",
     )  # fmt: skip
     message = events_of(result.stdout)[-1]["message"]
-    assert result.returncode == 2 and "held-out" in message and "[5, 10]" in message
+    assert result.returncode == 2 and "held-out" in message and "[5, 10, 15]" in message
     assert not (tmp_path / "report").exists()
 
 

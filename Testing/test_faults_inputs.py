@@ -214,7 +214,7 @@ def test_duplicate_class_names_are_refused(tmp_path, phantom_dataset):
     image, label = phantom_pair(tmp_path / "in", 0)
     names = ["--label-name", "1=organ", "--label-name", "2=organ"]
     assert_refused(tmp_path, ["--pair", image, label, *names, *TINY], "'organ'", "both named", tmp_path / "in")
-    # The dataset.json names 1=organ, 2=lesion; a --label-name that repeats one of them is refused too.
+    # The dataset.json names 1=organ, 2=lesion, 3=vessel; a --label-name that repeats one of them is refused too.
     arguments = ["--dataset", phantom_dataset, "--label-name", "2=organ", *TINY]
     assert_refused(tmp_path, arguments, "'organ'", "both named", phantom_dataset)
 

@@ -76,6 +76,7 @@ def test_model_folder_describes_the_model(trained):
         (0, "background"),
         (1, "organ"),
         (2, "label_2"),
+        (3, "label_3"),
     ]
     assert description["modality"] == "ct" and description["intensity"]["units"] == "HU"
     assert description["slice"]["size"] == 64 and description["slice"]["thickness"] == 3.0
@@ -101,10 +102,10 @@ def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, t
     assert image.GetSize() == (64, 64, 5) and label.GetSize() == (64, 64, 5)
     expected = (*description["slice"]["spacing"], description["slice"]["thickness"])
     assert np.allclose(image.GetSpacing(), expected) and np.allclose(label.GetSpacing(), expected)
-    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2}
+    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2, 3}
     assert image.GetPixelID() == sitk.sitkInt16  # HU
     dataset = json.loads((Path(outputs[0]["nnunet"]) / "dataset.json").read_text())
-    assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2}
+    assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2, "label_3": 3}
     assert len(list((Path(outputs[0]["nnunet"]) / "imagesTr").iterdir())) == 5
 
 
@@ -132,7 +133,7 @@ def test_generate_reports_class_shares_and_warns_about_a_class_the_model_drops(t
         assert any(n.startswith("class 'label_2' covers") for n in notices) == warned, notices
         shares = events[-1]["class_shares"]
         assert shares["label_2"] == {"synthetic": 0.0 if warned else 1.0, "training": training[2]}
-        assert list(shares) == ["background", "organ", "label_2"]
+        assert list(shares) == ["background", "organ", "label_2", "label_3"]
 
 
 def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained, tmp_path):
@@ -146,7 +147,7 @@ def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained,
     )
     result = subprocess.run([sys.executable, "-c", code, str(moved)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("(2, 64, 64, 4)")
+    assert result.stdout.strip().endswith("(2, 64, 64, 5)")  # image + 4 classes
 
 
 def test_no_patient_identity_or_source_path_reaches_model_or_outputs(trained, tmp_path):
