@@ -138,3 +138,43 @@ def test_dice_by_case_known_answers():
     assert downstream.dice_by_case(wrong, truth, cases, 2)["per_class"][1] == pytest.approx(0.5)
     absent = downstream.dice_by_case(truth, truth, cases, 3)
     assert np.isnan(absent["per_class"][2]) and absent["mean_foreground"] == 1.0
+
+
+def files_of(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_held_out_cases_the_model_was_trained_on_are_refused(split, tmp_path):
+    """--real names only three of the four training cases; the fourth, handed in as held out, is known by the SHA-256
+    of its image file that model.json keeps."""
+    rows = (split / "train.csv").read_text().splitlines()
+    (tmp_path / "real.csv").write_text("\n".join(rows[:3]) + "\n")
+    trained_image = rows[3].split(",")[0]
+    (tmp_path / "held_out.csv").write_text(rows[3] + "\n" + (split / "test.csv").read_text())
+    before = files_of(split / "cases") | files_of(tmp_path)
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", tmp_path / "real.csv",
+        "--held-out", tmp_path / "held_out.csv", "--out", tmp_path / "report", "--count", "8",
+    )  # fmt: skip
+    message = events_of(result.stdout)[-1]["message"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(tmp_path / "held_out.csv") in message and f"'{trained_image}' (the model" in message
+    assert "1 case(s)" in message and "case4_image" not in message and "case5_image" not in message
+    assert not (tmp_path / "report").exists() and files_of(split / "cases") | files_of(tmp_path) == before
+
+
+def test_held_out_copy_of_a_real_case_in_another_format_is_refused(split, tmp_path):
+    """A training case saved again as NIfTI: another file, so no hash matches, but its slices equal a --real case's."""
+    rows = (split / "train.csv").read_text().splitlines()
+    image, label = phantom_pair(tmp_path / "copies", seed=1, ending=".nii.gz")  # the scan of training case 1
+    (tmp_path / "held_out.csv").write_text(f"{image},{label},copy\n" + (split / "test.csv").read_text())
+    before = files_of(split / "cases") | files_of(tmp_path)
+    result = ragan(
+        "evaluate", "--synthetic", split / "train.csv", "--real", split / "train.csv", "--size", "64",
+        "--held-out", tmp_path / "held_out.csv", "--out", tmp_path / "report",
+    )  # fmt: skip
+    message = events_of(result.stdout)[-1]["message"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"'{image}' (the same scan as a case of --real '{split / 'train.csv'}')" in message, message
+    assert rows[1].split(",")[0] not in message and "case4_image" not in message
+    assert not (tmp_path / "report").exists() and files_of(split / "cases") | files_of(tmp_path) == before

@@ -105,7 +105,12 @@ def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, t
     assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2, 3}
     assert image.GetPixelID() == sitk.sitkInt16  # HU
     dataset = json.loads((Path(outputs[0]["nnunet"]) / "dataset.json").read_text())
-    assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2, "label_3": 3}
+    assert dataset["numTraining"] == 5 and dataset["labels"] == {
+        "background": 0,
+        "organ": 1,
+        "label_2": 2,
+        "label_3": 3,
+    }
     assert len(list((Path(outputs[0]["nnunet"]) / "imagesTr").iterdir())) == 5
 
 
