@@ -126,6 +126,8 @@ BAD_OPTIONS = [
     (["--augment", "nan"], "--augment"),
     (["--r1-gamma", "-1"], "--r1-gamma"),
     (["--r1-gamma", "inf"], "--r1-gamma"),
+    (["--class-balance", "1.5"], "--class-balance"),
+    (["--class-balance", "nan"], "--class-balance"),
     (["--seed", "-1"], "--seed"),
     (["--seed", str(2**32)], "--seed"),
     (["--empty-ratio", "nan"], "--empty-ratio"),
@@ -149,7 +151,15 @@ def test_bad_numeric_option_is_refused_naming_it(tmp_path, capsys, flags, option
     assert not (tmp_path / "run").exists() and fingerprints(tmp_path / "in") == before
 
 
-BAD_SPEC_VALUES = {"ema_halflife": 0, "lr": "fast", "steps": 2.5, "augment": -0.1, "keep_checkpoints": 0, "xla": "yes"}
+BAD_SPEC_VALUES = {
+    "ema_halflife": 0,
+    "lr": "fast",
+    "steps": 2.5,
+    "augment": -0.1,
+    "keep_checkpoints": 0,
+    "xla": "yes",
+    "class_balance": -0.5,
+}
 
 
 @pytest.mark.parametrize("option", sorted(BAD_SPEC_VALUES))
