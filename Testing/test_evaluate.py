@@ -124,6 +124,17 @@ def test_unet_learns_an_easy_task_in_a_few_seconds_of_steps():
     assert result["per_class"][1] > 0.9 and result["mean_foreground"] == result["per_class"][1]
 
 
+def test_unet_batches_take_each_source_in_the_proportion_given():
+    """Discs labelled right, and the same images labelled all background: the U-Net learns the discs when the batches
+    come wholly from the first source, and learns nothing of them when they come wholly from the second."""
+    right = discs(64, 0)
+    wrong = SliceSet(right.images, np.zeros_like(right.labels), right.cases)
+    protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
+    learnt = downstream.run_arm([right, wrong], discs(16, 1), 2, protocol, mix=[1, 0])
+    misled = downstream.run_arm([right, wrong], discs(16, 1), 2, protocol, mix=[0, 1])
+    assert learnt["per_class"][1] > 0.9 and misled["per_class"][1] < 0.1, (learnt, misled)
+
+
 def test_dice_by_case_known_answers():
     truth = np.zeros((4, 8, 8), np.uint8)
     truth[:2, :4] = 1  # case 0 has class 1 in both slices; case 1 has no class 1
