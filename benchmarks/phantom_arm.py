@@ -1,6 +1,6 @@
 """Benchmark arm on phantom CT: do synthetic pairs from a GAN trained on a few cases help a U-Net segment unseen ones?
 
-    .venv/bin/python benchmarks/phantom_arm.py                                  # minutes on 2 CPU cores
+    .venv/bin/python benchmarks/phantom_arm.py                                  # about 40 min on 2 busy CPU cores
     .venv/bin/python benchmarks/phantom_arm.py --train-option class_balance=0   # any `ragan train` option, compared
     .venv/bin/python benchmarks/phantom_arm.py --gan-steps 4000 --gan-seeds 3   # longer, with the GAN's own spread
 
