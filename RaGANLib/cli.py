@@ -33,6 +33,13 @@ TRAIN_OPTIONS = [
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
     ("--r1-gamma", "r1_gamma", float, "R1 penalty weight (default 1)"),
     ("--augment", "augment", float, "probability of each augmentation, 0 disables (default 0.5)"),
+    (
+        "--class-balance",
+        "class_balance",
+        float,
+        "share of training draws that pick a class, then a slice holding it, so rare classes are in the batches; "
+        "0 draws slices uniformly (default 0.5)",
+    ),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 250)"),
     ("--preview-every", "preview_every", int, "steps between previews (default 250)"),

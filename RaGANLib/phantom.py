@@ -1,15 +1,18 @@
 """Phantom CT cases made on the spot: demo and test data that needs no download and holds no patient.
 
 Each case is an abdomen-like cross-section extruded along z with varying shape: air around a body outline with a fat
-rim, soft tissue, a vertebra (bone, unlabelled), an organ (label 1) and one or two lesions inside it (label 2),
-intensities in Hounsfield units with noise. Cases differ by seed.
+rim, soft tissue, a vertebra (bone, unlabelled), an organ (label 1), one or two lesions inside it (label 2) and two
+contrast-filled vessels (label 3): curved, 1-3 pixels wide at 64 px, wandering along z. The vessels are the thin
+structure that a blurring generator loses first (a lesion blob survives blur). Intensities in Hounsfield units with
+noise. Cases differ by seed.
 """
 
 import numpy as np
 
-CLASS_NAMES = {"1": "organ", "2": "lesion"}
-CLASS_COLORS = {"1": [0.85, 0.45, 0.3], "2": [0.95, 0.85, 0.2]}
+CLASS_NAMES = {"1": "organ", "2": "lesion", "3": "vessel"}
+CLASS_COLORS = {"1": [0.85, 0.45, 0.3], "2": [0.95, 0.85, 0.2], "3": [0.3, 0.6, 1.0]}
 SPACING = (1.6, 1.6, 3.0)  # x, y, z in mm
+VESSELS = 2
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
@@ -17,6 +20,43 @@ def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
     u = (xx - cx) * c + (yy - cy) * s
     v = -(xx - cx) * s + (yy - cy) * c
     return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+
+
+def _vessel_shapes(seed: int, height: int, width: int) -> list[dict]:
+    """Each vessel's path, width and contrast, from its own random stream (so the other structures of a seed stay as
+    they were before vessels existed). Widths are in pixels of a 64-pixel slice, whatever the case's size."""
+    rng = np.random.default_rng([seed, 3])
+    scale = width / 64
+    return [
+        {
+            "angle": rng.uniform(0, np.pi),
+            "cy": height * rng.uniform(0.38, 0.56),
+            "cx": width * rng.uniform(0.35, 0.65),
+            "half_length": width * rng.uniform(0.16, 0.28),
+            "amplitude": height * rng.uniform(0.03, 0.08),
+            "wavenumber": 2 * np.pi / (width * rng.uniform(0.3, 0.6)),
+            "phase": rng.uniform(0, 2 * np.pi),
+            "phase_drift": rng.uniform(-2, 2),  # over the whole depth: the bend changes from slice to slice
+            "drift": (height * rng.uniform(-0.08, 0.08), width * rng.uniform(-0.08, 0.08)),
+            "half_width": scale * rng.uniform(0.5, 1.5),  # 1-3 px wide at 64 px
+            "hu": rng.uniform(200, 260),
+        }
+        for _ in range(VESSELS)
+    ]
+
+
+def _vessel(yy, xx, shape: dict, t: float):
+    """The pixels of one vessel at relative depth t: a sine-bent line segment, its distance to each pixel taken to
+    first order (the offset across the line over the slope's length), which holds while the bend is gentle."""
+    cy, cx = shape["cy"] + shape["drift"][0] * (t - 0.5), shape["cx"] + shape["drift"][1] * (t - 0.5)
+    c, s = np.cos(shape["angle"]), np.sin(shape["angle"])
+    along = (xx - cx) * c + (yy - cy) * s
+    across = -(xx - cx) * s + (yy - cy) * c
+    k, phase = shape["wavenumber"], shape["phase"] + shape["phase_drift"] * t
+    offset = across - shape["amplitude"] * np.sin(k * along + phase)
+    slope = shape["amplitude"] * k * np.cos(k * along + phase)
+    distance = np.abs(offset) / np.sqrt(1 + slope**2)
+    return (distance <= shape["half_width"]) & (np.abs(along) <= shape["half_length"])
 
 
 def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +79,7 @@ def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np
         for _ in range(rng.integers(1, 3))
     ]
     organ_hu, lesion_hu = rng.uniform(110, 140), rng.uniform(0, 30)
+    vessels = _vessel_shapes(seed, height, width)
 
     for z in range(depth):
         t = z / max(1, depth - 1)
@@ -55,6 +96,10 @@ def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np
         organ &= inner
         image[z][organ] = organ_hu
         label[z][organ] = 1
+        for vessel in vessels:
+            inside = _vessel(yy, xx, vessel, t) & inner & ~spine
+            image[z][inside] = vessel["hu"]
+            label[z][inside] = 3
         for dy, dx, radius, z_centre in lesions:
             r = radius * organ_ry * max(0.0, 1 - ((t - z_centre) / 0.3) ** 2) ** 0.5
             if r < 1.5:

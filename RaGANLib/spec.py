@@ -48,6 +48,7 @@ class TrainSpec:
     r1_gamma: float = 1.0  # weight of the R1 gradient penalty on real pairs
     ema_halflife: float = 200.0  # steps after which an old generator weight counts half in the EMA copy
     augment: float = 0.5  # probability of each differentiable augmentation (0 disables)
+    class_balance: float = 0.5  # share of draws that pick a class first, then a slice holding it (0: uniform slices)
     seed: int = 0  # seeds data order, initial weights and previews
 
     # Run control.
@@ -156,6 +157,7 @@ NUMBERS = {  # option -> the rule of number_problem
     "r1_gamma": {"low": 0},
     "ema_halflife": {"above": 0},
     "augment": {"low": 0, "high": 1},
+    "class_balance": {"low": 0, "high": 1},
     "seed": {"whole": True, "low": 0, "high": MAX_SEED},
     "empty_ratio": {"low": 0},
     "checkpoint_every": {"whole": True, "low": 1},

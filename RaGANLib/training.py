@@ -172,6 +172,8 @@ class GanTrainer:
         spec, latent_size = self.spec, self.latent_size
         images, labels = data.images, data.labels
         size = spec.size
+        weights = self.slice_weights(labels, self.classes, spec.class_balance) if spec.class_balance else None
+        replace = (len(images) if weights is None else np.count_nonzero(weights)) < spec.batch
 
         def make(context: tf.distribute.InputContext):
             batch = context.get_per_replica_batch_size(spec.batch)
@@ -182,7 +184,7 @@ class GanTrainer:
                 for step in range(start, spec.steps):
                     for replica in range(local_replicas):
                         rng = np.random.default_rng([spec.seed, step, pipeline, replica])
-                        chosen = np.sort(rng.choice(len(images), size=batch, replace=len(images) < batch))
+                        chosen = np.sort(rng.choice(len(images), size=batch, replace=replace, p=weights))
                         yield (
                             images[chosen].astype(np.float32),
                             labels[chosen],
@@ -199,6 +201,26 @@ class GanTrainer:
             return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
         return iter(self.strategy.distribute_datasets_from_function(make))
+
+    @staticmethod
+    def slice_weights(labels, classes: int, balance: float) -> np.ndarray:
+        """Each slice's chance to be drawn: `1 - balance` of the draws pick a slice uniformly, `balance` pick one of
+        the foreground classes (each equally often) and then a slice that holds it. Every class present in the
+        training set then appears in a drawn slice with a chance of at least balance / classes, however few slices
+        hold it: a rare lesion or a thin vessel is in the batches, not only in the data."""
+        presence = np.zeros((len(labels), classes), dtype=bool)
+        for start in range(0, len(labels), 256):  # a block at a time: the label cache may be larger than memory
+            block = np.asarray(labels[start : start + 256]).reshape(min(256, len(labels) - start), -1)
+            for index in range(1, classes):
+                presence[start : start + len(block), index] = (block == index).any(axis=1)
+        holding = presence.sum(axis=0)
+        present = np.flatnonzero(holding)
+        weights = np.full(len(labels), (1 - balance) / len(labels))
+        if len(present):
+            weights += balance / len(present) * (presence[:, present] / holding[present]).sum(axis=1)
+        else:  # nothing but background: uniform
+            weights += balance / len(labels)
+        return weights / weights.sum()
 
     # Checkpoints.
     def _groups(self):

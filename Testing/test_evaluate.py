@@ -53,13 +53,13 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     figures = json.loads((out / "report.json").read_text())
     assert figures["sets"]["training"]["cases"] == 4 and figures["sets"]["held_out"]["cases"] == 2
     assert figures["sets"]["synthetic"]["slices"] == 48
-    assert [c["name"] for c in figures["space"]["classes"]] == ["background", "label_1", "label_2"]
+    assert [c["name"] for c in figures["space"]["classes"]] == ["background", "label_1", "label_2", "label_3"]
     fidelity = figures["fidelity"]
     # six steps of training are far from real: further from the training slices than unseen real cases are
     assert fidelity["synthetic_vs_training"]["frechet"] > 2 * fidelity["held_out_vs_training"]["frechet"]
     assert fidelity["synthetic_vs_training"]["kid"] > fidelity["held_out_vs_training"]["kid"]
     assert 0 < figures["diversity"]["ms_ssim_training"] <= 1
-    assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2"}
+    assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2", "label_3"}
     assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text(encoding="utf-8")
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic"]
@@ -98,14 +98,14 @@ def test_bad_inputs_are_refused_before_anything_is_written(split, tmp_path):
     strange = tmp_path / "strange"
     image, label = phantom_pair(strange, seed=9)
     volume = sitk.ReadImage(str(label))
-    sitk.WriteImage(volume * 5, str(label))  # label value 5 (and 10): classes the model never learnt
+    sitk.WriteImage(volume * 5, str(label))  # label values 5, 10, 15: classes the model never learnt
     (tmp_path / "strange.csv").write_text(f"{image},{label}\n")
     result = ragan(
         "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
         "--held-out", tmp_path / "strange.csv", "--out", tmp_path / "report",
     )  # fmt: skip
     message = events_of(result.stdout)[-1]["message"]
-    assert result.returncode == 2 and "held-out" in message and "[5, 10]" in message
+    assert result.returncode == 2 and "held-out" in message and "[5, 10, 15]" in message
     assert not (tmp_path / "report").exists()
 
 
@@ -139,6 +139,17 @@ def test_label_agreement_tells_labels_that_fit_their_images_from_labels_that_do_
     assert floating["agreement"]["mean_foreground"] < 0.5 * floating["mean_foreground"]
 
 
+def test_unet_batches_take_each_source_in_the_proportion_given():
+    """Discs labelled right, and the same images labelled all background: the U-Net learns the discs when the batches
+    come wholly from the first source, and learns nothing of them when they come wholly from the second."""
+    right = discs(64, 0)
+    wrong = SliceSet(right.images, np.zeros_like(right.labels), right.cases)
+    protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
+    learnt = downstream.run_arm([right, wrong], discs(16, 1), 2, protocol, mix=[1, 0])
+    misled = downstream.run_arm([right, wrong], discs(16, 1), 2, protocol, mix=[0, 1])
+    assert learnt["per_class"][1] > 0.9 and misled["per_class"][1] < 0.1, (learnt, misled)
+
+
 def test_dice_by_case_known_answers():
     truth = np.zeros((4, 8, 8), np.uint8)
     truth[:2, :4] = 1  # case 0 has class 1 in both slices; case 1 has no class 1
@@ -153,3 +164,43 @@ def test_dice_by_case_known_answers():
     assert downstream.dice_by_case(wrong, truth, cases, 2)["per_class"][1] == pytest.approx(0.5)
     absent = downstream.dice_by_case(truth, truth, cases, 3)
     assert np.isnan(absent["per_class"][2]) and absent["mean_foreground"] == 1.0
+
+
+def files_of(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_held_out_cases_the_model_was_trained_on_are_refused(split, tmp_path):
+    """--real names only three of the four training cases; the fourth, handed in as held out, is known by the SHA-256
+    of its image file that model.json keeps."""
+    rows = (split / "train.csv").read_text().splitlines()
+    (tmp_path / "real.csv").write_text("\n".join(rows[:3]) + "\n")
+    trained_image = rows[3].split(",")[0]
+    (tmp_path / "held_out.csv").write_text(rows[3] + "\n" + (split / "test.csv").read_text())
+    before = files_of(split / "cases") | files_of(tmp_path)
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", tmp_path / "real.csv",
+        "--held-out", tmp_path / "held_out.csv", "--out", tmp_path / "report", "--count", "8",
+    )  # fmt: skip
+    message = events_of(result.stdout)[-1]["message"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(tmp_path / "held_out.csv") in message and f"'{trained_image}' (the model" in message
+    assert "1 case(s)" in message and "case4_image" not in message and "case5_image" not in message
+    assert not (tmp_path / "report").exists() and files_of(split / "cases") | files_of(tmp_path) == before
+
+
+def test_held_out_copy_of_a_real_case_in_another_format_is_refused(split, tmp_path):
+    """A training case saved again as NIfTI: another file, so no hash matches, but its slices equal a --real case's."""
+    rows = (split / "train.csv").read_text().splitlines()
+    image, label = phantom_pair(tmp_path / "copies", seed=1, ending=".nii.gz")  # the scan of training case 1
+    (tmp_path / "held_out.csv").write_text(f"{image},{label},copy\n" + (split / "test.csv").read_text())
+    before = files_of(split / "cases") | files_of(tmp_path)
+    result = ragan(
+        "evaluate", "--synthetic", split / "train.csv", "--real", split / "train.csv", "--size", "64",
+        "--held-out", tmp_path / "held_out.csv", "--out", tmp_path / "report",
+    )  # fmt: skip
+    message = events_of(result.stdout)[-1]["message"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"'{image}' (the same scan as a case of --real '{split / 'train.csv'}')" in message, message
+    assert rows[1].split(",")[0] not in message and "case4_image" not in message
+    assert not (tmp_path / "report").exists() and files_of(split / "cases") | files_of(tmp_path) == before

@@ -126,6 +126,8 @@ BAD_OPTIONS = [
     (["--augment", "nan"], "--augment"),
     (["--r1-gamma", "-1"], "--r1-gamma"),
     (["--r1-gamma", "inf"], "--r1-gamma"),
+    (["--class-balance", "1.5"], "--class-balance"),
+    (["--class-balance", "nan"], "--class-balance"),
     (["--seed", "-1"], "--seed"),
     (["--seed", str(2**32)], "--seed"),
     (["--empty-ratio", "nan"], "--empty-ratio"),
@@ -149,7 +151,15 @@ def test_bad_numeric_option_is_refused_naming_it(tmp_path, capsys, flags, option
     assert not (tmp_path / "run").exists() and fingerprints(tmp_path / "in") == before
 
 
-BAD_SPEC_VALUES = {"ema_halflife": 0, "lr": "fast", "steps": 2.5, "augment": -0.1, "keep_checkpoints": 0, "xla": "yes"}
+BAD_SPEC_VALUES = {
+    "ema_halflife": 0,
+    "lr": "fast",
+    "steps": 2.5,
+    "augment": -0.1,
+    "keep_checkpoints": 0,
+    "xla": "yes",
+    "class_balance": -0.5,
+}
 
 
 @pytest.mark.parametrize("option", sorted(BAD_SPEC_VALUES))
@@ -214,7 +224,7 @@ def test_duplicate_class_names_are_refused(tmp_path, phantom_dataset):
     image, label = phantom_pair(tmp_path / "in", 0)
     names = ["--label-name", "1=organ", "--label-name", "2=organ"]
     assert_refused(tmp_path, ["--pair", image, label, *names, *TINY], "'organ'", "both named", tmp_path / "in")
-    # The dataset.json names 1=organ, 2=lesion; a --label-name that repeats one of them is refused too.
+    # The dataset.json names 1=organ, 2=lesion, 3=vessel; a --label-name that repeats one of them is refused too.
     arguments = ["--dataset", phantom_dataset, "--label-name", "2=organ", *TINY]
     assert_refused(tmp_path, arguments, "'organ'", "both named", phantom_dataset)
 

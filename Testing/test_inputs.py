@@ -23,7 +23,7 @@ def test_dataset_folder_pairs_by_case_id_and_reads_label_names(phantom_dataset):
     cases, names, channel = find_cases(TrainSpec(dataset=str(phantom_dataset)))
     assert [c.name for c in cases] == [f"phantom_{i:03d}" for i in range(4)]
     assert all(c.image.name == f"{c.name}_0000.nii.gz" and c.label.name == f"{c.name}.nii.gz" for c in cases)
-    assert names == {"1": "organ", "2": "lesion"} and channel == "CT"
+    assert names == {"1": "organ", "2": "lesion", "3": "vessel"} and channel == "CT"
 
 
 def test_pairs_file_csv_and_json_and_explicit_pairs_give_the_same_cases(tmp_path):

@@ -76,6 +76,7 @@ def test_model_folder_describes_the_model(trained):
         (0, "background"),
         (1, "organ"),
         (2, "label_2"),
+        (3, "label_3"),
     ]
     assert description["modality"] == "ct" and description["intensity"]["units"] == "HU"
     assert description["slice"]["size"] == 64 and description["slice"]["thickness"] == 3.0
@@ -101,10 +102,15 @@ def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, t
     assert image.GetSize() == (64, 64, 5) and label.GetSize() == (64, 64, 5)
     expected = (*description["slice"]["spacing"], description["slice"]["thickness"])
     assert np.allclose(image.GetSpacing(), expected) and np.allclose(label.GetSpacing(), expected)
-    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2}
+    assert set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1, 2, 3}
     assert image.GetPixelID() == sitk.sitkInt16  # HU
     dataset = json.loads((Path(outputs[0]["nnunet"]) / "dataset.json").read_text())
-    assert dataset["numTraining"] == 5 and dataset["labels"] == {"background": 0, "organ": 1, "label_2": 2}
+    assert dataset["numTraining"] == 5 and dataset["labels"] == {
+        "background": 0,
+        "organ": 1,
+        "label_2": 2,
+        "label_3": 3,
+    }
     assert len(list((Path(outputs[0]["nnunet"]) / "imagesTr").iterdir())) == 5
 
 
@@ -132,7 +138,7 @@ def test_generate_reports_class_shares_and_warns_about_a_class_the_model_drops(t
         assert any(n.startswith("class 'label_2' covers") for n in notices) == warned, notices
         shares = events[-1]["class_shares"]
         assert shares["label_2"] == {"synthetic": 0.0 if warned else 1.0, "training": training[2]}
-        assert list(shares) == ["background", "organ", "label_2"]
+        assert list(shares) == ["background", "organ", "label_2", "label_3"]
 
 
 def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained, tmp_path):
@@ -146,7 +152,7 @@ def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained,
     )
     result = subprocess.run([sys.executable, "-c", code, str(moved)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("(2, 64, 64, 4)")
+    assert result.stdout.strip().endswith("(2, 64, 64, 5)")  # image + 4 classes
 
 
 def test_no_patient_identity_or_source_path_reaches_model_or_outputs(trained, tmp_path):
@@ -170,13 +176,14 @@ def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.P
 
 def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     run = tmp_path / "run"
-    process = start_training(["--dataset", phantom_dataset], run, steps=12, every=4)
+    process = start_training(["--dataset", phantom_dataset, "--class-balance", "1"], run, steps=12, every=4)
     try:
         seen = read_until(process, lambda e: e["event"] == "progress" and e["step"] == 6)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
+    assert json.loads((run / "spec.json").read_text())["class_balance"] == 1.0
 
     result = ragan("train", "--resume", "--out", run, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -225,3 +232,29 @@ def test_stop_requests_catch_signals_only_while_training():
         time.sleep(0.05)
         assert stop["signal"] == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before  # a program that trains several runs can be stopped again
+
+
+def test_class_balance_puts_a_rare_class_in_the_batches_and_draws_the_same_batches_on_resume():
+    """40 slices hold the organ, one of them a lesion as well: drawn uniformly, a batch of 4 holds the lesion one time
+    in ten; with --class-balance 0.5 most batches hold it. A run resumed at step 30 draws the batches it would have."""
+    import tensorflow as tf
+
+    from RaGANLib.events import Reporter
+    from RaGANLib.prepare import PreparedData
+    from RaGANLib.spec import TrainSpec
+    from RaGANLib.training import GanTrainer
+
+    labels = np.zeros((40, 64, 64), np.uint8)
+    labels[:, 20:40, 20:40] = 1
+    labels[7, 25:30, 25:30] = 2
+    classes = [{"index": i, "value": i, "name": n, "color": [0, 0, 0]} for i, n in enumerate(["bg", "organ", "lesion"])]
+    data = PreparedData(np.zeros((40, 64, 64), np.float16), labels, {"classes": classes})
+    held = {}
+    for balance in (0.0, 0.5):
+        spec = TrainSpec(pairs=[["a", "b"]], size=64, batch=4, steps=100, class_balance=balance)
+        trainer = GanTrainer(spec, data, tf.distribute.get_strategy(), Reporter())
+        batches = [np.asarray(labels) for _, labels, _, _ in trainer.dataset(data, 0)]
+        held[balance] = np.mean([(batch == 2).any() for batch in batches])
+        resumed = [np.asarray(labels) for _, labels, _, _ in trainer.dataset(data, 30)]
+        assert len(resumed) == 70 and all(np.array_equal(a, b) for a, b in zip(batches[30:], resumed))
+    assert held[0.0] < 0.2 and held[0.5] > 0.5, held

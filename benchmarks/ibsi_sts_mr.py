@@ -19,16 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
+
+from common import spread, train_gan  # noqa: E402
 
 from RaGANLib import preview  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
 from RaGANLib.prepare import survey  # noqa: E402
 from RaGANLib.quality import downstream, metrics  # noqa: E402
-from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model, slice_grid  # noqa: E402
+from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
 from RaGANLib.quality.features import slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
 from RaGANLib.spec import TrainSpec  # noqa: E402
@@ -51,27 +51,6 @@ def write_pairs(data: Path, cases: list[str], path: Path) -> Path:
     lines = [f"{data / c / 'MR_T1_image.nii.gz'},{data / c / 'MR_T1_mask.nii.gz'},{c}" for c in cases]
     path.write_text("image,label,case\n" + "\n".join(lines) + "\n")
     return path
-
-
-def train_gan(name: str, pairs: Path, arch: str, steps: int, spacing: float, size: int, work: Path):
-    """Train (or resume, or reuse) one GAN; returns its model folder and the seconds its training took in all
-    (from its events: each start to the next finish, so a run reused from an earlier invocation keeps its time)."""
-    from RaGANLib.training import train
-
-    root = work / name
-    model = root / "model"
-    if not (model.exists() and json.loads((model / "model.json").read_text())["training"]["steps"] >= steps):
-        spec = TrainSpec(pairs_file=str(pairs), arch=arch, steps=steps, size=size, spacing=spacing, **GAN_OPTIONS)
-        with open(work / f"{name}.log", "a") as log:
-            train(spec, root, Reporter(stream=log), resume=(root / "checkpoints").exists())
-    events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
-    seconds, begun = 0.0, None
-    for event in events:
-        if event["event"] == "prepared" and begun is None:
-            begun = event["time"]
-        elif event["event"] == "finished" and begun is not None:
-            seconds, begun = seconds + event["time"] - begun, None
-    return model, seconds
 
 
 def main() -> None:
@@ -112,7 +91,10 @@ def main() -> None:
     ):
         stage(f"training GAN {name} ({arch}, {steps} steps)")
         clock = time.perf_counter()
-        models[name], timings[f"gan {name}"] = train_gan(name, pairs[source], arch, steps, spacing, size, work)
+        spec = TrainSpec(
+            pairs_file=str(pairs[source]), arch=arch, steps=steps, size=size, spacing=spacing, **GAN_OPTIONS
+        )
+        models[name], timings[f"gan {name}"] = train_gan(name, spec, work)
         training_here += time.perf_counter() - clock
 
     stage("sampling and reading slices")
@@ -164,20 +146,15 @@ def main() -> None:
     (work / "figures.json").write_text(json.dumps(figures, indent=2))
     samples = preview.titled(
         [
-            ("real training slices (IBSI STS MR, 128 px)", _spread(real["full"], space)),
-            ("synthetic: residual GAN trained on the 35 cases", _spread(synthetic["residual-full"], space)),
-            ("synthetic: baseline dcgan GAN trained on the 35 cases", _spread(synthetic["baseline-full"], space)),
+            ("real training slices (IBSI STS MR, 128 px)", spread(real["full"], space.colors)),
+            ("synthetic: residual GAN trained on the 35 cases", spread(synthetic["residual-full"], space.colors)),
+            ("synthetic: baseline dcgan GAN trained on the 35 cases", spread(synthetic["baseline-full"], space.colors)),
         ]
     )
     args.docs.mkdir(exist_ok=True)
     preview.save_png(samples, args.docs / "benchmark-samples.png")
     (args.docs / "benchmark-ibsi-sts-mr.md").write_text(report(figures, args))
     print(report(figures, args))
-
-
-def _spread(slices, space):
-    """16 slices spread evenly over a set, as a preview grid."""
-    return slice_grid(slices, np.linspace(0, len(slices) - 1, 16).astype(int), space.colors)
 
 
 def report(figures: dict, args) -> str:

@@ -12,7 +12,8 @@ from RaGANModuleLib.locations import import_ragan_lib
 
 
 def add_phantom_case(scene, seed: int = 0, shape: tuple[int, int, int] = (20, 96, 96), name: str | None = None):
-    """Add a phantom CT volume (HU) and its segmentation ("organ", "lesion") to the scene; returns (volume, seg)."""
+    """Add a phantom CT volume (HU) and its segmentation ("organ", "lesion", "vessel") to the scene; returns
+    (volume, segmentation)."""
     import_ragan_lib()
     from RaGANLib import phantom
 

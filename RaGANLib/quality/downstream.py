@@ -2,7 +2,8 @@
 
 A fixed small 2D U-Net (built here, fixed seed, fixed step budget, same for every arm) is trained on one set of
 slices and tested on held-out real cases. Arms: real slices only, synthetic only, and real + synthetic (each batch
-half real, half synthetic, so a few real cases are not drowned by thousands of synthetic ones). Dice is computed per
+half real, half synthetic by default, so a few real cases are not drowned by thousands of synthetic ones; `mix` sets
+other shares, e.g. a quarter synthetic). Dice is computed per
 held-out case over its slices, per class, and averaged over the cases where the class appears in the truth or the
 prediction.
 """
@@ -52,9 +53,9 @@ def build_unet(size: int, classes: int, width: int, depth: int):
     return keras.Model(image, probabilities, name="unet")
 
 
-def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, progress=None):
-    """Train the U-Net on the sources (each batch drawn in equal parts from each); returns the model.
-    `progress(step, total)` is called every 50 steps."""
+def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, progress=None, mix=None):
+    """Train the U-Net on the sources (each batch drawn from each in the proportions `mix`, equal parts by default);
+    returns the model. `progress(step, total)` is called every 50 steps."""
     import keras
     import tensorflow as tf
 
@@ -77,7 +78,8 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
         optimizer.apply(gradients, model.trainable_variables)
         return loss
 
-    shares = np.diff(np.linspace(0, protocol.batch, len(sources) + 1).round().astype(int))
+    mix = np.ones(len(sources)) if mix is None else np.asarray(mix, np.float64)
+    shares = np.diff(np.round(np.concatenate([[0], np.cumsum(mix)]) / mix.sum() * protocol.batch).astype(int))
     for number in range(protocol.steps):
         rng = np.random.default_rng([protocol.seed, number])
         chosen = [rng.integers(0, len(s.images), size=k) for s, k in zip(sources, shares)]
@@ -122,12 +124,13 @@ def run_arm(
     classes: int,
     protocol: UNetProtocol,
     progress=None,
+    mix=None,
     agreement: SliceSet | None = None,
 ) -> dict:
-    """Train on `sources`, test on `test`; Dice figures. With `agreement` (e.g. synthetic pairs), the same network
-    also segments its images, scored against its labels, under the key "agreement": does each image show what its
-    label says, as well as a held-out real slice shows its label?"""
-    model = train_unet(sources, classes, protocol, progress)
+    """Train on `sources` (in the proportions `mix`), test on `test`; Dice figures. With `agreement` (e.g. synthetic
+    pairs), the same network also segments its images, scored against its labels, under the key "agreement": does
+    each image show what its label says, as well as a held-out real slice shows its label?"""
+    model = train_unet(sources, classes, protocol, progress, mix)
     result = dice_by_case(predict(model, test.images), np.asarray(test.labels), test.cases, classes)
     if agreement is not None:
         result["agreement"] = dice_by_case(

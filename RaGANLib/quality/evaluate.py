@@ -19,12 +19,14 @@ import numpy as np
 from RaGANLib import outputs, preview
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
+from RaGANLib.model_info import read_model_info
 from RaGANLib.quality import downstream, metrics
 from RaGANLib.quality.features import slice_features
 from RaGANLib.quality.slices import SliceSet, Space, read_set
 from RaGANLib.runfolder import write_json_atomic
 
 WORST_PAIRS = 8
+SAME_SCAN_TOLERANCE = 0.01  # on the [-1, 1] scale: two different scans never agree this closely in every pixel
 PRIVACY_WARNING = (
     "A synthetic slice that nearly copies a training slice copies a patient's scan: it is a privacy leak, and such "
     "pairs must not leave the institution. Check the flagged pairs in memorisation.png."
@@ -74,6 +76,32 @@ def memorisation_figures(synthetic: SliceSet, training: SliceSet, held_out: Slic
         "held_out_ncc_median": round(float(np.median(found["held_out_ncc"])), 4),
     }
     return figures, found
+
+
+def refuse_shared_cases(held_out: SliceSet, training: SliceSet, trained_on: set[str], paths: dict) -> None:
+    """Refuse (BadInput) a held-out set that holds a case of the training data: a held-out case the model or --real
+    has seen makes the memorisation threshold (NCC near 1) and the downstream Dice void. A case counts as seen when
+    its image file's SHA-256 is one the model folder records, or when its prepared slices equal those of a --real
+    case (the same scan in another file format or folder: a format that keeps the spacing in single precision moves
+    the resampled values by about 1e-6, hence a tolerance). `paths`: the held-out, real and synthetic arguments."""
+    real_cases = [training.images[training.cases == number] for number in np.unique(training.cases)]
+    shared = []
+    for number, (image, sha256) in enumerate(held_out.case_files):
+        slices = held_out.images[held_out.cases == number]
+        if sha256 in trained_on:
+            shared.append(f"'{image}' (the model '{paths['synthetic']}' was trained on this file)")
+        elif len(slices) and any(
+            real.shape == slices.shape and np.allclose(real, slices, rtol=0, atol=SAME_SCAN_TOLERANCE)
+            for real in real_cases
+        ):
+            shared.append(f"'{image}' (the same scan as a case of --real '{paths['real']}')")
+    if shared:
+        raise BadInput(
+            f"the held-out set '{paths['held_out']}' holds {len(shared)} case(s) of the training data: "
+            + ", ".join(shared)
+            + ". Held-out cases must be ones the model and --real never saw, or the memorisation check and the "
+            "downstream Dice measure nothing: remove them from the held-out set"
+        )
 
 
 def worst_pairs_picture(synthetic: SliceSet, training: SliceSet, found: dict, colors) -> "preview.Image.Image":
@@ -137,6 +165,8 @@ def evaluate(
             progress.advance("read synthetic cases")
         progress.advance("read training cases")
         test, _ = read_set(held_out, space, work, "held-out", reporter)
+        trained_on = set(read_model_info(synthetic)["training"]["content_sha256"]) if from_model else set()
+        refuse_shared_cases(test, training, trained_on, {"held_out": held_out, "real": real, "synthetic": synthetic})
         progress.advance("read held-out cases")
     classes, names, colors = len(space.values), list(space.names), space.colors
 

@@ -25,6 +25,8 @@ class SliceSet:
     images: np.ndarray  # [n, size, size] float
     labels: np.ndarray  # [n, size, size] uint8
     cases: np.ndarray  # [n] int
+    # (image file, its SHA-256) of each case, in case order; empty for slices sampled from a model
+    case_files: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -108,4 +110,5 @@ def read_set(path: Path, space: Space, work: Path, name: str, reporter: Reporter
         colors=space.colors or tuple(c["color"] for c in data.meta["classes"]),
     )
     # Copies, not views of the memory-mapped cache: the caller may delete `work` (Windows refuses to while mapped).
-    return SliceSet(np.array(data.images, np.float32), np.array(data.labels), cases), decided
+    files = [(str(case.image), summary.hashes[0]) for case, summary in zip(plan.cases, plan.summaries)]
+    return SliceSet(np.array(data.images, np.float32), np.array(data.labels), cases, files), decided

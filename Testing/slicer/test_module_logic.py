@@ -40,7 +40,7 @@ def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(ragan_module
 
     assert run.name == "run-001" and second_run.name == "run-002", "each training gets its own folder"
     spec = json.loads((run / "spec.json").read_text())
-    assert spec["label_names"] == {"1": "organ", "2": "lesion"} and spec["steps"] == 10
+    assert spec["label_names"] == {"1": "organ", "2": "lesion", "3": "vessel"} and spec["steps"] == 10
     assert all((run / path).is_file() for pair in spec["pairs"] for path in pair)
     assert job.command == [
         sys.executable,

@@ -174,7 +174,7 @@ def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_
     image = _array(volume)
     assert image.min() >= -1100 and image.max() <= 3100, "intensities in source units (HU), not [-1, 1]"
     segments = [segmentation.GetSegmentation().GetSegment(i) for i in scene_files.segment_ids(segmentation)]
-    assert sorted(s.GetName() for s in segments) == ["lesion", "organ"]
+    assert sorted(s.GetName() for s in segments) == ["lesion", "organ", "vessel"]
     organ = next(s for s in segments if s.GetName() == "organ")
     assert np.allclose(organ.GetColor(), (0.85, 0.45, 0.3), atol=1e-3)
     hierarchy = scene_files.subject_hierarchy(scene)

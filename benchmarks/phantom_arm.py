@@ -1,0 +1,274 @@
+"""Benchmark arm on phantom CT: do synthetic pairs from a GAN trained on a few cases help a U-Net segment unseen ones?
+
+    .venv/bin/python benchmarks/phantom_arm.py                                  # about 40 min on 2 busy CPU cores
+    .venv/bin/python benchmarks/phantom_arm.py --train-option class_balance=0   # any `ragan train` option, compared
+    .venv/bin/python benchmarks/phantom_arm.py --gan-steps 4000 --gan-seeds 3   # longer, with the GAN's own spread
+
+Phantom cases (RaGANLib.phantom) are written to the work folder: a few training cases and more held-out ones, made from
+other seeds. The phantom's vessels (1-3 px wide) are the thin structure that blurred synthetic slices lose and that a
+lesion blob hides. A GAN is trained on the few cases with the demo's settings (64 px) plus the --train-option values,
+its synthetic slices are sampled, and a fixed U-Net is trained on the few real cases mixed with synthetic slices at
+several shares of each batch (0% = the real cases alone, 100% = synthetic alone), once per U-Net seed and GAN seed,
+and tested on the held-out cases: Dice per class (vessel on its own) as mean ± sd over the runs. A mixed arm is called
+better or worse than the real cases alone only when the difference of the means is larger than the spread, the
+root-sum-square of the two standard deviations; otherwise "within the spread". It also reports Frechet distance and
+KID on RaGAN's own features, diversity, memorisation and each class's share of the synthetic pixels.
+
+Writes docs/benchmark-phantom[-TAG].md, docs/benchmark-phantom[-TAG].png (real against synthetic slices) and the
+figures as JSON in the work folder. GAN runs are kept there by tag and seed and reused when run again.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from common import spread, train_gan  # noqa: E402
+
+from RaGANLib import phantom, preview  # noqa: E402
+from RaGANLib.demo import demo_spec  # noqa: E402
+from RaGANLib.errors import BadInput  # noqa: E402
+from RaGANLib.events import Reporter  # noqa: E402
+from RaGANLib.quality import downstream, metrics  # noqa: E402
+from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
+from RaGANLib.quality.features import class_pixel_counts, slice_features  # noqa: E402
+from RaGANLib.quality.slices import read_set  # noqa: E402
+from RaGANLib.spec import TrainSpec  # noqa: E402
+
+SHAPE = (20, 96, 96)  # slices, rows, columns of each phantom case; the demo's
+THIN_CLASS = "vessel"
+
+
+def train_options(entries: list[str]) -> dict:
+    """--train-option KEY=VALUE entries as spec fields; VALUE is read as JSON where it parses (0.5, true, [1, 2])."""
+    options = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator or not key.strip():
+            raise BadInput(f"--train-option '{entry}' must look like KEY=VALUE, e.g. class_balance=0")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
+def gan_spec(data: Path, steps: int, seed: int, options: dict) -> TrainSpec:
+    """The demo's training settings on `data`, with the seed and the extra options (validated like a spec file)."""
+    base = dataclasses.replace(demo_spec(data, steps), seed=seed, checkpoint_every=500, preview_every=500)
+    return TrainSpec.from_json({**base.to_json(), **options}, "--train-option")
+
+
+def summary(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single run) of a list of Dice figures, NaN-free."""
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return {"mean": float("nan"), "sd": float("nan"), "runs": 0}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
+
+
+def compare(arm: dict, real: dict) -> dict:
+    """The difference of means against the real cases alone, its spread, and the verdict it allows."""
+    difference = arm["mean"] - real["mean"]
+    spread_ = float(np.hypot(arm["sd"], real["sd"]))
+    if abs(difference) <= spread_ or np.isnan(difference):
+        verdict = "within the spread"
+    else:
+        verdict = "better" if difference > 0 else "worse"
+    return {"difference": difference, "spread": spread_, "verdict": verdict}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ragan-benchmark-phantom")
+    parser.add_argument("--docs", type=Path, default=REPOSITORY / "docs")
+    parser.add_argument("--tag", default="", help="names the GAN runs and the docs files (e.g. the mode compared)")
+    parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE", help="a spec option")
+    parser.add_argument("--train-cases", type=int, default=5, help="phantom cases the GAN and U-Nets learn from")
+    parser.add_argument("--held-out-cases", type=int, default=8, help="phantom cases the U-Nets are tested on")
+    parser.add_argument("--gan-steps", type=int, default=600)
+    parser.add_argument("--gan-seeds", type=int, default=1)
+    parser.add_argument("--unet-steps", type=int, default=200)
+    parser.add_argument("--unet-seeds", type=int, default=3)
+    parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled per GAN")
+    parser.add_argument("--shares", default="0,25,50,75,100", help="synthetic percentages of each U-Net batch")
+    args = parser.parse_args()
+    shares = [int(s) for s in args.shares.split(",")]
+    if 0 not in shares or any(not 0 <= s <= 100 for s in shares):
+        parser.error("--shares must be percentages in 0..100 and include 0 (the real cases alone)")
+    try:  # a wrong option is refused now, not after the cases are written
+        options = train_options(args.train_option)
+        gan_spec(Path("phantom"), args.gan_steps, 0, options)
+    except BadInput as error:
+        parser.error(str(error))
+    suffix = f"-{args.tag}" if args.tag else ""
+    work = args.work / (args.tag or "default")
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def stage(message: str) -> None:
+        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {message}", flush=True)
+
+    # Cases: training from seed 0, held out from seed 1 (phantom seeds 0.. and 1000..): never the same case.
+    sets = {"train": args.train_cases, "held_out": args.held_out_cases}
+    folders = {}
+    for seed, (name, cases) in enumerate(sets.items()):
+        folders[name] = work / f"{name}-{cases}"
+        if not (folders[name] / "dataset.json").exists():
+            phantom.write_dataset(folders[name], cases=cases, shape=SHAPE, seed=seed)
+
+    models, timings = {}, {}
+    for gan_seed in range(args.gan_seeds):
+        spec = gan_spec(folders["train"], args.gan_steps, gan_seed, options)
+        name = f"gan{suffix}-seed{gan_seed}"
+        stage(f"training {name} ({args.gan_steps} steps, options {options or 'none'})")
+        models[gan_seed], timings[name] = train_gan(name, spec, work)
+
+    stage("sampling and reading slices")
+    quiet = Reporter(stream=open(work / "prepare.log", "a"))
+    synthetic = {}
+    for gan_seed, model in models.items():
+        synthetic[gan_seed], space = sample_model(model, args.count, seed=1)
+    with tempfile.TemporaryDirectory(dir=work) as scratch:
+        real = {key: read_set(folder, space, Path(scratch), key, quiet)[0] for key, folder in folders.items()}
+    classes, names = len(space.values), list(space.names)
+
+    stage("fidelity, diversity, memorisation, class shares")
+    features = {key: slice_features(s.images, s.labels, classes)[0] for key, s in real.items()}
+    training_share = class_pixel_counts(real["train"].labels, classes).sum(axis=0)
+    quality = {}
+    for gan_seed, slices in synthetic.items():
+        memorised, _ = memorisation_figures(slices, real["train"], real["held_out"])
+        share = class_pixel_counts(slices.labels, classes).sum(axis=0)
+        quality[f"GAN seed {gan_seed}"] = {
+            **fidelity(features["train"], slice_features(slices.images, slices.labels, classes)[0]),
+            "ms_ssim": float(metrics.mean_pairwise_ms_ssim(slices.images)),
+            "memorised_share": memorised["share"],
+            "class_shares": {n: float(s / share.sum()) for n, s in zip(names, share)},
+        }
+    quality["held-out real"] = {
+        **fidelity(features["train"], features["held_out"]),
+        "ms_ssim": float(metrics.mean_pairwise_ms_ssim(real["train"].images)),
+        "class_shares": {n: float(s / training_share.sum()) for n, s in zip(names, training_share)},
+    }
+
+    runs = {share: [] for share in shares}  # per share: one Dice result per (GAN seed, U-Net seed)
+    for unet_seed in range(args.unet_seeds):
+        protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
+        for share in shares:
+            for gan_seed in [0] if share == 0 else list(synthetic):  # the real cases alone need no GAN
+                stage(f"U-Net seed {unet_seed}: {share}% synthetic (GAN seed {gan_seed})")
+                sources = [real["train"], synthetic[gan_seed]]
+                clock = time.perf_counter()
+                result = downstream.run_arm(sources, real["held_out"], classes, protocol, mix=[100 - share, share])
+                timings[f"unet {share}%"] = timings.get(f"unet {share}%", 0) + time.perf_counter() - clock
+                runs[share].append(result)
+    dice = {}
+    for share, results in runs.items():
+        dice[share] = {names[c]: summary([r["per_class"][c] for r in results]) for c in range(1, classes)}
+        dice[share]["mean foreground"] = summary([r["mean_foreground"] for r in results])
+    comparisons = {
+        share: {key: compare(dice[share][key], dice[0][key]) for key in dice[share]} for share in shares if share
+    }
+    stage("done")
+
+    figures = {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "docs")},
+        "train_options": options,
+        "quality": quality,
+        "dice": {str(k): v for k, v in dice.items()},
+        "comparisons": {str(k): v for k, v in comparisons.items()},
+        "timings_s": {k: round(v) for k, v in timings.items()} | {"total": round(time.perf_counter() - started)},
+    }
+    (work / "figures.json").write_text(json.dumps(figures, indent=2))
+    picture = preview.titled(
+        [("real training slices (phantom CT, 64 px)", spread(real["train"], space.colors))]
+        + [(f"synthetic, GAN seed {s}", spread(slices, space.colors)) for s, slices in synthetic.items()]
+    )
+    args.docs.mkdir(exist_ok=True)
+    preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
+    text = report(figures, suffix)
+    (args.docs / f"benchmark-phantom{suffix}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+def report(figures: dict, suffix: str) -> str:
+    settings, dice, comparisons = figures["settings"], figures["dice"], figures["comparisons"]
+    keys = list(dice["0"])
+    command = "python benchmarks/phantom_arm.py" + "".join(
+        f" --{k.replace('_', '-')} {v}" for k, v in settings.items() if k not in ("train_option", "tag") and v
+    )
+    command += "".join(f" --train-option {o}" for o in settings["train_option"]) + (
+        f" --tag {settings['tag']}" if settings["tag"] else ""
+    )
+
+    def cell(entry: dict) -> str:
+        return f"{entry['mean']:.3f} ± {entry['sd']:.3f}"
+
+    lines = [
+        "# Benchmark: phantom arm" + (f" ({settings['tag']})" if settings["tag"] else ""),
+        "",
+        f"Made by `{command}` in {figures['timings_s']['total'] / 60:.0f} min. Phantom CT (64 px): "
+        f"{settings['train_cases']} training cases, {settings['held_out_cases']} held-out cases from other seeds; "
+        f"GAN with the demo's settings, {settings['gan_steps']} steps, extra training options "
+        f"{figures['train_options'] or 'none'}, {settings['gan_seeds']} GAN seed(s), {settings['count']} synthetic "
+        f"slices each; U-Net {settings['unet_steps']} steps per arm, {settings['unet_seeds']} U-Net seed(s). Dice per "
+        "held-out case, averaged; mean ± sd over the runs (U-Net seeds x GAN seeds). The vessel is the thin class.",
+        "",
+        "| synthetic share of each U-Net batch | " + " | ".join(keys) + " | vs real alone (mean foreground) |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
+    for share, entries in dice.items():
+        versus = "-"
+        if share != "0":
+            found = comparisons[share]["mean foreground"]
+            thin = comparisons[share][THIN_CLASS]
+            versus = (
+                f"{found['difference']:+.3f} (spread {found['spread']:.3f}): {found['verdict']}; "
+                f"{THIN_CLASS} {thin['difference']:+.3f} (spread {thin['spread']:.3f}): {thin['verdict']}"
+            )
+        title = {"0": "0% (real cases alone)", "100": "100% (synthetic alone)"}.get(share, f"{share}%")
+        lines.append(f"| {title} | " + " | ".join(cell(entries[k]) for k in keys) + f" | {versus} |")
+    class_names = list(figures["quality"]["held-out real"]["class_shares"])
+    lines += [
+        "",
+        "A difference is called better or worse only when it is larger than the spread (the root-sum-square of the two "
+        "standard deviations); the goal is few real + synthetic better than few real alone, vessel included.",
+        "",
+        "| slices | Frechet distance | KID | MS-SSIM (diversity) | memorised share | "
+        + " | ".join(f"{n} pixel share" for n in class_names)
+        + " |",
+        "|---" * (5 + len(class_names)) + "|",
+    ]
+    for name, q in figures["quality"].items():
+        memorised = f"{q['memorised_share']:.2%}" if "memorised_share" in q else "-"
+        shares = " | ".join(f"{100 * q['class_shares'][n]:.2f}%" for n in class_names)
+        title = "held-out real (floor; class shares: training)" if name == "held-out real" else f"synthetic, {name}"
+        lines.append(
+            f"| {title} | {q['frechet']:.2f} | {q['kid']:.3f} ± {q['kid_std']:.3f} | {q['ms_ssim']:.3f} | "
+            f"{memorised} | {shares} |"
+        )
+    lines += [
+        "",
+        "Frechet distance and KID over RaGAN's own slice features against the training slices; the held-out real row "
+        "is what a perfect generator would reach. Class pixel shares: synthetic against the training slices'.",
+        "",
+        "Time per part (s): " + ", ".join(f"{k} {v}" for k, v in figures["timings_s"].items()) + ".",
+        "",
+        f"![real against synthetic](benchmark-phantom{suffix}.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
