@@ -14,7 +14,16 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
+from RaGANLib.spec import (
+    ARCHITECTURES,
+    AXES,
+    INTENSITY_PRESETS,
+    MAX_SEED,
+    MODES,
+    SLICE_CHOICES,
+    TrainSpec,
+    option_problem,
+)
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
@@ -28,6 +37,12 @@ TRAIN_OPTIONS = [
     ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
     ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
     ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default residual)"),
+    (
+        "--mode",
+        "mode",
+        str,
+        f"{' or '.join(MODES)}: image and label from noise, or an image for a label (default joint)",
+    ),
     ("--steps", "steps", int, "total training steps (default 2000)"),
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),

@@ -18,6 +18,8 @@ import SimpleITK as sitk
 from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput, free_bytes
 from RaGANLib.events import Reporter
+from RaGANLib.layouts import moved_layouts
+from RaGANLib.model_info import model_mode
 from RaGANLib.nnunet import DatasetWriter
 from RaGANLib.prepare import Normalisation
 
@@ -35,21 +37,35 @@ NIFTI_HEADER = 352  # bytes before the voxels of a .nii file
 SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file system overhead
 
 
-def sample_chunks(generator, count: int, seed: int, latent_size: int):
+def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=None):
     """`count` synthetic slices as successive ([-1, 1] images, class indices) chunks of up to BATCH slices.
+    A conditional generator needs `layouts`: an iterator of label slices (class indices), taken one per slice.
 
     Latents are drawn in order from one generator seeded with `seed`, so slice i is the same whatever `count` is
     and however the slices are chunked; memory does not grow with `count`."""
     rng = np.random.default_rng(seed)
     for start in range(0, count, BATCH):
         latents = rng.standard_normal((min(BATCH, count - start), latent_size)).astype(np.float32)
-        pairs = np.asarray(generator(latents, training=False))
-        yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
+        if layouts is None:
+            pairs = np.asarray(generator(latents, training=False))
+            yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
+        else:
+            labels = np.stack([next(layouts) for _ in latents]).astype(np.uint8)
+            one_hot = np.eye(generator.input_shape[0][-1], dtype=np.float32)[labels]
+            yield np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1), labels
 
 
-def sample(generator, count: int, seed: int, latent_size: int) -> tuple[np.ndarray, np.ndarray]:
+def training_layouts(model: Path, description: dict, seed: int):
+    """What a model paints from without user labels: None for a joint model (it makes its own labels); for a
+    conditional model, its training label slices drawn and moved (RaGANLib.layouts), in an order fixed by `seed`."""
+    if model_mode(description) != "conditional":
+        return None
+    return moved_layouts(model_folder.training_labels(model, description), np.random.default_rng([seed, 1]))
+
+
+def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> tuple[np.ndarray, np.ndarray]:
     """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is."""
-    images, labels = zip(*sample_chunks(generator, count, seed, latent_size))
+    images, labels = zip(*sample_chunks(generator, count, seed, latent_size, layouts))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -177,7 +193,8 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
 
     staging = outputs.new_staging(out)
     try:
-        pixel_counts = _write_outputs(staging, generator, description, count, seed)
+        layouts = training_layouts(model, description, seed)
+        pixel_counts = _write_outputs(staging, generator, description, count, seed, layouts)
         published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
     except BaseException:
         outputs.discard(staging)
@@ -206,7 +223,7 @@ def class_shares(pixel_counts: np.ndarray, description: dict, reporter: Reporter
     return shares
 
 
-def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int) -> np.ndarray:
+def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int, layouts) -> np.ndarray:
     """The outputs in OUTPUTS, written into `staging` chunk by chunk; returns the pixel count of each class."""
     size = description["slice"]["size"]
     image_type, label_type = value_types(description)
@@ -219,7 +236,7 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
     pixel_counts = np.zeros(len(names), dtype=np.int64)
     try:
         first, index = None, 0
-        for images, labels in sample_chunks(generator, count, seed, description["latent_size"]):
+        for images, labels in sample_chunks(generator, count, seed, description["latent_size"], layouts):
             values, originals = to_source(images, labels, description)
             stacks[0].append(values)
             stacks[1].append(originals)

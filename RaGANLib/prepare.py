@@ -99,7 +99,7 @@ class PreparedData:
 
 
 def cache_key(spec: TrainSpec) -> str:
-    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "batch")}
+    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "mode", "batch")}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
