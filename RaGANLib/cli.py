@@ -95,7 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
     generate.add_argument("model", type=Path, help="model folder (a run's model/)")
-    generate.add_argument("--count", type=int, default=64, help="number of synthetic slices (default 64)")
+    generate.add_argument("--count", type=int, help="number of synthetic slices (default 64)")
+    generate.add_argument(
+        "--labels",
+        type=Path,
+        help="conditional models: paint an image for every slice of these label volumes (a file, a folder of them, "
+        "or an nnU-Net dataset's labelsTr) instead of --count slices",
+    )
     generate.add_argument(
         "--seed", type=int, default=0, help=f"random seed, 0..{MAX_SEED}; the same seed gives the same output"
     )
@@ -245,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             run_train(args, reporter)
         elif args.command == "generate":
-            from RaGANLib.generate import generate
+            from RaGANLib.generate import generate, generate_for_labels
 
             check_sampling_options(args)
-            generate(args.model, args.count, args.seed, args.out, reporter)
+            if args.labels and args.count is not None:
+                raise BadInput("give --count or --labels, not both")
+            if args.labels:
+                generate_for_labels(args.model, args.labels, args.seed, args.out, reporter)
+            else:
+                generate(args.model, 64 if args.count is None else args.count, args.seed, args.out, reporter)
         elif args.command == "demo":
             from RaGANLib.demo import run_demo
 
