@@ -481,7 +481,7 @@ def _train_prepared(
         reporter.emit("checkpoint", step=step, path=str(path))
         write_preview(step)
         description = model_folder.model_description(data.meta, spec, step)
-        folder = model_folder.export(trainer.ema, description, run.model, np.asarray(data.labels))
+        folder = model_folder.export(trainer.ema, description, run.model, data.labels)
         run.clear_stop()
         return reporter.emit("finished", reason=reason, step=step, model=str(folder))
 

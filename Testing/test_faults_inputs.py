@@ -313,6 +313,9 @@ MODEL_FAULTS = {
     "newer-format": (lambda info: {**info, "format": 99}, "newer"),
     "generator-elsewhere": (lambda info: {**info, "generator": "/tmp/other/generator.keras"}, "generator"),
     "generator-parent": (lambda info: {**info, "generator": "../model/generator.keras"}, "generator"),
+    "mode": (lambda info: {**info, "mode": "painted"}, "mode"),
+    "conditional-without-labels": (lambda info: {**info, "mode": "conditional"}, "labels"),
+    "conditional-on-a-joint-generator": (lambda info: {**info, "mode": "conditional", "labels": "labels.npz"}, "mode"),
 }
 
 
