@@ -14,7 +14,16 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
+from RaGANLib.spec import (
+    ARCHITECTURES,
+    AXES,
+    INTENSITY_PRESETS,
+    MAX_SEED,
+    MODES,
+    SLICE_CHOICES,
+    TrainSpec,
+    option_problem,
+)
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
@@ -28,6 +37,12 @@ TRAIN_OPTIONS = [
     ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
     ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
     ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default residual)"),
+    (
+        "--mode",
+        "mode",
+        str,
+        f"{' or '.join(MODES)}: image and label from noise, or an image for a label (default joint)",
+    ),
     ("--steps", "steps", int, "total training steps (default 2000)"),
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
@@ -87,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
     generate.add_argument("model", type=Path, help="model folder (a run's model/)")
-    generate.add_argument("--count", type=int, default=64, help="number of synthetic slices (default 64)")
+    generate.add_argument("--count", type=int, help="number of synthetic slices (default 64)")
+    generate.add_argument(
+        "--labels",
+        type=Path,
+        help="conditional models: paint an image for every slice of these label volumes (a file, a folder of them, "
+        "or an nnU-Net dataset's labelsTr) instead of --count slices",
+    )
     generate.add_argument(
         "--seed", type=int, default=0, help=f"random seed, 0..{MAX_SEED}; the same seed gives the same output"
     )
@@ -237,10 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             run_train(args, reporter)
         elif args.command == "generate":
-            from RaGANLib.generate import generate
+            from RaGANLib.generate import generate, generate_for_labels
 
             check_sampling_options(args)
-            generate(args.model, args.count, args.seed, args.out, reporter)
+            if args.labels and args.count is not None:
+                raise BadInput("give --count or --labels, not both")
+            if args.labels:
+                generate_for_labels(args.model, args.labels, args.seed, args.out, reporter)
+            else:
+                generate(args.model, 64 if args.count is None else args.count, args.seed, args.out, reporter)
         elif args.command == "demo":
             from RaGANLib.demo import run_demo
 

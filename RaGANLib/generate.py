@@ -7,6 +7,13 @@
     DIR/nnunet/                the same cases as an nnU-Net v2 raw dataset (labels as consecutive class indices,
                                named in dataset.json, as nnU-Net requires)
     DIR/preview.png            the first slices, plain and with labels overlaid
+A conditional model (`ragan train --mode conditional`) paints these images for its training labels, moved.
+
+`ragan generate MODEL --labels FILE_OR_FOLDER --out DIR` (conditional models) paints an image for every slice of
+each given label volume (NRRD/NIfTI/MetaImage files, a folder of them, or an nnU-Net dataset's labelsTr) and writes
+    DIR/images/NAME.nrrd       the synthetic volume on the grid of the label NAME (its size, spacing, orientation)
+    DIR/labels/NAME.nrrd       that label, voxel for voxel as given
+    DIR/preview.png            labelled slices on the model's grid, plain and with labels overlaid
 Output files are made from arrays only: no header field of any training input reaches them. The stacks lie as the
 training slices did (the model's slicing axis): axial stacks in an axial view, coronal ones in a coronal view.
 """
@@ -18,10 +25,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from RaGANLib import model_folder, outputs, preview
-from RaGANLib.errors import BadInput, free_bytes
+from RaGANLib.errors import BadInput, check_readable, free_bytes
 from RaGANLib.events import Reporter
+from RaGANLib.inputs import label_values, read_image
+from RaGANLib.layouts import moved_layouts
+from RaGANLib.model_info import model_mode
 from RaGANLib.nnunet import DatasetWriter
-from RaGANLib.prepare import Normalisation, slice_directions
+from RaGANLib.prepare import Normalisation, from_slices, resample_slices, slice_directions, to_slices
 from RaGANLib.segmentation_file import segmentation_header_lines
 
 BATCH = 32
@@ -39,21 +49,35 @@ NIFTI_HEADER = 352  # bytes before the voxels of a .nii file
 SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file system overhead
 
 
-def sample_chunks(generator, count: int, seed: int, latent_size: int):
+def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=None):
     """`count` synthetic slices as successive ([-1, 1] images, class indices) chunks of up to BATCH slices.
+    A conditional generator needs `layouts`: an iterator of label slices (class indices), taken one per slice.
 
     Latents are drawn in order from one generator seeded with `seed`, so slice i is the same whatever `count` is
     and however the slices are chunked; memory does not grow with `count`."""
     rng = np.random.default_rng(seed)
     for start in range(0, count, BATCH):
         latents = rng.standard_normal((min(BATCH, count - start), latent_size)).astype(np.float32)
-        pairs = np.asarray(generator(latents, training=False))
-        yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
+        if layouts is None:
+            pairs = np.asarray(generator(latents, training=False))
+            yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
+        else:
+            labels = np.stack([next(layouts) for _ in latents]).astype(np.uint8)
+            one_hot = np.eye(generator.input_shape[0][-1], dtype=np.float32)[labels]
+            yield np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1), labels
 
 
-def sample(generator, count: int, seed: int, latent_size: int) -> tuple[np.ndarray, np.ndarray]:
+def training_layouts(model: Path, description: dict, seed: int):
+    """What a model paints from without user labels: None for a joint model (it makes its own labels); for a
+    conditional model, its training label slices drawn and moved (RaGANLib.layouts), in an order fixed by `seed`."""
+    if model_mode(description) != "conditional":
+        return None
+    return moved_layouts(model_folder.training_labels(model, description), np.random.default_rng([seed, 1]))
+
+
+def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> tuple[np.ndarray, np.ndarray]:
     """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is."""
-    images, labels = zip(*sample_chunks(generator, count, seed, latent_size))
+    images, labels = zip(*sample_chunks(generator, count, seed, latent_size, layouts))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -66,12 +90,17 @@ def value_types(description: dict) -> tuple[np.dtype, np.dtype]:
 
 def to_source(images: np.ndarray, labels: np.ndarray, description: dict) -> tuple[np.ndarray, np.ndarray]:
     """Intensities in source units (int16 HU for CT) and labels with their original values."""
-    intensity = description["intensity"]
-    image_type, label_type = value_types(description)
-    values = Normalisation(intensity["low"], intensity["high"]).inverse(images)
-    values = (np.round(values) if image_type == np.int16 else values).astype(image_type)
+    _, label_type = value_types(description)
     lookup = np.array([c["value"] for c in description["classes"]], dtype=label_type)
-    return values, lookup[labels]
+    return source_intensities(images, description), lookup[labels]
+
+
+def source_intensities(images: np.ndarray, description: dict) -> np.ndarray:
+    """[-1, 1] images in source units (int16 HU for CT)."""
+    intensity = description["intensity"]
+    image_type, _ = value_types(description)
+    values = Normalisation(intensity["low"], intensity["high"]).inverse(images)
+    return (np.round(values) if image_type == np.int16 else values).astype(image_type)
 
 
 def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
@@ -186,7 +215,8 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
 
     staging = outputs.new_staging(out)
     try:
-        pixel_counts = _write_outputs(staging, generator, description, count, seed)
+        layouts = training_layouts(model, description, seed)
+        pixel_counts = _write_outputs(staging, generator, description, count, seed, layouts)
         published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
     except BaseException:
         outputs.discard(staging)
@@ -215,7 +245,7 @@ def class_shares(pixel_counts: np.ndarray, description: dict, reporter: Reporter
     return shares
 
 
-def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int) -> np.ndarray:
+def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int, layouts) -> np.ndarray:
     """The outputs in OUTPUTS, written into `staging` chunk by chunk; returns the pixel count of each class."""
     size = description["slice"]["size"]
     image_type, label_type = value_types(description)
@@ -236,7 +266,7 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
     pixel_counts = np.zeros(len(names), dtype=np.int64)
     try:
         first, index = None, 0
-        for images, labels in sample_chunks(generator, count, seed, description["latent_size"]):
+        for images, labels in sample_chunks(generator, count, seed, description["latent_size"], layouts):
             values, originals = to_source(images, labels, description)
             stacks[0].append(values)
             stacks[1].append(originals)
@@ -261,3 +291,101 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
     picture = preview_picture(*first, description, f"synthetic, seed {seed}")
     preview.save_png(picture, staging / OUTPUTS["preview"])
     return pixel_counts
+
+
+LABEL_OUTPUTS = {"images": "images", "labels": "labels", "preview": "preview.png"}
+LABEL_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def label_files(path: Path) -> list[Path]:
+    """The label volumes to paint: a file, the volumes in a folder, or those of an nnU-Net dataset's labelsTr."""
+    check_readable(path, "labels")
+    if not path.is_dir():
+        return [path]
+    folder = path / "labelsTr" if (path / "labelsTr").is_dir() else path
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(LABEL_ENDINGS))
+    if not found:
+        raise BadInput(f"labels folder '{folder}' holds no label volumes ({', '.join(LABEL_ENDINGS)})")
+    return found
+
+
+def volume_name(path: Path) -> str:
+    ending = next((e for e in LABEL_ENDINGS if path.name.lower().endswith(e)), "")
+    return path.name[: len(path.name) - len(ending)]
+
+
+def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporter: Reporter) -> dict:
+    """Paint a synthetic volume for every label volume in `labels` with a conditional model; returns the outputs.
+    Slice i of every volume gets the same latent vector, so one seed paints an edited and an unedited label alike
+    wherever they agree. Same output rules as `generate`."""
+    out = Path(os.path.abspath(out))
+    outputs.check(out, "generated")
+    files = label_files(Path(labels))
+    names = [volume_name(f) for f in files]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BadInput(f"labels '{labels}' holds several volumes named {', '.join(twice)}; their outputs would clash")
+    generator, description = model_folder.load(model)
+    if model_mode(description) != "conditional":
+        raise BadInput(
+            f"model '{model}' is a joint model: it makes its own labels and cannot paint given ones; --labels needs "
+            "a model trained with --mode conditional"
+        )
+    reporter.emit("started", model=str(model), labels=str(labels), volumes=len(files), seed=seed, out=str(out))
+    from RaGANLib.quality.evaluate import Progress
+
+    progress = Progress(reporter, len(files))
+    staging = outputs.new_staging(out)
+    try:
+        shown = [], []
+        for name in LABEL_OUTPUTS.values():
+            if name != LABEL_OUTPUTS["preview"]:
+                (staging / name).mkdir()
+        for path, name in zip(files, names):
+            images, indices = _paint_volume(generator, description, path, seed, staging, name)
+            labelled = indices.reshape(len(indices), -1).any(axis=1)
+            shown[0].extend(images[labelled][: PREVIEW_SLICES - len(shown[0])])
+            shown[1].extend(indices[labelled][: PREVIEW_SLICES - len(shown[1])])
+            progress.advance(f"painted {name}")
+        if shown[0]:
+            picture = preview_picture(np.stack(shown[0]), np.stack(shown[1]), description, f"painted, seed {seed}")
+            preview.save_png(picture, staging / LABEL_OUTPUTS["preview"])
+        published = outputs.publish(staging, out, "generated", tuple(LABEL_OUTPUTS.values()))
+    except BaseException:
+        outputs.discard(staging)
+        raise
+    paths = {key: str(published[name]) for key, name in LABEL_OUTPUTS.items() if name in published}
+    return reporter.emit("finished", volumes=len(files), seed=seed, outputs=paths)
+
+
+def _paint_volume(generator, description: dict, path: Path, seed: int, staging: Path, name: str):
+    """Paint one label volume: its slices along the model's axis, resampled (nearest) onto the model's slice grid,
+    painted, and the images resampled back onto the label's grid. Returns the painted slices on the model's grid."""
+    label = read_image(path, "label")
+    flat = label.GetSize()[2] == 1  # a 2D label keeps its own orientation, as in training
+    oriented = label if flat else sitk.DICOMOrient(label, "LPS")
+    values = label_values(oriented, path)
+    known = {c["value"]: c["index"] for c in description["classes"]}
+    unknown = sorted(set(np.unique(values).tolist()) - set(known))
+    if unknown:
+        listed = ", ".join(f"{c['value']} ({c['name']})" for c in description["classes"])
+        raise BadInput(
+            f"label '{path}' holds the value(s) {', '.join(map(str, unknown[:10]))}, which the model does not know; "
+            f"it knows {listed}"
+        )
+    lookup = np.zeros(max(known) + 1, dtype=np.uint8)
+    lookup[list(known)] = list(known.values())
+    grid = description["slice"]
+    stack, pixel_spacing, _ = to_slices(lookup[values], oriented.GetSpacing(), grid["axis"])
+    indices = resample_slices(stack, pixel_spacing, grid["spacing"], grid["size"], linear=False)
+    images, _ = sample(generator, len(indices), seed, description["latent_size"], iter(indices))
+    back = resample_slices(images, grid["spacing"], pixel_spacing, stack.shape[1:], linear=True)
+    painted = sitk.GetImageFromArray(source_intensities(from_slices(back, grid["axis"]), description))
+    painted.CopyInformation(oriented)
+    if not flat:
+        orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(label.GetDirection())
+        painted = sitk.DICOMOrient(painted, orientation)
+        painted.CopyInformation(label)
+    sitk.WriteImage(painted, str(staging / LABEL_OUTPUTS["images"] / f"{name}.nrrd"), useCompression=True)
+    sitk.WriteImage(label, str(staging / LABEL_OUTPUTS["labels"] / f"{name}.nrrd"), useCompression=True)
+    return images, indices

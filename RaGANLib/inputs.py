@@ -145,6 +145,18 @@ def _describe_grid(image: sitk.Image) -> str:
     return f"{size} voxels of {spacing} mm"
 
 
+def label_values(label: sitk.Image, path: Path) -> np.ndarray:
+    """The voxels of a label image ([z, y, x], its integer type), refused unless they are whole class numbers >= 0."""
+    values = sitk.GetArrayFromImage(label)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise BadInput(f"label '{path}' has non-integer values; a label must hold whole class numbers")
+        values = values.astype(np.int64)
+    if values.min() < 0:
+        raise BadInput(f"label '{path}' has negative values (lowest {values.min()}); use 0 for background")
+    return values
+
+
 def read_case(case: Case, notices: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image (its integer type, or float32) and label (its integer type) arrays indexed [z, y, x] in LPS orientation,
     and spacing (x, y, z). Arrays keep the file's integer types: a float or int64 copy of a CT costs 2-4x its size.
@@ -179,14 +191,8 @@ def read_case(case: Case, notices: list[str]) -> tuple[np.ndarray, np.ndarray, t
         if not np.all(np.isfinite(pixels)):
             bad = int(np.size(pixels) - np.count_nonzero(np.isfinite(pixels)))
             raise BadInput(f"image '{case.image}' has {bad} NaN or infinite voxels")
-    values = sitk.GetArrayFromImage(label)
+    values = label_values(label, case.label)
     del label
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise BadInput(f"label '{case.label}' has non-integer values; a label must hold whole class numbers")
-        values = values.astype(np.int64)
-    if values.min() < 0:
-        raise BadInput(f"label '{case.label}' has negative values (lowest {values.min()}); use 0 for background")
     if not values.any():
         raise BadInput(f"label '{case.label}' has no foreground: every voxel is 0")
     return pixels, values, spacing

@@ -2,20 +2,26 @@
 
     model/generator.keras   the EMA generator in Keras' native format (standard layers only: loads with safe_mode)
     model/model.json        classes (names, original label values, colours), intensity mapping and its inverse,
-                            slice size, spacing and axis, modality, training data counts and content hashes, versions
+                            slice size, spacing and axis, modality, mode, training data counts and content hashes,
+                            versions
+    model/labels.npz        conditional models only: the training label slices (class indices, uint8, compressed), the
+                            layouts `generate --count` moves and paints; no image intensities, no paths, no names
 
 Nothing in it comes from input headers or file names: the hashes identify the training files without naming them.
 """
 
+import io
 import os
 import platform
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from RaGANLib import __version__, outputs
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import MODEL_FORMAT, check_keras, read_model_info
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.model_info import JOINT_FORMAT, MODEL_FORMAT, check_keras, model_mode, read_model_info
+from RaGANLib.runfolder import write_bytes_atomic, write_json_atomic
 
 
 def model_description(data_meta: dict, spec, step: int) -> dict:
@@ -24,11 +30,14 @@ def model_description(data_meta: dict, spec, step: int) -> dict:
 
     from RaGANLib.networks import LATENT_SIZE
 
+    conditional = spec.mode == "conditional"
     return {
-        "format": MODEL_FORMAT,
+        "format": MODEL_FORMAT if conditional else JOINT_FORMAT,
         "generator": "generator.keras",
         "latent_size": LATENT_SIZE,
         "arch": spec.arch,
+        "mode": spec.mode,
+        **({"labels": "labels.npz"} if conditional else {}),
         "classes": data_meta["classes"],
         "modality": data_meta["modality"],
         "intensity": {
@@ -64,17 +73,22 @@ def model_description(data_meta: dict, spec, step: int) -> dict:
     }
 
 
-MODEL_FILES = ("generator.keras", "model.json")  # all that RaGAN writes into a model folder
+MODEL_FILES = ("generator.keras", "model.json", "labels.npz")  # all that RaGAN writes into a model folder
 
 
-def export(generator, description: dict, folder: Path) -> Path:
+def export(generator, description: dict, folder: Path, labels: np.ndarray | None = None) -> Path:
     """Write the model folder so that it appears whole or not at all. An earlier model folder there is replaced
-    only when it holds nothing but RaGAN's model files (see RaGANLib.outputs)."""
+    only when it holds nothing but RaGAN's model files (see RaGANLib.outputs). `labels`: the training label slices
+    (class indices), kept for a conditional model only."""
     folder = Path(folder)
     outputs.check_contents(folder, MODEL_FILES)
     staging, retired = outputs.new_staging(folder, "new"), None
     try:
         generator.save(staging / "generator.keras")
+        if model_mode(description) == "conditional":
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, labels=np.asarray(labels, dtype=np.uint8))
+            write_bytes_atomic(staging / description["labels"], buffer.getvalue())
         write_json_atomic(staging / "model.json", description)
         if folder.exists():
             retired = outputs.new_staging(folder, "old")
@@ -107,15 +121,43 @@ def load(folder: Path):
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
     size, classes = description["slice"]["size"], len(description["classes"])
-    latent, made = tuple(generator.input_shape[1:]), tuple(generator.output_shape[1:])
+    conditional = model_mode(description) == "conditional"
+    takes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
+    if conditional != (len(takes) == 2):
+        raise BadInput(
+            f"{where}: field mode ({model_mode(description)}) does not fit {path.name}, which takes "
+            f"{len(takes)} input(s) (a conditional generator takes a label map and a latent vector)"
+        )
+    if conditional and tuple(takes[0][1:]) != (size, size, classes):
+        raise BadInput(
+            f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
+            f"which paints images for label maps of {takes[0][1:]}"
+        )
+    latent, made = tuple(takes[-1][1:]), tuple(generator.output_shape[1:])
     if latent != (description["latent_size"],):
         raise BadInput(
             f"{where}: field latent_size ({description['latent_size']}) does not fit {path.name}, "
             f"which takes latent vectors of {latent[-1]}"
         )
-    if made != (size, size, 1 + classes):
+    if made != (size, size, 1 if conditional else 1 + classes):
         raise BadInput(
             f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
             f"which makes {made[0]}x{made[1]} slices with {made[-1] - 1} classes"
         )
     return generator, description
+
+
+def training_labels(folder: Path, description: dict) -> np.ndarray:
+    """The training label slices of a conditional model folder ([n, size, size] class indices), checked."""
+    path = Path(folder) / description["labels"]
+    size, classes = description["slice"]["size"], len(description["classes"])
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            labels = stored["labels"]
+    except Exception as error:  # missing, not a zip, no such array, damaged: numpy raises many types
+        raise BadInput(f"'{path}' (field labels of model.json) cannot be read: {error}") from None
+    if labels.dtype != np.uint8 or labels.ndim != 3 or labels.shape[1:] != (size, size) or not len(labels):
+        raise BadInput(f"'{path}' holds {labels.dtype} {labels.shape}, not label slices of {size}x{size}")
+    if labels.max() >= classes:
+        raise BadInput(f"'{path}' holds class {labels.max()}, but model.json lists {classes} classes")
+    return labels

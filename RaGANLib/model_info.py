@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 from RaGANLib.errors import BadInput, read_json
-from RaGANLib.spec import AXES, number_problem, option_problem
+from RaGANLib.spec import AXES, MODES, number_problem, option_problem
 from RaGANLib.versions import model_problem, release
 
-MODEL_FORMAT = 1
+# Format 2 added "mode" and, for a conditional model, "labels" (absent: a joint model). A joint model is still written
+# as format 1, so that a RaGAN that knows format 1 only keeps using it.
+MODEL_FORMAT = 2
+JOINT_FORMAT = 1
 MODALITIES = ("ct", "mr", "xray")
 MAX_LABEL_VALUE = 65535  # synthetic labels are written as 16-bit unsigned integers
 
@@ -39,6 +42,13 @@ def check_model_info(data, where: str) -> dict:
     if not isinstance(generator, str) or not _plain_file_name(generator):
         _refuse(where, "generator", generator, "must be a file name inside the model folder")
     _check_number(where, "latent_size", _field(data, "latent_size", where), whole=True, low=1, high=4096)
+    mode = model_mode(data)
+    if mode not in MODES:
+        _refuse(where, "mode", mode, f"must be one of {', '.join(MODES)}")
+    if mode == "conditional":
+        labels = _field(data, "labels", where)
+        if not isinstance(labels, str) or not _plain_file_name(labels):
+            _refuse(where, "labels", labels, "must be a file name inside the model folder")
     modality = _field(data, "modality", where)
     if modality not in MODALITIES:
         _refuse(where, "modality", modality, f"must be one of {', '.join(MODALITIES)}")
@@ -77,6 +87,12 @@ def check_keras(info: dict, installed: str | None, where: str) -> None:
     problem = model_problem(info.get("versions", {}).get("keras"), installed)
     if problem:
         raise BadInput(f"{where}: field versions.keras: {problem}")
+
+
+def model_mode(info: dict) -> str:
+    """A model's mode: joint (image and label from noise) or conditional (an image for a label); a model.json
+    written before modes existed is joint."""
+    return info.get("mode", "joint")
 
 
 def _check_classes(classes, where: str) -> None:

@@ -8,7 +8,13 @@ Two families (`--arch`):
                upsampled and summed) was tried and dropped: in 200-400 steps on the sarcoma MR set its samples stayed
                blurred, without labels, and its discriminator won outright.
 
-The generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
+A conditional generator (`--mode conditional`) takes a one-hot label map [size, size, K] besides the latent vector
+and makes the image only: the same upsampling path from the latent (which gives one label varied images), with every
+normalised feature map scaled and shifted per pixel by amounts computed from the label map at that resolution (SPADE-
+style modulation), so that the label's edges reach every resolution. Its discriminator is the joint one, fed the
+synthetic image with the label it was made for.
+
+The joint generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
 probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels
 one-hot (synthetic ones made hard in the train step). Both are plain Keras functional models built from standard
 layers only, so the generator saves in Keras' native format and loads with safe_mode=True anywhere.
@@ -20,6 +26,7 @@ import keras
 from keras import layers, ops
 
 LATENT_SIZE = 128
+LABEL_FEATURES = 16  # hidden features of each label modulation (conditional generator)
 
 
 def channels_at(resolution: int, size: int, width: int) -> int:
@@ -33,14 +40,33 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def _generator(size: int, classes: int, width: int, name: str, residual: bool) -> keras.Model:
+def modulate(x, label, name: str):
+    """SPADE-style: scale (1 + gamma) and shift (beta) each normalised feature per pixel, both computed from the
+    one-hot label map averaged down to the resolution of `x`."""
+    factor = label.shape[1] // x.shape[1]
+    here = layers.AveragePooling2D(factor, name=f"{name}_label")(label) if factor > 1 else label
+    hidden = layers.Conv2D(LABEL_FEATURES, 3, padding="same", activation="relu", name=f"{name}_hidden")(here)
+    gamma = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_gamma")(hidden)
+    beta = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_beta")(hidden)
+    scaled = layers.Multiply(name=f"{name}_scaled")([x, layers.Rescaling(1.0, offset=1.0, name=f"{name}_gain")(gamma)])
+    return layers.Add(name=f"{name}_shifted")([scaled, beta])
+
+
+def _generator(size: int, classes: int, width: int, name: str, residual: bool, conditional: bool) -> keras.Model:
     """Latent vector -> 4x4 features -> per doubling: upsample (nearest; bilinear when residual), 2 convolutions
-    (plus the upsampled input when residual) -> image + class probabilities."""
+    (plus the upsampled input when residual) -> image + class probabilities; conditional: label map + latent ->
+    the same path with every normalisation modulated by the label -> image."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
+    label_map = keras.Input((size, size, classes), name="label") if conditional else None
+
+    def norm(x, name):
+        x = pixel_norm(x, name)
+        return modulate(x, label_map, f"{name}_mod") if conditional else x
+
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
     x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
     x = layers.LeakyReLU(0.2)(x)
-    x = pixel_norm(x, "norm4")
+    x = norm(x, "norm4")
     for level in range(int(math.log2(size // 4))):
         resolution = 8 * 2**level
         filters = channels_at(resolution, size, width)
@@ -49,12 +75,14 @@ def _generator(size: int, classes: int, width: int, name: str, residual: bool) -
         for k in range(2):
             x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)
             x = layers.LeakyReLU(0.2)(x)
-            x = pixel_norm(x, f"norm{resolution}_{k}")
+            x = norm(x, f"norm{resolution}_{k}")
         if residual:
             if up.shape[-1] != filters:
                 up = layers.Conv2D(filters, 1, use_bias=False, name=f"shortcut{resolution}")(up)
             x = layers.Rescaling(1 / math.sqrt(2), name=f"merge{resolution}")(layers.Add()([x, up]))
     image = layers.Conv2D(1, 1, dtype="float32", name="image")(x)
+    if conditional:
+        return keras.Model([label_map, latent], image, name=name)
     label = layers.Conv2D(classes, 1, name="to_label")(x)
     label = layers.Activation("softmax", dtype="float32", name="label")(label)
     pair = layers.Concatenate(dtype="float32", name="pair")([image, label])
@@ -101,9 +129,12 @@ def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras
     return keras.Model(pair, score, name="discriminator")
 
 
-def build_generator(arch: str, size: int, classes: int, width: int, name: str = "generator") -> keras.Model:
-    """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]."""
-    return _generator(size, classes, width, name, residual=_is_residual(arch))
+def build_generator(
+    arch: str, size: int, classes: int, width: int, name: str = "generator", mode: str = "joint"
+) -> keras.Model:
+    """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]
+    (joint), or [one-hot label [batch, size, size, classes], latent] -> image [batch, size, size, 1] (conditional)."""
+    return _generator(size, classes, width, name, residual=_is_residual(arch), conditional=mode == "conditional")
 
 
 def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:

@@ -111,7 +111,7 @@ class PreparedData:
 
 
 def cache_key(spec: TrainSpec) -> str:
-    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "batch")}
+    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "mode", "batch")}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -241,24 +241,38 @@ def _modality(spec: TrainSpec, channel: str, summaries: list[CaseSummary]) -> st
     return "ct" if np.median([s.low for s in summaries]) < -500 else "mr"
 
 
-def _resample_slices(stack: np.ndarray, pixel_spacing, target: float, size: int, linear: bool) -> np.ndarray:
-    """Resample a [n, rows, cols] stack in-plane onto a centred size x size grid of `target` mm pixels."""
+def from_slices(stack: np.ndarray, axis: str) -> np.ndarray:
+    """The [z, y, x] LPS volume of a [slice, row, column] stack made by `to_slices` along `axis` (its inverse)."""
+    if axis == "axial":
+        return stack
+    if axis == "coronal":
+        return stack[:, ::-1, :].transpose(1, 0, 2)
+    return stack[:, ::-1, :].transpose(1, 2, 0)
+
+
+def resample_slices(stack: np.ndarray, pixel_spacing, target, size, linear: bool) -> np.ndarray:
+    """Resample a [n, rows, cols] stack in-plane onto a centred grid of size x size (or (rows, cols)) pixels of
+    `target` mm (or (row, column) mm); generate maps a model's slices back onto a label's grid with it."""
+    rows_mm, columns_mm = (target, target) if np.isscalar(target) else target
+    rows, columns = (size, size) if np.isscalar(size) else size
     volume = sitk.GetImageFromArray(np.ascontiguousarray(stack))
     volume.SetSpacing((pixel_spacing[1], pixel_spacing[0], 1.0))
     if linear:
-        variance = [max(0.0, (target**2 - s**2) / 4) for s in (pixel_spacing[1], pixel_spacing[0])] + [0.0]
+        variance = [
+            max(0.0, (t**2 - s**2) / 4) for t, s in ((columns_mm, pixel_spacing[1]), (rows_mm, pixel_spacing[0]))
+        ]
         if max(variance) > 0:  # smooth before shrinking so that fine noise does not alias
-            volume = sitk.DiscreteGaussian(volume, variance, 32, 0.01, True)
+            volume = sitk.DiscreteGaussian(volume, variance + [0.0], 32, 0.01, True)
     centre_in = [(n - 1) / 2 * s for n, s in zip(volume.GetSize()[:2], volume.GetSpacing()[:2])]
-    origin = [c - (size - 1) / 2 * target for c in centre_in] + [0.0]
+    origin = [centre_in[0] - (columns - 1) / 2 * columns_mm, centre_in[1] - (rows - 1) / 2 * rows_mm, 0.0]
     return sitk.GetArrayFromImage(
         sitk.Resample(
             volume,
-            (size, size, stack.shape[0]),
+            (columns, rows, stack.shape[0]),
             sitk.Transform(),
             sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
             origin,
-            (target, target, 1.0),
+            (columns_mm, rows_mm, 1.0),
             (1, 0, 0, 0, 1, 0, 0, 0, 1),
             -1.0 if linear else 0,
         )
@@ -393,8 +407,8 @@ def write_cache(plan: Survey, cache_folder: Path, stop=lambda: None) -> Prepared
             chosen_images = case_norm.forward(stack[summary.chosen].astype(np.float32))  # float32 of few slices only
             chosen_labels = label_stack[summary.chosen].astype(np.int32)
             del image, label, stack, label_stack  # release this case before the next is read
-            class_indices = lookup[_resample_slices(chosen_labels, pixel_spacing, target, spec.size, False)]
-            files["images.npy"].write(_resample_slices(chosen_images, pixel_spacing, target, spec.size, True))
+            class_indices = lookup[resample_slices(chosen_labels, pixel_spacing, target, spec.size, False)]
+            files["images.npy"].write(resample_slices(chosen_images, pixel_spacing, target, spec.size, True))
             files["labels.npy"].write(class_indices)
             pixel_counts += np.bincount(class_indices.ravel(), minlength=len(values))
         recorded = {name: file.close() for name, file in files.items()}

@@ -34,6 +34,28 @@ def grid(images: np.ndarray, labels: np.ndarray, colors, columns: int = 8, cell:
     return picture.resize((int(picture.width * scale), int(picture.height * scale)), Image.Resampling.NEAREST)
 
 
+def side_by_side(labels, synthetic, real, colors, columns: int = 4, cell: int = 96) -> Image.Image:
+    """A conditional model's slices as triplets: the label (colours on black) | the synthetic image made for it |
+    the real image of that label; `columns` triplets per row."""
+    colors = np.asarray(colors, dtype=np.float32)
+    black = np.full(labels.shape[1:], -1.0)
+    triplets = [
+        np.concatenate(
+            [
+                overlay(black, labels[i], colors, alpha=1.0),
+                *(overlay(x[i], labels[i], colors, 0.0) for x in (synthetic, real)),
+            ],
+            axis=1,
+        )
+        for i in range(len(labels))
+    ]
+    triplets += [np.zeros_like(triplets[0])] * (-len(triplets) % columns)
+    rows = [np.concatenate(triplets[i : i + columns], axis=1) for i in range(0, len(triplets), columns)]
+    picture = Image.fromarray(np.concatenate(rows, axis=0))
+    scale = cell / labels.shape[1]
+    return picture.resize((int(picture.width * scale), int(picture.height * scale)), Image.Resampling.NEAREST)
+
+
 def titled(parts: list[tuple[str, Image.Image]]) -> Image.Image:
     """Stack pictures vertically, each under a one-line title."""
     width = max(p.width for _, p in parts)

@@ -17,6 +17,7 @@ AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
+MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 
 
@@ -42,6 +43,7 @@ class TrainSpec:
 
     # Model and training.
     arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
+    mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
     lr: float = 0.0002  # Adam learning rate of both networks
@@ -76,6 +78,7 @@ class TrainSpec:
         "slices",
         "empty_ratio",
         "arch",
+        "mode",
         "batch",
         "seed",
     )
@@ -166,7 +169,7 @@ NUMBERS = {  # option -> the rule of number_problem
     "keep_checkpoints": {"whole": True, "low": 1},
     "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
 }
-CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES}
+CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES, "mode": MODES}
 
 
 def option_problem(name: str, value) -> str | None:

@@ -6,6 +6,10 @@
 Losses: non-saturating logistic GAN loss, R1 penalty on (augmented) real pairs every few steps, differentiable
 augmentation of both real and synthetic pairs, an exponential moving average (EMA) of the generator for sampling.
 All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
+
+Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
+for a label layout (a batch's real labels, moved: RaGANLib.layouts) and the synthetic pair is (that image, that
+layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses and checkpoints are shared.
 """
 
 import contextlib
@@ -21,6 +25,7 @@ from RaGANLib import model_folder, outputs, preview
 from RaGANLib.errors import BadInput, Diverged, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
+from RaGANLib.layouts import move_label
 from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.runfolder import RunFolder, write_bytes_atomic
 from RaGANLib.spec import TrainSpec
@@ -72,10 +77,10 @@ class GanTrainer:
             reporter.notice("mixed precision needs a GPU; training in float32")
         with strategy.scope():
             keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-            self.generator = build_generator(spec.arch, spec.size, self.classes, width)
+            self.generator = build_generator(spec.arch, spec.size, self.classes, width, mode=spec.mode)
             self.discriminator = build_discriminator(spec.arch, spec.size, self.classes, width)
             keras.mixed_precision.set_global_policy("float32")
-            self.ema = build_generator(spec.arch, spec.size, self.classes, width, name="generator_ema")
+            self.ema = build_generator(spec.arch, spec.size, self.classes, width, "generator_ema", spec.mode)
             self.ema.set_weights(self.generator.get_weights())
             self.g_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
             self.d_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
@@ -88,7 +93,7 @@ class GanTrainer:
         self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
 
     # Train.
-    def _replica_step(self, images, labels, latents, seed, with_r1: bool):
+    def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1: bool = False):
         import tensorflow as tf
 
         from RaGANLib.augment import augment_pairs
@@ -99,7 +104,7 @@ class GanTrainer:
         seeds = tf.random.experimental.stateless_split(seed, num=3)
 
         with tf.GradientTape() as tape:
-            fake = self._hard_labels(self.generator(latents[0], training=True))
+            fake = self._fake_pair(latents[0], layouts)
             real_augmented = augment_pairs(real, spec.augment, seeds[0])
             fake_augmented = augment_pairs(fake, spec.augment, seeds[1])
             if with_r1:
@@ -120,7 +125,7 @@ class GanTrainer:
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
 
         with tf.GradientTape() as tape:
-            fake = self._hard_labels(self.generator(latents[1], training=True))
+            fake = self._fake_pair(latents[1], layouts)
             score = self.discriminator(augment_pairs(fake, spec.augment, seeds[2]), training=True)
             g_loss = tf.reduce_sum(tf.nn.softplus(-score[:, 0])) / global_batch
             scaled = self.g_optimizer.scale_loss(g_loss)
@@ -133,6 +138,16 @@ class GanTrainer:
             "real_score": tf.reduce_sum(real_score) / global_batch,
             "fake_score": tf.reduce_sum(fake_score) / global_batch,
         }
+
+    def _fake_pair(self, latents, layouts):
+        """A batch of synthetic (image, one-hot label) pairs: joint, both from the generator; conditional, the
+        generator's image for the given layouts (class indices) beside them."""
+        import tensorflow as tf
+
+        if layouts is None:
+            return self._hard_labels(self.generator(latents, training=True))
+        label = tf.one_hot(tf.cast(layouts, tf.int32), self.classes)
+        return tf.concat([self.generator([label, latents], training=True), label], axis=-1)
 
     @staticmethod
     def _hard_labels(pairs):
@@ -148,7 +163,7 @@ class GanTrainer:
         import tensorflow as tf
 
         def step(batch, ema_beta):
-            results = self.strategy.run(self._replica_step, args=(*batch, with_r1))
+            results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
             results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
             for average, current in zip(self.ema.weights, self.generator.weights):
                 average.assign(ema_beta * average + (1 - ema_beta) * tf.cast(current, average.dtype))
@@ -166,12 +181,13 @@ class GanTrainer:
         return {**results, "r1": self._last_r1}  # the penalty of the latest step that computed it
 
     def dataset(self, data: PreparedData, start: int):
-        """Batches for steps start.. as (images, labels, latents, seed), drawn from (seed, step, replica)."""
+        """Batches for steps start.. as (images, labels, latents, seed[, layouts]), drawn from (seed, step, replica);
+        layouts (the conditional generator's labels: the batch's labels, moved) are drawn last."""
         import tensorflow as tf
 
         spec, latent_size = self.spec, self.latent_size
         images, labels = data.images, data.labels
-        size = spec.size
+        size, conditional = spec.size, spec.mode == "conditional"
         weights = self.slice_weights(labels, self.classes, spec.class_balance) if spec.class_balance else None
         replace = (len(images) if weights is None else np.count_nonzero(weights)) < spec.batch
 
@@ -185,19 +201,20 @@ class GanTrainer:
                     for replica in range(local_replicas):
                         rng = np.random.default_rng([spec.seed, step, pipeline, replica])
                         chosen = np.sort(rng.choice(len(images), size=batch, replace=replace, p=weights))
-                        yield (
+                        drawn = (
                             images[chosen].astype(np.float32),
                             labels[chosen],
                             rng.standard_normal((2, batch, latent_size)).astype(np.float32),
                             rng.integers(0, 2**31 - 1, size=2, dtype=np.int64),
                         )
+                        yield (*drawn, np.stack([move_label(labels[i], rng) for i in chosen])) if conditional else drawn
 
             signature = (
                 tf.TensorSpec((batch, size, size), tf.float32),
                 tf.TensorSpec((batch, size, size), tf.uint8),
                 tf.TensorSpec((2, batch, latent_size), tf.float32),
                 tf.TensorSpec((2,), tf.int64),
-            )
+            ) + ((tf.TensorSpec((batch, size, size), tf.uint8),) if conditional else ())
             return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
         return iter(self.strategy.distribute_datasets_from_function(make))
@@ -459,11 +476,21 @@ def _train_prepared(
     )
     preview_latents = int(spec.seed) + 7919
     writer = tf.summary.create_file_writer(str(run.tensorboard))
+    # A conditional preview shows the same real slices each time: their label | the synthetic image | the real image.
+    shown = np.sort(np.random.default_rng(preview_latents).permutation(len(data.labels))[:PREVIEW_COUNT])
 
     def write_preview(step: int) -> None:
         description = model_folder.model_description(data.meta, spec, step)
-        images, labels = sample(trainer.ema, PREVIEW_COUNT, preview_latents, trainer.latent_size)
-        picture = preview_picture(images, labels, description, f"step {step}")
+        if spec.mode == "conditional":
+            layouts = iter(np.asarray(data.labels[shown]))
+            images, labels = sample(trainer.ema, len(shown), preview_latents, trainer.latent_size, layouts)
+            real = np.asarray(data.images[shown], dtype=np.float32)
+            colors = [c["color"] for c in description["classes"]]
+            title = f"step {step}: label | synthetic | real"
+            picture = preview.titled([(title, preview.side_by_side(labels, images, real, colors))])
+        else:
+            images, labels = sample(trainer.ema, PREVIEW_COUNT, preview_latents, trainer.latent_size)
+            picture = preview_picture(images, labels, description, f"step {step}")
         png = run.previews / f"preview-{step:08d}.png"
         preview.save_png(picture, png)
         volumes = write_volumes(run.previews, *to_source(images, labels, description), description, stem="preview")
@@ -475,7 +502,8 @@ def _train_prepared(
         path = trainer.save_checkpoint(run, step)
         reporter.emit("checkpoint", step=step, path=str(path))
         write_preview(step)
-        folder = model_folder.export(trainer.ema, model_folder.model_description(data.meta, spec, step), run.model)
+        description = model_folder.model_description(data.meta, spec, step)
+        folder = model_folder.export(trainer.ema, description, run.model, data.labels)
         run.clear_stop()
         return reporter.emit("finished", reason=reason, step=step, model=str(folder))
 

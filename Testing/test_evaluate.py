@@ -66,7 +66,11 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert all(0 <= arm["mean_foreground_dice"] <= 1 for arm in arms.values())
     assert "| real+synthetic |" in (out / "report.md").read_text(encoding="utf-8")
     agreement = figures["downstream"]["label_agreement"]
-    assert agreement["held_out"] == arms["real"] and set(agreement["synthetic"]["dice"]) == {"label_1", "label_2", "label_3"}
+    assert agreement["held_out"] == arms["real"] and set(agreement["synthetic"]["dice"]) == {
+        "label_1",
+        "label_2",
+        "label_3",
+    }
     assert "| synthetic slices |" in (out / "report.md").read_text(encoding="utf-8")
 
 

@@ -325,6 +325,9 @@ MODEL_FAULTS = {
     "keras-version": (lambda info: {**info, "versions": {**info["versions"], "keras": 3.15}}, "versions.keras"),
     "generator-elsewhere": (lambda info: {**info, "generator": "/tmp/other/generator.keras"}, "generator"),
     "generator-parent": (lambda info: {**info, "generator": "../model/generator.keras"}, "generator"),
+    "mode": (lambda info: {**info, "mode": "painted"}, "mode"),
+    "conditional-without-labels": (lambda info: {**info, "mode": "conditional"}, "labels"),
+    "conditional-on-a-joint-generator": (lambda info: {**info, "mode": "conditional", "labels": "labels.npz"}, "mode"),
 }
 
 

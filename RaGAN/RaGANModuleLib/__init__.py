@@ -9,6 +9,7 @@ with `slicer-core`. Where things happen:
     trainer_job.py     the trainer child process: start, read its events without blocking, stop, kill
     results.py         run folder / generate output -> scene: synthetic volume + segmentation, preview, loss chart
     dataset_export.py  real and synthetic cases -> an nnU-Net v2 raw dataset
+    painting.py        segmentation -> label file -> `generate --labels` -> synthetic volume on its grid (conditional)
     environment.py     what the trainer's Python has (TensorFlow, device), and installing the requirements
     demo_data.py       a phantom case put into the scene, for trying the module without data
 """

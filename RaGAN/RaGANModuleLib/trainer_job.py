@@ -61,6 +61,12 @@ def generate_arguments(model_folder: Path, count: int, seed: int, out_folder: Pa
     ]
 
 
+def paint_arguments(model_folder: Path, labels: Path, seed: int, out_folder: Path) -> list[str]:
+    """`generate --labels`: a conditional model paints a synthetic volume for every label volume in `labels`."""
+    arguments = ["generate", str(model_folder), "--labels", str(labels), "--seed", str(seed), "--out", str(out_folder)]
+    return arguments + ["--events", "json"]
+
+
 def info_arguments() -> list[str]:
     return ["info", "--events", "json"]
 

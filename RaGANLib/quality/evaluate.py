@@ -48,11 +48,12 @@ class Progress:
 
 def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
     """`count` slices sampled from a model folder, in the model's space; each is its own 'case'."""
-    from RaGANLib.generate import sample
+    from RaGANLib.generate import sample, training_layouts
     from RaGANLib.model_folder import load
 
     generator, description = load(model)
-    images, labels = sample(generator, count, seed, description["latent_size"])
+    layouts = training_layouts(model, description, seed)
+    images, labels = sample(generator, count, seed, description["latent_size"], layouts)
     return SliceSet(images, labels, np.arange(count)), Space.of_model(description)
 
 
