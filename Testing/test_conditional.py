@@ -89,7 +89,7 @@ def test_generate_count_paints_moved_training_labels_and_writes_pairs_like_joint
         result = ragan("generate", run / "model", "--count", 6, "--seed", 4, "--out", tmp_path / name)
         assert result.returncode == 0, result.stdout + result.stderr
         found.append(events_of(result.stdout)[-1])
-    assert found[0]["class_shares"].keys() == {"background", "organ", "lesion"}
+    assert found[0]["class_shares"].keys() == {"background", "organ", "lesion", "vessel"}
     first, second = (found[i]["outputs"] for i in (0, 1))
     for key in ("image", "label"):
         assert open(first[key], "rb").read() == open(second[key], "rb").read()
