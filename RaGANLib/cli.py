@@ -14,7 +14,16 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import ARCHITECTURES, AXES, INTENSITY_PRESETS, MAX_SEED, SLICE_CHOICES, TrainSpec, option_problem
+from RaGANLib.spec import (
+    ARCHITECTURES,
+    AXES,
+    INTENSITY_PRESETS,
+    MAX_SEED,
+    SLICE_CHOICES,
+    TrainSpec,
+    augment_setting,
+    option_problem,
+)
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
@@ -32,7 +41,7 @@ TRAIN_OPTIONS = [
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
     ("--r1-gamma", "r1_gamma", float, "R1 penalty weight (default 1)"),
-    ("--augment", "augment", float, "probability of each augmentation, 0 disables (default 0.5)"),
+    ("--augment", "augment", augment_setting, "probability of each augmentation (default 0.5, 0: none), or ada"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 250)"),
     ("--preview-every", "preview_every", int, "steps between previews (default 250)"),
