@@ -6,11 +6,11 @@ the event protocol) in Slicer's own Python. Training and generation import Tenso
 
 import os
 
-# Exact resume (a resumed run ends with the very weights of an uninterrupted one) needs sums in a fixed order. oneDNN's
-# CPU kernels, and independent ops run side by side (the R1 step's second-order gradients), sum in an order that
-# depends on thread timing: at batch 16 two runs of one spec differed after a step. TensorFlow reads these when it is
-# first imported; a user may set them otherwise (faster on some machines, no longer exactly repeatable).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# Exact resume (a resumed run ends with the very weights of an uninterrupted one) needs sums in a fixed order.
+# Independent ops run side by side (the R1 step's second-order gradients) add up in an order that depends on thread
+# timing: repeated from one state, that step gave different weights 7 times in 7 at batch 16. One inter-op thread
+# (intra-op parallelism, where the work is, stays) made it repeat exactly. TensorFlow reads this when it starts; a
+# user may set it otherwise.
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 __version__ = "0.1.0"
