@@ -111,6 +111,7 @@ class RaGANParameterNode:
     intensity: Annotated[str, Choice(["auto", "ct", "mr", "xray"])] = "auto"
     slices: Annotated[str, Choice(["labelled", "all"])] = "labelled"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
+    augment: Annotated[str, Choice(["0.5", "ada", "0.25", "0"])] = "0.5"  # as --augment takes it: a probability or ada
 
     modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
     count: Annotated[int, WithinRange(1, 100000)] = 16
@@ -311,6 +312,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "intensity": p.intensity,
             "slices": p.slices,
             "seed": p.seed,
+            "augment": p.augment,
         }
 
     def onTrainOrStop(self) -> None:

@@ -22,6 +22,7 @@ from RaGANLib.spec import (
     MODES,
     SLICE_CHOICES,
     TrainSpec,
+    augment_setting,
     option_problem,
 )
 
@@ -47,7 +48,7 @@ TRAIN_OPTIONS = [
     ("--batch", "batch", int, "batch size (default 16)"),
     ("--lr", "lr", float, "learning rate (default 0.0002)"),
     ("--r1-gamma", "r1_gamma", float, "R1 penalty weight (default 1)"),
-    ("--augment", "augment", float, "probability of each augmentation, 0 disables (default 0.5)"),
+    ("--augment", "augment", augment_setting, "probability of each augmentation (default 0.5, 0: none), or ada"),
     (
         "--class-balance",
         "class_balance",

@@ -49,7 +49,7 @@ class TrainSpec:
     lr: float = 0.0002  # Adam learning rate of both networks
     r1_gamma: float = 1.0  # weight of the R1 gradient penalty on real pairs
     ema_halflife: float = 200.0  # steps after which an old generator weight counts half in the EMA copy
-    augment: float = 0.5  # probability of each differentiable augmentation (0 disables)
+    augment: float | str = 0.5  # probability of each augmentation (0 disables), or "ada": adapted while training
     class_balance: float = 0.5  # share of draws that pick a class first, then a slice holding it (0: uniform slices)
     seed: int = 0  # seeds data order, initial weights and previews
 
@@ -138,6 +138,15 @@ class TrainSpec:
         return [name for name in self.IDENTITY if mine[name] != theirs[name]]
 
 
+def augment_setting(text: str) -> float | str:
+    """The --augment flag's value: a probability when the text reads as a number, else the text (which
+    option_problem then accepts only as 'ada')."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def number_problem(value, whole: bool = False, low=None, high=None, above=None) -> str | None:
     """Why `value` is not an acceptable number, or None: a finite (whole) number, low <= value <= high, > above."""
     if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
@@ -159,7 +168,6 @@ NUMBERS = {  # option -> the rule of number_problem
     "lr": {"above": 0},
     "r1_gamma": {"low": 0},
     "ema_halflife": {"above": 0},
-    "augment": {"low": 0, "high": 1},
     "class_balance": {"low": 0, "high": 1},
     "seed": {"whole": True, "low": 0, "high": MAX_SEED},
     "empty_ratio": {"low": 0},
@@ -191,6 +199,9 @@ def option_problem(name: str, value) -> str | None:
             or not value[0] < value[1]
         ):
             return "must be two finite numbers [low, high] with low < high"
+    elif name == "augment":
+        if value != "ada" and number_problem(value, low=0, high=1):
+            return "must be ada or a probability between 0 and 1"
     elif name in ("dataset", "pairs_file"):
         return None if value is None or isinstance(value, str) else "must be a path"
     elif name == "pairs":

@@ -4,7 +4,8 @@
     result = train(None, Path("runs/liver"), Reporter(), resume=True)            # continue it after a stop or crash
 
 Losses: non-saturating logistic GAN loss, R1 penalty on (augmented) real pairs every few steps, differentiable
-augmentation of both real and synthetic pairs, an exponential moving average (EMA) of the generator for sampling.
+augmentation of both real and synthetic pairs (a fixed probability, or adapted while training: RaGANLib/augment.py),
+an exponential moving average (EMA) of the generator for sampling.
 All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
@@ -89,6 +90,14 @@ class GanTrainer:
                 self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+            # Augmentation probability (ADA adjusts it from 0; otherwise --augment's) and ADA's running sums (signs of
+            # real scores, images seen): variables, so the compiled step reads them without retracing and every
+            # checkpoint keeps them.
+            self.adaptive = spec.augment == "ada"
+            self.augment_p = tf.Variable(
+                0.0 if self.adaptive else float(spec.augment), trainable=False, name="augment_p"
+            )
+            self.ada_sums = tf.Variable([0.0, 0.0], trainable=False, name="ada_sums")
         self._last_r1 = 0.0
         self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
 
@@ -102,11 +111,12 @@ class GanTrainer:
         global_batch = float(spec.batch)
         real = tf.concat([images[..., None], tf.one_hot(tf.cast(labels, tf.int32), self.classes)], axis=-1)
         seeds = tf.random.experimental.stateless_split(seed, num=3)
+        p = self.augment_p if self.adaptive else spec.augment  # a fixed 0 skips augmentation altogether
 
         with tf.GradientTape() as tape:
             fake = self._fake_pair(latents[0], layouts)
-            real_augmented = augment_pairs(real, spec.augment, seeds[0])
-            fake_augmented = augment_pairs(fake, spec.augment, seeds[1])
+            real_augmented = augment_pairs(real, p, seeds[0])
+            fake_augmented = augment_pairs(fake, p, seeds[1])
             if with_r1:
                 with tf.GradientTape() as r1_tape:
                     r1_tape.watch(real_augmented)
@@ -126,7 +136,7 @@ class GanTrainer:
 
         with tf.GradientTape() as tape:
             fake = self._fake_pair(latents[1], layouts)
-            score = self.discriminator(augment_pairs(fake, spec.augment, seeds[2]), training=True)
+            score = self.discriminator(augment_pairs(fake, p, seeds[2]), training=True)
             g_loss = tf.reduce_sum(tf.nn.softplus(-score[:, 0])) / global_batch
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
@@ -137,6 +147,7 @@ class GanTrainer:
             "r1": tf.reduce_sum(r1) / global_batch,
             "real_score": tf.reduce_sum(real_score) / global_batch,
             "fake_score": tf.reduce_sum(fake_score) / global_batch,
+            "real_sign": tf.reduce_sum(tf.sign(real_score[:, 0])) / global_batch,  # ADA's overfitting signal
         }
 
     def _fake_pair(self, latents, layouts):
@@ -162,11 +173,19 @@ class GanTrainer:
     def _distributed_step(self, with_r1: bool):
         import tensorflow as tf
 
+        from RaGANLib.augment import ada_adjust
+
         def step(batch, ema_beta):
             results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
             results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
             for average, current in zip(self.ema.weights, self.generator.weights):
                 average.assign(ema_beta * average + (1 - ema_beta) * tf.cast(current, average.dtype))
+            if self.adaptive:
+                images = float(self.spec.batch)
+                sign_sum = self.ada_sums[0] + results["real_sign"] * images
+                p, sign_sum, seen = ada_adjust(self.augment_p, sign_sum, self.ada_sums[1] + images)
+                self.augment_p.assign(p)
+                self.ada_sums.assign(tf.stack([sign_sum, seen]))
             return results
 
         return step
@@ -247,6 +266,7 @@ class GanTrainer:
             "ema": self.ema.weights,
             "g_optimizer": self.g_optimizer.variables,
             "d_optimizer": self.d_optimizer.variables,
+            "augment": [self.augment_p, self.ada_sums],
         }
 
     def save_checkpoint(self, run: RunFolder, step: int) -> Path:
@@ -298,7 +318,12 @@ class GanTrainer:
                     raise ValueError("its contents do not match its SHA-256: damaged on disk")
                 if int(arrays["step"]) != step:
                     raise ValueError(f"it holds step {int(arrays['step'])}")
-                for group, variables in self._groups().items():
+                groups = self._groups()
+                if "augment/0000" not in arrays:  # written before the augmentation state was kept
+                    del groups["augment"]
+                    if self.adaptive:
+                        reporter.notice(f"checkpoint '{path.name}' has no augmentation state: p starts from 0")
+                for group, variables in groups.items():
                     for index, variable in enumerate(variables):
                         if arrays[f"{group}/{index:04d}"].shape != tuple(variable.shape):
                             raise ValueError(f"{group} variable {index} has another shape")
@@ -313,9 +338,11 @@ class GanTrainer:
                     f"'{aside.name}'; trying an older one"
                 )
                 continue
-            for group, variables in self._groups().items():
+            for group, variables in groups.items():
                 for index, variable in enumerate(variables):
                     variable.assign(arrays[f"{group}/{index:04d}"])
+            if not self.adaptive:  # a fixed --augment given on resume applies from here on
+                self.augment_p.assign(float(self.spec.augment))
             return step
         return 0
 
@@ -518,6 +545,7 @@ def _train_prepared(
             window_steps += 1
             if step % spec.log_every == 0 or step == spec.steps:
                 values = {k: float(v) for k, v in losses.items()}
+                real_sign, augment_p = values.pop("real_sign"), float(trainer.augment_p.numpy())
                 trainer.check_losses(values, step, run)
                 now = time.perf_counter()
                 measured = (now - window_start) / window_steps
@@ -529,11 +557,14 @@ def _train_prepared(
                     total=spec.steps,
                     images_per_s=round(spec.batch / measured, 2),
                     losses={k: round(v, 4) for k, v in values.items()},
+                    augment_p=round(augment_p, 4),
                     eta_s=round(seconds_per_step * (spec.steps - step), 1),
                 )
                 with writer.as_default():
                     for name, value in values.items():
                         tf.summary.scalar(f"loss/{name}", value, step=step)
+                    tf.summary.scalar("augment/p", augment_p, step=step)
+                    tf.summary.scalar("augment/real_sign", real_sign, step=step)
                     tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
                 window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None

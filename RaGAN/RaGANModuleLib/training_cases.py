@@ -133,10 +133,13 @@ def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> Exported
 
 
 def write_spec(run_folder: Path, exported: ExportedCases, options: dict) -> Path:
-    """Write `<run>/spec.json` for `ragan train`, checked by RaGANLib's own TrainSpec (the one source of options)."""
+    """Write `<run>/spec.json` for `ragan train`, checked by RaGANLib's own TrainSpec (the one source of options).
+    An "augment" option may be the panel's text ("ada" or a probability), read as `ragan train --augment` reads it."""
     import_ragan_lib()
-    from RaGANLib.spec import TrainSpec
+    from RaGANLib.spec import TrainSpec, augment_setting
 
+    if isinstance(options.get("augment"), str):
+        options = {**options, "augment": augment_setting(options["augment"])}
     spec = TrainSpec(
         pairs=exported.pairs,
         label_names={str(v): n for v, n in exported.label_names.items()},

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import vtk
 from RaGANModuleLib import training_cases
@@ -139,6 +140,20 @@ def test_spec_names_the_files_and_options_the_trainer_reads(scene, ct_with_segme
     from RaGANLib.spec import TrainSpec
 
     assert TrainSpec.load(path).pairs[0][0] == str(tmp_path / "cases" / "case-000_image.nrrd")
+
+
+def test_spec_takes_the_panels_augmentation_choice_as_the_command_line_does(scene, ct_with_segmentation, tmp_path):
+    volume, segmentation, _ = ct_with_segmentation
+    exported = training_cases.export_cases(scene, [TrainingCase(volume, segmentation)], tmp_path)
+    for choice, stored in (("ada", "ada"), ("0.25", 0.25), ("0", 0.0)):
+        path = training_cases.write_spec(tmp_path, exported, {"augment": choice})
+        assert json.loads(path.read_text())["augment"] == stored
+    from RaGANLib.errors import BadInput
+
+    before = path.read_bytes()
+    with pytest.raises(BadInput, match="augment must be ada or a probability between 0 and 1"):
+        training_cases.write_spec(tmp_path, exported, {"augment": "often"})
+    assert path.read_bytes() == before  # a refused choice leaves the spec as it was
 
 
 def slicer_array(volume):

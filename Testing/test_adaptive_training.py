@@ -1,0 +1,130 @@
+"""Augmentation in real training runs (the `ragan` command and the train step on phantom data).
+
+The story: a run with adaptive augmentation (ADA) moves p by the documented step once per interval of images and
+reports it in events, checkpoints and TensorBoard; killed at a checkpoint and resumed, it ends with exactly the
+weights and p of an uninterrupted run; a checkpoint written before p was kept still resumes; the whole train step
+compiles with XLA, and a tiny `ragan train --xla` runs to the end (ImageProjectiveTransformV3, which the warp used
+before, has no XLA kernel)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ragan_testing import TINY, events_of, ragan, read_until, start_ragan
+
+from RaGANLib import augment
+from RaGANLib.events import Reporter
+from RaGANLib.prepare import prepare
+from RaGANLib.spec import TrainSpec
+from RaGANLib.training import GanTrainer, checkpoint_digest, choose_strategy
+
+STEPS, BATCH = 32, 4
+OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]
+OPTIONS += ["--preview-every", "1000", "--lr", "0.0005", "--augment", "ada"]
+QUIET = Reporter(stream=open(os.devnull, "w"))
+
+
+def checkpoint_arrays(path) -> dict:
+    with np.load(path) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+@pytest.fixture(scope="module")
+def straight_run(phantom_dataset, tmp_path_factory):
+    """STEPS uninterrupted steps with adaptive augmentation."""
+    run = tmp_path_factory.mktemp("ada") / "run"
+    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *OPTIONS, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run, events_of(result.stdout)
+
+
+def test_p_moves_once_per_interval_by_the_documented_step_and_is_reported(straight_run):
+    run, events = straight_run
+    p = [e["augment_p"] for e in events if e["event"] == "progress"]
+    assert len(p) == STEPS and p[0] == 0.0
+    interval = augment.ADA_INTERVAL_IMAGES // BATCH  # steps
+    step_size = augment.ADA_INTERVAL_IMAGES / augment.ADA_SPEED_IMAGES
+    for step, (before, after) in enumerate(zip([0.0, *p], p), start=1):
+        if step % interval:
+            assert after == before, f"p moved at step {step}, inside an interval"
+        else:
+            moves = (min(before + step_size, augment.ADA_MAX_P), max(before - step_size, 0.0))
+            assert any(after == pytest.approx(move, abs=1e-4) for move in moves), (
+                f"p at step {step}: {before} -> {after}"
+            )
+    assert p[-1] > 0  # this seeded run's discriminator soon tells its 4 cases' slices apart
+    assert json.loads((run / "spec.json").read_text())["augment"] == "ada"
+    stored = checkpoint_arrays(run / "checkpoints" / f"ckpt-{STEPS:08d}.npz")
+    assert stored["augment/0000"] == pytest.approx(p[-1], abs=1e-4)
+    logged = [
+        float(tf.make_ndarray(value.tensor))
+        for path in (run / "tensorboard").glob("events.out.tfevents.*")
+        for record in tf.compat.v1.train.summary_iterator(str(path))
+        for value in record.summary.value
+        if value.tag == "augment/p"
+    ]
+    assert len(logged) == STEPS and logged[-1] == pytest.approx(p[-1], abs=1e-4)
+
+
+def test_killed_and_resumed_ends_with_the_same_weights_and_p(straight_run, phantom_dataset, tmp_path):
+    run = tmp_path / "run"
+    process = start_ragan("train", "--dataset", phantom_dataset, "--out", run, *OPTIONS)
+    try:
+        read_until(process, lambda e: e["event"] == "checkpoint" and e["step"] == 16, timeout=400)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    resumed = ragan("train", "--resume", "--out", run, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 16
+
+    expected = checkpoint_arrays(straight_run[0] / "checkpoints" / f"ckpt-{STEPS:08d}.npz")
+    found = checkpoint_arrays(run / "checkpoints" / f"ckpt-{STEPS:08d}.npz")
+    assert sorted(found) == sorted(expected)
+    different = [key for key in expected if not np.array_equal(expected[key], found[key])]
+    assert not different, f"the resumed run differs from the uninterrupted one in {different[:5]}"
+
+
+def test_a_checkpoint_without_augmentation_state_resumes_with_p_from_zero(straight_run, tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(straight_run[0], run)
+    for path in (run / "checkpoints").glob("*.npz"):  # as RaGAN wrote them before p was kept
+        arrays = {k: v for k, v in checkpoint_arrays(path).items() if not k.startswith("augment/") and k != "sha256"}
+        np.savez(path, **arrays, sha256=np.array(checkpoint_digest(arrays)))
+    result = ragan("train", "--resume", "--out", run, "--steps", STEPS + 2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    notices = [e["message"] for e in events if e["event"] == "notice"]
+    assert any(f"'ckpt-{STEPS:08d}.npz' has no augmentation state: p starts from 0" in n for n in notices), notices
+    assert next(e for e in events if e["event"] == "started")["step"] == STEPS
+    assert [e["augment_p"] for e in events if e["event"] == "progress"] == [0.0, 0.0]
+
+
+def test_the_whole_train_step_compiles_with_xla_and_updates_p_inside(phantom_dataset, tmp_path):
+    spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=8, steps=20, augment="ada", xla=True)
+    data = prepare(spec, tmp_path / "cache", QUIET)
+    trainer = GanTrainer(spec, data, choose_strategy(spec, QUIET), QUIET)
+    batches = trainer.dataset(data, 0)
+    seen = []
+    for step in range(augment.ADA_INTERVAL_IMAGES // spec.batch + 1):
+        batch = next(batches)
+        losses = trainer.step(batch, step)
+        seen.append(float(trainer.ada_sums[1].numpy()))
+    assert all(np.isfinite(float(v)) for v in losses.values())
+    # ADA's sums grow by a batch per step and restart once an interval is complete: its rule runs in the step.
+    assert seen == [8.0 * n for n in range(1, 8)] + [0.0, 8.0]
+    for with_r1, compiled in trainer._steps.items():  # each step traced once, lowered to XLA as a whole
+        assert compiled.experimental_get_tracing_count() == 1, with_r1
+        assert "HloModule" in compiled.experimental_get_compiler_ir(batch, np.float32(0.9))(stage="hlo")
+
+
+def test_ragan_train_with_xla_runs_to_the_end(phantom_dataset, tmp_path):
+    result = ragan("train", "--dataset", phantom_dataset, "--out", tmp_path / "run", *TINY, "--xla", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    assert events[-1]["event"] == "finished" and events[-1]["reason"] == "completed" and events[-1]["step"] == 6
+    assert [e["augment_p"] for e in events if e["event"] == "progress"] == [0.5] * 6
+    assert (tmp_path / "run" / "model" / "generator.keras").is_file()
