@@ -750,7 +750,7 @@ class RaGANTest(ScriptedLoadableModuleTest):
         run = self.outputFolder() / "run-001"
         exported = training_cases.export_cases(slicer.mrmlScene, cases, run)
         training_cases.write_spec(run, exported, {"size": 64, "steps": 4, "intensity": "ct"})
-        self.assertEqual(exported.label_names, {1: "organ", 2: "lesion"})
+        self.assertEqual(exported.label_names, {1: "organ", 2: "lesion", 3: "vessel"})
         self.assertTrue(all((run / path).is_file() for pair in exported.pairs for path in pair))
         self.assertTrue((run / "spec.json").is_file())
 
@@ -793,13 +793,13 @@ class RaGANTest(ScriptedLoadableModuleTest):
         logic = RaGANLogic()
         synthetic, labels = logic.loadGenerated(slicer.mrmlScene, outputs, run / "model", cases[0].image)
         self.assertEqual(synthetic.GetImageData().GetDimensions(), (64, 64, 3))
-        names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(2))
-        self.assertEqual(names, ["lesion", "organ"])
+        names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(3))
+        self.assertEqual(names, ["lesion", "organ", "vessel"])
 
         dataset, splits = logic.exportNnunet(output / "Dataset990_RaGANTest", run / "model", True, None)
         self.assertIsNone(splits, "real cases only: nnU-Net's own folds are right")
         description = json.loads((dataset / "dataset.json").read_text())
-        self.assertEqual(description["labels"], {"background": 0, "organ": 1, "lesion": 2})
+        self.assertEqual(description["labels"], {"background": 0, "organ": 1, "lesion": 2, "vessel": 3})
         self.assertEqual(description["numTraining"], 1)
 
     def test_phantom_train_generate_load(self):
@@ -817,6 +817,6 @@ class RaGANTest(ScriptedLoadableModuleTest):
         outputs = job.finished["outputs"]
         synthetic, labels = logic.loadGenerated(slicer.mrmlScene, outputs, run / "model", cases[0].image)
         self.assertEqual(synthetic.GetImageData().GetDimensions()[2], 3)
-        names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(2))
-        self.assertEqual(names, ["lesion", "organ"])
+        names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(3))
+        self.assertEqual(names, ["lesion", "organ", "vessel"])
         self.assertTrue(Path(outputs["segmentation"]).is_file())

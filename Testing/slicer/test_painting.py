@@ -100,8 +100,8 @@ def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(
         painted_segmentation.GetSegmentation().GetSegment(i).GetName()
         for i in scene_files.segment_ids(painted_segmentation)
     )
-    assert names == ["lesion", "organ"]
-    values = {"organ": 1, "lesion": 2}
+    assert names == ["lesion", "organ", "vessel"]
+    values = {"organ": 1, "lesion": 2, "vessel": 3}
     original = training_cases.label_array(scene, training_cases.TrainingCase(volume, segmentation), values)
     back = training_cases.label_array(scene, training_cases.TrainingCase(painted, painted_segmentation), values)
     assert np.array_equal(back, original), "the painted volume's segmentation is the segmentation it was painted for"
