@@ -143,6 +143,9 @@ def test_a_failed_generate_leaves_nothing_and_a_killed_ones_leftovers_go_at_the_
             cwd=REPOSITORY,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Ctrl-C reaches a program only where SIGINT is not ignored, and a shell without job control ignores it
+            # in the jobs it starts in the background (a CI runner may): give the child the default disposition.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 120
         while not any((p / ".synthetic_image.nrrd.tmp.nrrd").exists() for p in tmp_path.glob(".o.partial-*")):
