@@ -155,20 +155,13 @@ class GanTrainer:
         generator's image for the given layouts (class indices) beside them."""
         import tensorflow as tf
 
-        if layouts is None:
-            return self._hard_labels(self.generator(latents, training=True))
+        from RaGANLib.augment import harden
+
+        if layouts is None:  # labels one-hot (straight-through): the discriminator cannot tell them by softness
+            pair = self.generator(latents, training=True)
+            return tf.concat([pair[..., :1], harden(pair[..., 1:])], axis=-1)
         label = tf.one_hot(tf.cast(layouts, tf.int32), self.classes)
         return tf.concat([self.generator([label, latents], training=True), label], axis=-1)
-
-    @staticmethod
-    def _hard_labels(pairs):
-        """One-hot labels forward, soft gradients backward (straight-through): the discriminator cannot tell
-        synthetic labels from real ones by their softness, and the generator still learns."""
-        import tensorflow as tf
-
-        image, probabilities = pairs[..., :1], pairs[..., 1:]
-        hard = tf.one_hot(tf.argmax(probabilities, axis=-1), tf.shape(probabilities)[-1], dtype=probabilities.dtype)
-        return tf.concat([image, probabilities + tf.stop_gradient(hard - probabilities)], axis=-1)
 
     def _distributed_step(self, with_r1: bool):
         import tensorflow as tf
