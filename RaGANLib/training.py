@@ -413,17 +413,19 @@ def train(
     `started`: when the command began (default now); a STOP file older than that is from an earlier run.
     A resume whose input files changed since preparation is refused unless `accept_changed_inputs` (then the cache
     is prepared again from the files as they are now)."""
+    run = RunFolder(root, started=time.time() if started is None else started)
+    wanted = spec or _saved_spec(run)
+    if strategy is None and wanted is not None and several_hosts(wanted):
+        # Before any other TensorFlow op of this process, and before the stop handlers below: making the strategy
+        # installs TensorFlow's own SIGTERM handler in place of Python's.
+        strategy = choose_strategy(wanted, reporter)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
     # left half-written.
     with stop_requests() as stop:
-        run = RunFolder(root, started=time.time() if started is None else started)
 
         def stop_reason():
             return stop["signal"] or ("stop file" if run.stop_requested() else None)
 
-        wanted = spec or _saved_spec(run)
-        if strategy is None and wanted is not None and several_hosts(wanted):
-            strategy = choose_strategy(wanted, reporter)  # before any other TensorFlow op of this process
         chief = strategy is None or strategy.extended.should_checkpoint
         with contextlib.ExitStack() as scratch:
             folder, options = run, (resume, accept_changed_inputs, spec_file)
