@@ -4,7 +4,6 @@ and the float16 path of `--mixed-precision` forced on the CPU."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -97,22 +96,21 @@ def start_workers(dataset, run, scratch, *extra) -> list[subprocess.Popen]:
     return workers
 
 
-def test_two_hosts_train_as_one_stop_together_on_either_ones_signal_and_resume(phantom_dataset, tmp_path):
-    """MultiWorkerMirroredStrategy from TF_CONFIG with two worker processes: SIGTERM to the worker that is not the
-    chief stops both at the same step; only the chief writes into the shared run folder (checkpoint, events, model);
-    both resume from that checkpoint and complete."""
+def test_two_hosts_train_as_one_stop_together_and_resume(phantom_dataset, tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG with two worker processes: a STOP file in the shared run folder
+    stops both at the same step (each may see it at another step: they agree after every step); only the chief
+    writes into the run folder (checkpoint, events, model); both resume from that checkpoint and complete."""
     run, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
     chief, worker = start_workers(phantom_dataset, run, scratch)
     read_until(worker, lambda e: e["event"] == "started")
-    worker.send_signal(signal.SIGTERM)
+    (run / "STOP").touch()
     ends = [events_of(process.communicate(timeout=300)[0]) for process in (chief, worker)]
     assert [chief.returncode, worker.returncode] == [0, 0], ends
     stopped = [events[-1] for events in ends]
     assert [e["event"] for e in stopped] == ["finished", "finished"] and {e["reason"] for e in stopped} == {"stopped"}
     step = stopped[0]["step"]
     assert stopped[1]["step"] == step < 3
-    assert f"stop requested (another worker's stop request) at step {step}" in [e.get("message") for e in ends[0]]
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"ckpt-{step:08d}.npz"]
     assert (run / "model" / "generator.keras").is_file() and stopped[1]["model"] is None
 
