@@ -38,7 +38,7 @@ def test_mirrored_strategy_over_two_replicas_trains_and_exports(phantom_dataset,
     assert events[-1]["event"] == "finished" and events[-1]["reason"] == "completed"
     assert (tmp_path / "run" / "model" / "generator.keras").exists()
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
-        "ckpt-00000001.npz",
+        "ckpt-00000002.npz",
         "ckpt-00000004.npz",
     ]
 
