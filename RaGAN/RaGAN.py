@@ -43,6 +43,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 PYTHON_SETTING = "RaGAN/TrainerPython"
+COMMAND_SETTING = "RaGAN/TrainerCommand"  # a per-user setting like the Python, not saved in scenes shared with others
 
 
 #
@@ -173,6 +174,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.choosePythonButton.connect("clicked(bool)", self.onChoosePython)
         self.ui.pythonPathLineEdit.currentPath = qt.QSettings().value(PYTHON_SETTING, "")
         self.ui.pythonPathLineEdit.connect("currentPathChanged(QString)", self.onPythonChanged)
+        self.ui.trainerCommandLineEdit.text = qt.QSettings().value(COMMAND_SETTING, "")
+        self.ui.trainerCommandLineEdit.connect("editingFinished()", self.onTrainerCommandChanged)
         self.ui.casesTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
 
         # Jobs report through a timer on the GUI thread: the panel never waits for a child process.
@@ -442,6 +445,12 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.trainerCheck(refresh=True)
         self.updateButtons()
 
+    def onTrainerCommandChanged(self) -> None:
+        qt.QSettings().setValue(COMMAND_SETTING, self.ui.trainerCommandLineEdit.text.strip())
+        with slicer.util.WaitCursor():
+            self.logic.trainerCheck(refresh=True)
+        self.updateButtons()
+
     def onChoosePython(self) -> None:
         self.ui.environmentCollapsibleButton.collapsed = False
         self.ui.pythonPathLineEdit.setFocus()
@@ -617,9 +626,18 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
             return slicer.util.startupEnvironment()
         return None
 
+    def trainerCommand(self) -> list[str]:
+        """The trainer command of the Environment panel ([]: the trainer Python runs `-m RaGANLib` here)."""
+        return environment.trainer_command(qt.QSettings().value(COMMAND_SETTING, ""))
+
     def trainerCheck(self, refresh: bool = False) -> environment.TrainerCheck:
-        """Whether the trainer's Python has the TensorFlow and Keras RaGAN needs (cached; a moment the first time)."""
-        return environment.check_trainer_python(self.trainerPython(), self.trainerEnvironment(), refresh)
+        """Whether the trainer's Python (or command) has the TensorFlow and Keras RaGAN needs (cached; a moment the
+        first time)."""
+        try:
+            command = self.trainerCommand()
+        except environment.TrainerNotReady as error:
+            return environment.TrainerCheck(False, str(error), {})
+        return environment.check_trainer_python(self.trainerPython(), self.trainerEnvironment(), refresh, command)
 
     def requireTrainer(self) -> None:
         """Raise TrainerNotReady with the reason when the trainer's Python cannot run RaGAN; nothing is written."""
@@ -674,10 +692,14 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
         return dataset_export.export_nnunet(target, modelFolder, realPairs, syntheticDataset)
 
     def checkEnvironment(self, device: str):
-        return environment.environment_check(self.trainerPython(), device, self.trainerEnvironment())
+        return environment.environment_check(
+            self.trainerPython(), device, self.trainerEnvironment(), self.trainerCommand()
+        )
 
     def _job(self, arguments, device, runFolder) -> TrainerJob:
-        job = TrainerJob(arguments, self.trainerPython(), runFolder, device, self.trainerEnvironment())
+        job = TrainerJob(
+            arguments, self.trainerPython(), runFolder, device, self.trainerEnvironment(), prefix=self.trainerCommand()
+        )
         job.start()
         return job
 

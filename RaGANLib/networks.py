@@ -94,7 +94,9 @@ class MinibatchStddev(layers.Layer):
     by the discriminator only, which is checkpointed as weights and never saved as a Keras file."""
 
     def call(self, x):
-        spread = ops.mean(ops.sqrt(ops.var(x, axis=0) + 1e-8))
+        # In float32: under mixed precision 1e-8 is 0 in float16, and where a feature is the same in every slice of
+        # the batch (air around a body) the square root's gradient at a zero variance is infinite: R1 becomes NaN.
+        spread = ops.mean(ops.sqrt(ops.var(ops.cast(x, "float32"), axis=0) + 1e-8))
         return ops.concatenate([x, ops.zeros_like(x[..., :1]) + ops.cast(spread, x.dtype)], axis=-1)
 
 

@@ -16,7 +16,9 @@ layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses
 import contextlib
 import hashlib
 import io
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from RaGANLib.spec import TrainSpec
 
 R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
 PREVIEW_COUNT = 16
+FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
 WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}  # generator/discriminator channels at full resolution
 
 
@@ -46,9 +49,17 @@ def describe_device() -> str:
     return ", ".join(names)
 
 
+def several_hosts(spec: TrainSpec) -> bool:
+    """--multi-gpu with TF_CONFIG set (the cluster and this process's task in it, as Kubernetes and Slurm launchers
+    set it): every host runs the same command on the same run folder, MultiWorkerMirroredStrategy joins them."""
+    return spec.multi_gpu and bool(os.environ.get("TF_CONFIG"))
+
+
 def choose_strategy(spec: TrainSpec, reporter: Reporter):
     import tensorflow as tf
 
+    if several_hosts(spec):
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if spec.multi_gpu:
         if len(gpus) > 1:
@@ -72,8 +83,11 @@ class GanTrainer:
         width = WIDTH[min(WIDTH, key=lambda s: abs(s - spec.size))]
         keras.utils.set_random_seed(spec.seed)
 
-        # Construct networks.
-        mixed = spec.mixed_precision and tf.config.list_physical_devices("GPU")
+        # Construct networks. float16 compute pays on GPUs only; FORCE_MIXED_PRECISION runs the same path on a CPU
+        # (slower there than float32), so that tests and the GPU check script exercise it on machines without a GPU.
+        mixed = spec.mixed_precision and (
+            tf.config.list_physical_devices("GPU") or os.environ.get(FORCE_MIXED_PRECISION)
+        )
         if spec.mixed_precision and not mixed:
             reporter.notice("mixed precision needs a GPU; training in float32")
         with strategy.scope():
@@ -298,9 +312,10 @@ class GanTrainer:
                 + self._last_good(run)
             )
 
-    def load_checkpoint(self, run: RunFolder, reporter: Reporter) -> int:
+    def load_checkpoint(self, run: RunFolder, reporter: Reporter, set_aside: bool = True) -> int:
         """Restore the newest readable checkpoint whose checksum and shapes hold; returns its step (0 when none).
-        Any failure to read or check one (truncated, empty, overwritten, bit rot) falls back to the next older."""
+        Any failure to read or check one (truncated, empty, overwritten, bit rot) falls back to the next older, which
+        is renamed aside if `set_aside` (not by the workers of several hosts that do not own the run folder)."""
         for step, path in run.list_checkpoints():
             try:
                 with np.load(path, allow_pickle=False) as stored:
@@ -325,7 +340,8 @@ class GanTrainer:
             except Exception as error:  # zip, npy and checksum failures have many types; all mean "do not use"
                 aside = path.with_name(path.name + ".damaged")  # kept for a look, but no longer counted or tried
                 with contextlib.suppress(OSError):
-                    path.replace(aside)
+                    if set_aside:
+                        path.replace(aside)
                 reporter.notice(
                     f"checkpoint '{path.name}' cannot be used ({type(error).__name__}: {error}); kept as "
                     f"'{aside.name}'; trying an older one"
@@ -397,21 +413,37 @@ def train(
     `started`: when the command began (default now); a STOP file older than that is from an earlier run.
     A resume whose input files changed since preparation is refused unless `accept_changed_inputs` (then the cache
     is prepared again from the files as they are now)."""
+    run = RunFolder(root, started=time.time() if started is None else started)
+    wanted = spec or _saved_spec(run)
+    if strategy is None and wanted is not None and several_hosts(wanted):
+        # Before any other TensorFlow op of this process, and before the stop handlers below: making the strategy
+        # installs TensorFlow's own SIGTERM handler in place of Python's.
+        strategy = choose_strategy(wanted, reporter)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
     # left half-written.
     with stop_requests() as stop:
-        run = RunFolder(root, started=time.time() if started is None else started)
 
         def stop_reason():
             return stop["signal"] or ("stop file" if run.stop_requested() else None)
 
-        try:
-            spec, data = _prepare_run(spec, run, reporter, resume, accept_changed_inputs, spec_file, stop_reason)
-        except PreparationStopped as reason:
-            reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
-            run.clear_stop()
-            return reporter.emit("finished", reason="stopped", step=0, model=None)
-        return _train_prepared(spec, run, data, reporter, resume, strategy, stop_reason)
+        chief = strategy is None or strategy.extended.should_checkpoint
+        with contextlib.ExitStack() as scratch:
+            folder, options = run, (resume, accept_changed_inputs, spec_file)
+            if not chief:
+                # A worker of several hosts other than the chief reads the run folder (spec, checkpoints, STOP) and
+                # writes nothing there; it prepares its own copy of the slices in a scratch folder, deleted at the end.
+                spec = _open_run(spec, run, resume)
+                folder = RunFolder(scratch.enter_context(tempfile.TemporaryDirectory(prefix="ragan-")), run.started)
+                options = (False, False, None)
+                scratch.callback(setattr, reporter, "run_folder", None)  # from then on events reach stdout only
+            try:
+                spec, data = _prepare_run(spec, folder, reporter, *options, stop_reason)
+            except PreparationStopped as reason:
+                reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
+                if chief:
+                    run.clear_stop()
+                return reporter.emit("finished", reason="stopped", step=0, model=None)
+            return _train_prepared(spec, run, data, reporter, resume, strategy, stop_reason)
 
 
 def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_changed_inputs: bool, spec_file, stop):
@@ -479,10 +511,16 @@ def _train_prepared(
 
     strategy = strategy or choose_strategy(spec, reporter)
     device = describe_device()
+    # Several hosts: only the chief writes into the run folder; all agree on where they start and when they stop.
+    chief = strategy.extended.should_checkpoint
+    hosts = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    everywhere = _mean_over_workers(strategy) if hosts else None
 
     # Construct networks; restore.
     trainer = GanTrainer(spec, data, strategy, reporter)
-    start = trainer.load_checkpoint(run, reporter) if resume else 0
+    start = trainer.load_checkpoint(run, reporter, set_aside=chief) if resume else 0
+    if hosts and everywhere([float(everywhere([start])[0] != start)])[0] > 0:  # one differs: all see it
+        raise RuntimeError(f"the workers found different checkpoints in '{run.checkpoints}' (this one step {start})")
     if resume and start == 0:
         reporter.notice("no usable checkpoint found: starting from step 0")
     reporter.emit(
@@ -493,9 +531,11 @@ def _train_prepared(
         step=start,
         total=spec.steps,
         resumed=resume,
+        precision=trainer.generator.dtype_policy.name,
+        **({"worker": _task_name(strategy), "chief": chief} if hosts else {}),
     )
     preview_latents = int(spec.seed) + 7919
-    writer = tf.summary.create_file_writer(str(run.tensorboard))
+    writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
     # A conditional preview shows the same real slices each time: their label | the synthetic image | the real image.
     shown = np.sort(np.random.default_rng(preview_latents).permutation(len(data.labels))[:PREVIEW_COUNT])
 
@@ -519,6 +559,8 @@ def _train_prepared(
         reporter.emit("preview", step=step, png=str(png), **volumes)
 
     def finish(step: int, reason: str) -> dict:
+        if not chief:
+            return reporter.emit("finished", reason=reason, step=step, model=None)
         path = trainer.save_checkpoint(run, step)
         reporter.emit("checkpoint", step=step, path=str(path))
         write_preview(step)
@@ -562,18 +604,23 @@ def _train_prepared(
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
                 window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
             reason = stop_reason()
+            if hosts and everywhere([1.0 if reason else 0.0])[0] > 0:  # a stop anywhere stops all at this step
+                reason = reason or "another worker's stop request"
             if reason:
                 trainer.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({reason}) at step {step}")
                 return finish(step, "stopped")
             if step == spec.steps:
                 break
-            if step % spec.checkpoint_every == 0:  # before the preview: it refuses weights that are not finite
+            if (
+                chief and step % spec.checkpoint_every == 0
+            ):  # before the preview: it refuses weights that are not finite
                 path = trainer.save_checkpoint(run, step)
                 reporter.emit("checkpoint", step=step, path=str(path))
             if step % spec.preview_every == 0:
                 trainer.check_losses(losses, step, run)
-                write_preview(step)
+                if chief:
+                    write_preview(step)
     except tf.errors.ResourceExhaustedError:
         raise OutOfMemory(
             f"the device ran out of memory at size {spec.size}, batch {spec.batch}; use a smaller batch or size"
@@ -581,3 +628,19 @@ def _train_prepared(
     finally:
         writer.flush()
     return finish(step, "completed")
+
+
+def _mean_over_workers(strategy):
+    """A function averaging a few numbers over all replicas of all workers: one small collective."""
+    import tensorflow as tf
+
+    @tf.function
+    def mean(values):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(tf.identity, args=(values,)), axis=None)
+
+    return lambda values: mean(tf.constant(values, tf.float32)).numpy().tolist()
+
+
+def _task_name(strategy) -> str:
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type} {resolver.task_id}"

@@ -1,10 +1,17 @@
-"""The train step runs inside a tf.distribute strategy: here MirroredStrategy over two logical CPU devices, the same
-code path that `--multi-gpu` takes over GPUs, trains, checkpoints and exports."""
+"""How training scales, run on the CPU: MirroredStrategy over two logical CPU devices (the code path `--multi-gpu`
+takes over GPUs), two hosts' trainers (MultiWorkerMirroredStrategy from TF_CONFIG) as two processes on 127.0.0.1,
+and the float16 path of `--mixed-precision` forced on the CPU."""
 
+import json
+import os
+import socket
 import subprocess
 import sys
 
-from ragan_testing import REPOSITORY, events_of
+import numpy as np
+from ragan_testing import REPOSITORY, TINY, events_of, ragan, read_until
+
+from RaGANLib import model_folder
 
 SCRIPT = """
 import sys
@@ -34,3 +41,87 @@ def test_mirrored_strategy_over_two_replicas_trains_and_exports(phantom_dataset,
         "ckpt-00000002.npz",
         "ckpt-00000004.npz",
     ]
+
+
+def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_float32(phantom_dataset, tmp_path):
+    """RAGAN_FORCE_MIXED_PRECISION runs the GPU's float16 path on the CPU: the networks compute in float16, the
+    optimisers scale the losses (their dynamic loss scale is kept in the checkpoint), and the exported generator is
+    float32 and loads."""
+    environment = {**os.environ, "RAGAN_FORCE_MIXED_PRECISION": "1"}
+    run = tmp_path / "run"
+    steps = ["--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]  # float16 is slow on a CPU
+    arguments = ["--dataset", phantom_dataset, "--mixed-precision", "--out", run, *TINY, *steps]
+    result = ragan("train", *arguments, env=environment, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    assert next(e for e in events if e["event"] == "started")["precision"] == "mixed_float16"
+    assert not [e for e in events if "mixed precision" in e.get("message", "")]
+    assert events[-1]["event"] == "finished" and events[-1]["reason"] == "completed"
+    with np.load(run / "checkpoints" / "ckpt-00000001.npz") as checkpoint:
+        optimizers = [checkpoint[k] for k in checkpoint.files if k.startswith(("g_optimizer/", "d_optimizer/"))]
+        scalars = [float(a) for a in optimizers if a.shape == () and a.dtype.kind == "f"]
+    loss_scales = [s for s in scalars if s >= 1 and np.log2(s) == round(np.log2(s))]  # the others: learning rates
+    assert len(loss_scales) == 2, scalars
+    generator, _ = model_folder.load(run / "model")
+    assert generator.dtype_policy.name == "float32"
+    assert {w.dtype for w in generator.weights} == {"float32"}
+    pair = generator(np.random.default_rng(0).standard_normal((2, generator.input_shape[-1])).astype(np.float32))
+    assert pair.dtype == "float32" and np.all(np.isfinite(np.asarray(pair)))
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(dataset, run, scratch, *extra) -> list[subprocess.Popen]:
+    """Two hosts' trainers on 127.0.0.1, started alike but for TF_CONFIG's task index, as a launcher starts them."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        environment = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TMPDIR": str(scratch),  # where a worker other than the chief keeps its copy of the slices
+            "TF_NUM_INTRAOP_THREADS": "1",  # two trainers share the CPU cores
+        }
+        arguments = ["train", "--dataset", dataset, "--out", run, "--multi-gpu", *TINY, "--steps", "3", *extra]
+        command = [sys.executable, "-m", "RaGANLib", *map(str, arguments), "--events", "json"]
+        workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY, env=environment))
+    return workers
+
+
+def test_two_hosts_train_as_one_stop_together_and_resume(phantom_dataset, tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG with two worker processes: a STOP file in the shared run folder
+    stops both at the same step (each may see it at another step: they agree after every step); only the chief
+    writes into the run folder (checkpoint, events, model); both resume from that checkpoint and complete."""
+    run, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    chief, worker = start_workers(phantom_dataset, run, scratch)
+    read_until(worker, lambda e: e["event"] == "started")
+    (run / "STOP").touch()
+    ends = [events_of(process.communicate(timeout=300)[0]) for process in (chief, worker)]
+    assert [chief.returncode, worker.returncode] == [0, 0], ends
+    stopped = [events[-1] for events in ends]
+    assert [e["event"] for e in stopped] == ["finished", "finished"] and {e["reason"] for e in stopped} == {"stopped"}
+    step = stopped[0]["step"]
+    assert stopped[1]["step"] == step < 3
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"ckpt-{step:08d}.npz"]
+    assert (run / "model" / "generator.keras").is_file() and stopped[1]["model"] is None
+
+    chief, worker = start_workers(phantom_dataset, run, scratch, "--resume")
+    ends = [events_of(process.communicate(timeout=300)[0]) for process in (chief, worker)]
+    assert [chief.returncode, worker.returncode] == [0, 0], ends
+    for events in ends:
+        started = next(e for e in events if e["event"] == "started")
+        assert started["replicas"] == 2 and started["step"] == step and started["resumed"]
+        assert events[-1]["event"] == "finished" and (events[-1]["reason"], events[-1]["step"]) == ("completed", 3)
+    recorded = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [(e["worker"], e["chief"]) for e in recorded if e["event"] == "started"] == [("worker 0", True)] * 2
+    assert json.loads((run / "model" / "model.json").read_text())["training"]["steps"] == 3
+    assert list(scratch.iterdir()) == []  # the other worker's copy of the slices is gone

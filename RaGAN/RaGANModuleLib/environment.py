@@ -6,6 +6,9 @@ into Slicer's own Python on the user's explicit OK.
     job = environment_check(python)          # the full check (device, GPU): a `ragan info` TrainerJob to poll
     ...
     summary = describe_environment(job)      # "TensorFlow 2.21.0 on NVIDIA H100 (GPU)" or why not
+
+A trainer command (`trainer_command("ssh gpu-box /opt/ragan/.venv/bin/python -m RaGANLib")`) replaces the local
+Python: it is checked by running its `ragan info`.
 """
 
 import contextlib
@@ -14,6 +17,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 from pathlib import Path
@@ -57,9 +61,26 @@ class TrainerCheck:
 _checked: dict[tuple, TrainerCheck] = {}  # per Python (and its file's time): the check runs once per choice
 
 
-def check_trainer_python(python: str, environment: dict | None = None, refresh: bool = False) -> TrainerCheck:
+def trainer_command(text: str | None) -> list[str]:
+    """The trainer command typed in the Environment panel as an argument list ([]: none, the local Python trains).
+    Split as a POSIX shell splits (quotes group words) but never run by a shell."""
+    try:
+        return shlex.split(text or "")
+    except ValueError as error:
+        raise TrainerNotReady(f"the trainer command cannot be read ({error}): {text}") from None
+
+
+def check_trainer_python(
+    python: str, environment: dict | None = None, refresh: bool = False, prefix: list[str] | None = None
+) -> TrainerCheck:
     """Whether `python` has the TensorFlow and Keras RaGAN needs (RaGANLib.versions), asked of that Python by
-    package metadata; cached until the Python changes or `refresh` (after an install)."""
+    package metadata; cached until the Python changes or `refresh` (after an install). With a trainer command
+    (`prefix`), its `ragan info` is asked instead (seconds: it imports TensorFlow, perhaps on another host)."""
+    if prefix:
+        key = (tuple(prefix), environment is None)
+        if refresh or key not in _checked:
+            _checked[key] = _probe_command(prefix, environment)
+        return _checked[key]
     try:
         stamp = os.stat(python).st_mtime_ns
     except OSError:
@@ -104,9 +125,23 @@ def _probe(python: str, environment: dict | None) -> TrainerCheck:
     return TrainerCheck(True, reason, found)
 
 
-def environment_check(python: str, device: str = "auto", environment: dict | None = None) -> TrainerJob:
-    """A started `ragan info` child; its `environment` event tells what TensorFlow and device it sees."""
-    job = TrainerJob(info_arguments(), python=python, device=device, environment=environment, grace_s=2.0)
+def _probe_command(prefix: list[str], environment: dict | None) -> TrainerCheck:
+    job = TrainerJob(info_arguments(), "", environment=environment, grace_s=2.0, prefix=prefix)
+    job.start()
+    job.wait(PROBE_TIMEOUT_S)
+    if not job.state.final:
+        job.kill()
+    ready, reason = describe_environment(job)
+    event = environment_event(job) or {}
+    return TrainerCheck(ready, f"The trainer command ({shlex.join(prefix)}): {reason}", event)
+
+
+def environment_check(
+    python: str, device: str = "auto", environment: dict | None = None, prefix: list[str] | None = None
+) -> TrainerJob:
+    """A started `ragan info` child (of the trainer command `prefix` when given); its `environment` event tells
+    what TensorFlow and device it sees."""
+    job = TrainerJob(info_arguments(), python, device=device, environment=environment, grace_s=2.0, prefix=prefix)
     job.start()
     return job
 

@@ -8,6 +8,10 @@
     job.request_stop()          # STOP file; after `grace_s` the whole process tree is killed
     job.state                   # JobState: what the job is doing now, or how it ended
 
+With a trainer command (`prefix`, e.g. `ssh gpu-box /opt/ragan/.venv/bin/python -m RaGANLib` or
+`docker run --gpus all -v /data/runs:/data/runs ragan`) the child is that command plus the arguments instead of the
+local Python; the run folder must then be the same path on both sides, since the arguments and the STOP file name it.
+
 Two reader threads turn the child's stdout (JSON lines) and stderr into a queue; `poll()` drains it on the caller's
 thread, so the GUI thread never blocks on the child. The child runs in its own process group (POSIX) or with
 `taskkill /T` (Windows), because PythonSlicer is a launcher: killing only the launcher would leave python-real running.
@@ -84,6 +88,7 @@ class TrainerJob:
         grace_s: float = 15.0,  # seconds between a stop request and killing the process tree
         log_lines: int = 200,  # lines of the child's other output kept for error reports
         library_parent: Path | None = None,  # folder holding RaGANLib (default: the one shipped with the module)
+        prefix: list[str] | None = None,  # a trainer command that runs `ragan` in place of `python -m RaGANLib`
     ):
         self.arguments = list(arguments)
         self.python = python
@@ -92,6 +97,7 @@ class TrainerJob:
         self.base_environment = dict(os.environ if environment is None else environment)
         self.grace_s = grace_s
         self.library_parent = Path(library_parent) if library_parent else None
+        self.prefix = list(prefix or [])
         self.state = JobState.IDLE
         self.events: list[dict] = []
         self.output = collections.deque(maxlen=log_lines)  # stderr and non-JSON stdout lines
@@ -113,7 +119,7 @@ class TrainerJob:
 
     @property
     def command(self) -> list[str]:
-        return [self.python, "-m", "RaGANLib", *self.arguments]
+        return [*(self.prefix or [self.python, "-m", "RaGANLib"]), *self.arguments]
 
     def environment(self) -> dict:
         environment = dict(self.base_environment)
@@ -151,7 +157,7 @@ class TrainerJob:
             )
         except OSError as error:
             self.state = JobState.FAILED
-            self.message = f"could not start '{self.python}': {error}"
+            self.message = f"could not start '{self.command[0]}': {error}"
             return
         self.state = JobState.STARTING
         for stream, parse in ((self._process.stdout, True), (self._process.stderr, False)):

@@ -255,3 +255,24 @@ def _array(volume):
     import slicer
 
     return slicer.util.arrayFromVolume(volume)
+
+
+@needs_trainer
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in trainer command is a shell script")
+def test_a_trainer_command_runs_ragan_in_place_of_the_local_python(tmp_path):
+    """The Environment panel's trainer command (`ssh gpu-box .../python -m RaGANLib`, `docker run ... IMAGE`) is
+    run with the arguments instead of the local Python: here a wrapper script in a folder with a space in its name
+    notes its arguments and runs this Python's RaGANLib, while the chosen local Python does not exist."""
+    folder = tmp_path / "remote host"
+    folder.mkdir()
+    wrapper = folder / "ragan"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" > "{folder}/arguments"\nexec "{sys.executable}" -m RaGANLib "$@"\n')
+    wrapper.chmod(0o755)
+    command = environment.trainer_command(f"'{wrapper}'")
+    assert command == [str(wrapper)]
+    check = environment.check_trainer_python(str(tmp_path / "no-such-python"), prefix=command)
+    assert check.ready, check.reason
+    assert (folder / "arguments").read_text().split() == ["info", "--events", "json"]
+    assert check.reason.startswith(f"The trainer command ({command[0]!r})") and check.versions["device"] == "CPU"
+    with pytest.raises(environment.TrainerNotReady, match="the trainer command cannot be read"):
+        environment.trainer_command("ssh 'gpu-box")
