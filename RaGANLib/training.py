@@ -612,9 +612,8 @@ def _train_prepared(
                 return finish(step, "stopped")
             if step == spec.steps:
                 break
-            if (
-                chief and step % spec.checkpoint_every == 0
-            ):  # before the preview: it refuses weights that are not finite
+            # The checkpoint comes before the preview: the preview refuses weights that are not finite.
+            if chief and step % spec.checkpoint_every == 0:
                 path = trainer.save_checkpoint(run, step)
                 reporter.emit("checkpoint", step=step, path=str(path))
             if step % spec.preview_every == 0:
