@@ -81,6 +81,8 @@ def test_model_folder_describes_the_model(trained):
     assert description["modality"] == "ct" and description["intensity"]["units"] == "HU"
     assert description["slice"]["size"] == 64 and description["slice"]["thickness"] == 3.0
     assert description["training"]["cases"] == 2 and len(description["training"]["content_sha256"]) == 4
+    # no --width: the CPU's default, fixed in spec.json (a resume on another device keeps it) and in model.json
+    assert json.loads((root / "run" / "spec.json").read_text())["width"] == 16 and description["width"] == 16
 
 
 def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, tmp_path):
@@ -183,7 +185,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
-    assert json.loads((run / "spec.json").read_text())["class_balance"] == 1.0
+    saved = json.loads((run / "spec.json").read_text())
+    assert saved["class_balance"] == 1.0 and saved["width"] == 16
+    del saved["width"]  # as a RaGAN before --width wrote it: such a run resumes with the width it was trained with
+    (run / "spec.json").write_text(json.dumps(saved))
 
     result = ragan("train", "--resume", "--out", run, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -194,8 +199,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 12
     assert any("reusing" in e.get("message", "") for e in events if e["event"] == "notice")
 
-    changed = ragan("train", "--resume", "--out", run, "--size", "128", timeout=60)
-    assert changed.returncode == 2 and "size" in events_of(changed.stdout)[-1]["message"]
+    assert json.loads((run / "spec.json").read_text())["width"] == 16
+
+    for flag, value in (("--size", "128"), ("--width", "32")):
+        changed = ragan("train", "--resume", "--out", run, flag, value, timeout=60)
+        assert changed.returncode == 2 and f"other {flag[2:]}" in events_of(changed.stdout)[-1]["message"]
 
 
 def test_stop_file_ends_the_run_with_a_checkpoint_and_a_second_trainer_is_refused(phantom_dataset, tmp_path):
