@@ -20,8 +20,9 @@ ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
 MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
-# laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many: 4x the parameters and
-# compute, which a GPU runs in about the time the CPU width leaves it idle between kernel launches.
+# laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many (3.5-4.6 M parameters per
+# network at 128 px, 4x the compute): convolutions of 16 channels on a batch of 16 leave a GPU mostly waiting on
+# kernel launches, so the wider networks cost little time there (chosen, not yet measured on a GPU).
 CPU_WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}
 GPU_WIDTH_FACTOR = 2
 WIDTH_RANGE = (4, 128)
