@@ -12,7 +12,7 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
@@ -51,6 +51,7 @@ class TrainSpec:
     # Model and training.
     arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
     width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
+    #                           when the run starts or resumes
     mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
@@ -125,6 +126,8 @@ class TrainSpec:
         except TypeError as error:
             raise BadInput(f"{where}: {error}") from None
         spec.validate(where)
+        if spec.version == 1 and spec.width is None:  # written before --width: its networks had the CPU width
+            spec.width = default_width(spec.size, gpu=False)
         if base is not None:
             spec.resolve_paths(base)
         return spec
@@ -148,8 +151,7 @@ class TrainSpec:
 
 
 def default_width(size: int, gpu: bool) -> int:
-    """The network width a run gets when --width is not given: CPU_WIDTH of the nearest size, more on a GPU. A run
-    started before --width existed was trained with the CPU width whatever its device."""
+    """The network width a run gets when --width is not given: CPU_WIDTH of the nearest size, more on a GPU."""
     width = CPU_WIDTH[min(CPU_WIDTH, key=lambda s: abs(s - size))]
     return width * GPU_WIDTH_FACTOR if gpu else width
 

@@ -366,8 +366,6 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
         if not run.spec.exists():
             raise BadInput(f"cannot resume: '{run.root}' has no spec.json (is it a RaGAN run folder?)")
         saved = TrainSpec.load(run.spec)
-        if saved.width is None:  # started before --width: trained with the CPU width on any device
-            saved.width = default_width(saved.size, gpu=False)
         if spec is not None:
             if spec.width is None:  # no --width given: the run's
                 spec = dataclasses.replace(spec, width=saved.width)
@@ -453,8 +451,10 @@ def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_
     if run.stop_file.exists() and not run.stop_requested():
         reporter.notice(f"ignoring '{run.stop_file}': it is older than this start; touch it again to stop the run")
     spec = with_width(spec)  # after the input checks: finding the device loads TensorFlow
-    if _saved_spec(run) != spec:
-        spec.save(run.spec)  # the spec.json a run was started with stays as it is when nothing changed it
+    saved = _saved_spec(run)
+    # The spec.json a run was started with stays as it is when nothing but the device's default width was added.
+    if saved is None or dataclasses.replace(saved, width=saved.width or spec.width) != spec:
+        spec.save(run.spec)
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
     data = cached or write_cache(plan, run.cache, stop)

@@ -18,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, read_until
 
+from RaGANLib.spec import TrainSpec, default_width
 from RaGANLib.training import stop_requests
 
 SECRET = "DOE^JANE-0xSECRET"
@@ -187,8 +188,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
     saved = json.loads((run / "spec.json").read_text())
     assert saved["class_balance"] == 1.0 and saved["width"] == 16
-    del saved["width"]  # as a RaGAN before --width wrote it: such a run resumes with the width it was trained with
-    (run / "spec.json").write_text(json.dumps(saved))
+    del saved["width"]  # as a RaGAN before --width wrote it: such a run resumes with the (CPU) width it had
+    (run / "spec.json").write_text(json.dumps(saved | {"version": 1}))
 
     result = ragan("train", "--resume", "--out", run, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -198,8 +199,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     assert [e["step"] for e in events if e["event"] == "progress"][0] == 5
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 12
     assert any("reusing" in e.get("message", "") for e in events if e["event"] == "notice")
-
-    assert json.loads((run / "spec.json").read_text())["width"] == 16
 
     for flag, value in (("--size", "128"), ("--width", "32")):
         changed = ragan("train", "--resume", "--out", run, flag, value, timeout=60)
@@ -231,6 +230,13 @@ def stop_while_refusing_a_second_trainer(process, phantom_dataset, run):
     checkpoint = next(e for e in rest if e["event"] == "checkpoint")
     assert checkpoint["step"] == rest[-1]["step"] and Path(checkpoint["path"]).exists()
     assert (run / "model" / "generator.keras").exists() and not (run / "STOP").exists()
+
+
+def test_a_spec_from_before_the_width_option_has_the_cpu_width_and_a_new_one_the_devices():
+    old = TrainSpec.from_json({"dataset": "data", "size": 256, "version": 1}, "old spec")
+    new = TrainSpec.from_json({"dataset": "data", "size": 256}, "new spec")
+    assert old.width == 12 and new.width is None and new.version == 2
+    assert default_width(256, gpu=False) == 12 and default_width(64, gpu=True) == 32
 
 
 def test_stop_requests_catch_signals_only_while_training():
