@@ -17,10 +17,12 @@ from RaGANLib.events import Reporter
 from RaGANLib.spec import (
     ARCHITECTURES,
     AXES,
+    GPU_WIDTH_FACTOR,
     INTENSITY_PRESETS,
     MAX_SEED,
     MODES,
     SLICE_CHOICES,
+    WIDTH_RANGE,
     TrainSpec,
     augment_setting,
     option_problem,
@@ -38,6 +40,13 @@ TRAIN_OPTIONS = [
     ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
     ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
     ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default residual)"),
+    (
+        "--width",
+        "width",
+        int,
+        f"network channels at full resolution, {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]} (default by device: 16 on a CPU up "
+        f"to 128 px, {GPU_WIDTH_FACTOR}x on a GPU)",
+    ),
     (
         "--mode",
         "mode",

@@ -2,8 +2,8 @@
 
     model/generator.keras   the EMA generator in Keras' native format (standard layers only: loads with safe_mode)
     model/model.json        classes (names, original label values, colours), intensity mapping and its inverse,
-                            slice size, spacing and axis, modality, mode, training data counts and content hashes,
-                            versions
+                            slice size, spacing and axis, modality, mode, network width, training data counts and
+                            content hashes, versions
     model/labels.npz        conditional models only: the training label slices (class indices, uint8, compressed), the
                             layouts `generate --count` moves and paints; no image intensities, no paths, no names
 
@@ -36,6 +36,7 @@ def model_description(data_meta: dict, spec, step: int) -> dict:
         "generator": "generator.keras",
         "latent_size": LATENT_SIZE,
         "arch": spec.arch,
+        "width": spec.width,
         "mode": spec.mode,
         **({"labels": "labels.npz"} if conditional else {}),
         "classes": data_meta["classes"],

@@ -49,6 +49,9 @@ def check_model_info(data, where: str) -> dict:
         labels = _field(data, "labels", where)
         if not isinstance(labels, str) or not _plain_file_name(labels):
             _refuse(where, "labels", labels, "must be a file name inside the model folder")
+    width = data.get("width")  # absent: a model from before --width
+    if option_problem("width", width):
+        _refuse(where, "width", width, option_problem("width", width))
     modality = _field(data, "modality", where)
     if modality not in MODALITIES:
         _refuse(where, "modality", modality, f"must be one of {', '.join(MODALITIES)}")

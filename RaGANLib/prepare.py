@@ -111,7 +111,9 @@ class PreparedData:
 
 
 def cache_key(spec: TrainSpec) -> str:
-    identity = {name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "mode", "batch")}
+    identity = {
+        name: getattr(spec, name) for name in TrainSpec.IDENTITY if name not in ("arch", "width", "mode", "batch")
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

@@ -12,13 +12,20 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
 MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
+# Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
+# laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many (3.5-4.6 M parameters per
+# network at 128 px, 4x the compute): convolutions of 16 channels on a batch of 16 leave a GPU mostly waiting on
+# kernel launches, so the wider networks cost little time there (chosen, not yet measured on a GPU).
+CPU_WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}
+GPU_WIDTH_FACTOR = 2
+WIDTH_RANGE = (4, 128)
 
 
 @dataclasses.dataclass
@@ -43,6 +50,8 @@ class TrainSpec:
 
     # Model and training.
     arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
+    width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
+    #                           when the run starts or resumes
     mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
@@ -78,6 +87,7 @@ class TrainSpec:
         "slices",
         "empty_ratio",
         "arch",
+        "width",
         "mode",
         "batch",
         "seed",
@@ -116,6 +126,8 @@ class TrainSpec:
         except TypeError as error:
             raise BadInput(f"{where}: {error}") from None
         spec.validate(where)
+        if spec.version == 1 and spec.width is None:  # written before --width: its networks had the CPU width
+            spec.width = default_width(spec.size, gpu=False)
         if base is not None:
             spec.resolve_paths(base)
         return spec
@@ -136,6 +148,12 @@ class TrainSpec:
         """Identity options in which `other` differs from this spec."""
         mine, theirs = self.to_json(), other.to_json()
         return [name for name in self.IDENTITY if mine[name] != theirs[name]]
+
+
+def default_width(size: int, gpu: bool) -> int:
+    """The network width a run gets when --width is not given: CPU_WIDTH of the nearest size, more on a GPU."""
+    width = CPU_WIDTH[min(CPU_WIDTH, key=lambda s: abs(s - size))]
+    return width * GPU_WIDTH_FACTOR if gpu else width
 
 
 def augment_setting(text: str) -> float | str:
@@ -191,6 +209,10 @@ def option_problem(name: str, value) -> str | None:
     if name == "size":
         if number_problem(value, whole=True) or not (64 <= value <= 512 and value % 16 == 0):
             return "must be a multiple of 16 between 64 and 512"
+    elif name == "width":
+        low, high = WIDTH_RANGE
+        problem = None if value is None else number_problem(value, whole=True, low=low, high=high)
+        return problem and f"must be a whole number of channels in {low}..{high}"
     elif name == "spacing":
         return None if value is None else number_problem(value, above=0) and "must be a positive number of mm"
     elif name == "ct_window":

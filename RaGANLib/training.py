@@ -14,6 +14,7 @@ layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -31,12 +32,11 @@ from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
 from RaGANLib.layouts import move_label
 from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.runfolder import RunFolder, write_bytes_atomic
-from RaGANLib.spec import TrainSpec
+from RaGANLib.spec import TrainSpec, default_width
 
 R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
 PREVIEW_COUNT = 16
 FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
-WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}  # generator/discriminator channels at full resolution
 
 
 def describe_device() -> str:
@@ -53,6 +53,15 @@ def several_hosts(spec: TrainSpec) -> bool:
     """--multi-gpu with TF_CONFIG set (the cluster and this process's task in it, as Kubernetes and Slurm launchers
     set it): every host runs the same command on the same run folder, MultiWorkerMirroredStrategy joins them."""
     return spec.multi_gpu and bool(os.environ.get("TF_CONFIG"))
+
+
+def with_width(spec: TrainSpec) -> TrainSpec:
+    """The spec with its network width fixed: --width's, or the default for this device (spec.default_width)."""
+    import tensorflow as tf
+
+    if spec.width is not None:
+        return spec
+    return dataclasses.replace(spec, width=default_width(spec.size, bool(tf.config.list_physical_devices("GPU"))))
 
 
 def choose_strategy(spec: TrainSpec, reporter: Reporter):
@@ -77,10 +86,11 @@ class GanTrainer:
 
         from RaGANLib.networks import LATENT_SIZE, build_discriminator, build_generator
 
+        spec = with_width(spec)
         self.spec, self.strategy = spec, strategy
         self.classes = len(data.classes)
         self.latent_size = LATENT_SIZE
-        width = WIDTH[min(WIDTH, key=lambda s: abs(s - spec.size))]
+        width = spec.width
         keras.utils.set_random_seed(spec.seed)
 
         # Construct networks. float16 compute pays on GPUs only; FORCE_MIXED_PRECISION runs the same path on a CPU
@@ -373,6 +383,8 @@ def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec
             raise BadInput(f"cannot resume: '{run.root}' has no spec.json (is it a RaGAN run folder?)")
         saved = TrainSpec.load(run.spec)
         if spec is not None:
+            if spec.width is None:  # no --width given: the run's
+                spec = dataclasses.replace(spec, width=saved.width)
             changed = saved.differences(spec)
             if changed:
                 raise BadInput(
@@ -470,8 +482,11 @@ def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_
         reporter.notice(f"removed '{stale.name}', left behind by an earlier trainer that was killed")
     if run.stop_file.exists() and not run.stop_requested():
         reporter.notice(f"ignoring '{run.stop_file}': it is older than this start; touch it again to stop the run")
-    if _saved_spec(run) != spec:
-        spec.save(run.spec)  # the spec.json a run was started with stays as it is when nothing changed it
+    spec = with_width(spec)  # after the input checks: finding the device loads TensorFlow
+    saved = _saved_spec(run)
+    # The spec.json a run was started with stays as it is when nothing but the device's default width was added.
+    if saved is None or dataclasses.replace(saved, width=saved.width or spec.width) != spec:
+        spec.save(run.spec)
     if cached:
         reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
     data = cached or write_cache(plan, run.cache, stop)

@@ -8,6 +8,7 @@ refused for labels the model does not know, and paints a new lesion into a label
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -28,9 +29,10 @@ def conditional(phantom_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def joint(phantom_dataset, tmp_path_factory):
-    """A tiny joint run (the default mode), 2 steps."""
+    """A tiny joint run (the default mode), 2 steps, with networks half the CPU's default width."""
     run = tmp_path_factory.mktemp("joint") / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
+    steps += ["--width", "8"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
@@ -159,10 +161,14 @@ def test_labels_the_model_does_not_know_and_joint_models_are_refused(conditional
 def test_joint_models_generate_as_before_also_from_a_model_json_without_mode(joint, tmp_path):
     info = json.loads((joint / "model" / "model.json").read_text())
     assert info["mode"] == "joint" and info["format"] == 1 and "labels" not in info
+    assert info["width"] == 8 == json.loads((joint / "spec.json").read_text())["width"]
+    with zipfile.ZipFile(joint / "model" / "generator.keras") as saved:  # the network is as wide as recorded
+        layers = json.loads(saved.read("config.json"))["config"]["layers"]
+    assert next(layer for layer in layers if layer["name"] == "conv64_1")["config"]["filters"] == 8
     assert sorted(stored_files(joint / "model")) == ["generator.keras", "model.json"]
     older = tmp_path / "older"
     shutil.copytree(joint / "model", older)
-    del info["mode"]
+    del info["mode"], info["width"]  # as a RaGAN before modes and --width wrote it
     (older / "model.json").write_text(json.dumps(info))
     outputs = []
     for model, name in ((joint / "model", "new"), (older, "old")):

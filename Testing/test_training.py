@@ -18,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, read_until
 
+from RaGANLib.spec import TrainSpec, default_width
 from RaGANLib.training import stop_requests
 
 SECRET = "DOE^JANE-0xSECRET"
@@ -81,6 +82,8 @@ def test_model_folder_describes_the_model(trained):
     assert description["modality"] == "ct" and description["intensity"]["units"] == "HU"
     assert description["slice"]["size"] == 64 and description["slice"]["thickness"] == 3.0
     assert description["training"]["cases"] == 2 and len(description["training"]["content_sha256"]) == 4
+    # no --width: the CPU's default, fixed in spec.json (a resume on another device keeps it) and in model.json
+    assert json.loads((root / "run" / "spec.json").read_text())["width"] == 16 and description["width"] == 16
 
 
 def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, tmp_path):
@@ -183,7 +186,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
-    assert json.loads((run / "spec.json").read_text())["class_balance"] == 1.0
+    saved = json.loads((run / "spec.json").read_text())
+    assert saved["class_balance"] == 1.0 and saved["width"] == 16
+    del saved["width"]  # as a RaGAN before --width wrote it: such a run resumes with the (CPU) width it had
+    (run / "spec.json").write_text(json.dumps(saved | {"version": 1}))
 
     result = ragan("train", "--resume", "--out", run, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -194,8 +200,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 12
     assert any("reusing" in e.get("message", "") for e in events if e["event"] == "notice")
 
-    changed = ragan("train", "--resume", "--out", run, "--size", "128", timeout=60)
-    assert changed.returncode == 2 and "size" in events_of(changed.stdout)[-1]["message"]
+    for flag, value in (("--size", "128"), ("--width", "32")):
+        changed = ragan("train", "--resume", "--out", run, flag, value, timeout=60)
+        assert changed.returncode == 2 and f"other {flag[2:]}" in events_of(changed.stdout)[-1]["message"]
 
 
 def test_stop_file_ends_the_run_with_a_checkpoint_and_a_second_trainer_is_refused(phantom_dataset, tmp_path):
@@ -223,6 +230,13 @@ def stop_while_refusing_a_second_trainer(process, phantom_dataset, run):
     checkpoint = next(e for e in rest if e["event"] == "checkpoint")
     assert checkpoint["step"] == rest[-1]["step"] and Path(checkpoint["path"]).exists()
     assert (run / "model" / "generator.keras").exists() and not (run / "STOP").exists()
+
+
+def test_a_spec_from_before_the_width_option_has_the_cpu_width_and_a_new_one_the_devices():
+    old = TrainSpec.from_json({"dataset": "data", "size": 256, "version": 1}, "old spec")
+    new = TrainSpec.from_json({"dataset": "data", "size": 256}, "new spec")
+    assert old.width == 12 and new.width is None and new.version == 2
+    assert default_width(256, gpu=False) == 12 and default_width(64, gpu=True) == 32
 
 
 def test_stop_requests_catch_signals_only_while_training():

@@ -162,6 +162,12 @@ def main() -> None:
     }
 
     runs = {share: [] for share in shares}  # per share: one Dice result per (GAN seed, U-Net seed)
+    picture = preview.titled(
+        [("real training slices (phantom CT, 64 px)", spread(real["train"], space.colors))]
+        + [(f"synthetic, GAN seed {s}", spread(slices, space.colors)) for s, slices in synthetic.items()]
+    )
+    args.docs.mkdir(exist_ok=True)
+    preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
     for unet_seed in range(args.unet_seeds):
         protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
         for share in shares:
@@ -172,33 +178,33 @@ def main() -> None:
                 result = downstream.run_arm(sources, real["held_out"], classes, protocol, mix=[100 - share, share])
                 timings[f"unet {share}%"] = timings.get(f"unet {share}%", 0) + time.perf_counter() - clock
                 runs[share].append(result)
-    dice = {}
-    for share, results in runs.items():
-        dice[share] = {names[c]: summary([r["per_class"][c] for r in results]) for c in range(1, classes)}
-        dice[share]["mean foreground"] = summary([r["mean_foreground"] for r in results])
-    comparisons = {
-        share: {key: compare(dice[share][key], dice[0][key]) for key in dice[share]} for share in shares if share
-    }
-    stage("done")
+        # The figures so far after every U-Net seed: a long run cut short still leaves its table.
+        figures = results(args, options, quality, names, classes, runs, timings, unet_seed + 1, started)
+        (work / "figures.json").write_text(json.dumps(figures, indent=2))
+        text = report(figures, suffix)
+        (args.docs / f"benchmark-phantom{suffix}.md").write_text(text, encoding="utf-8")
+        stage(f"U-Net seed {unet_seed} done; figures written")
+    print(text)
 
-    figures = {
+
+def results(args, options: dict, quality: dict, names, classes: int, runs: dict, timings: dict, seeds_done, started):
+    """The figures of the U-Net runs so far: Dice per share and class (mean ± sd), compared with the real cases."""
+    dice = {}
+    for share, found in runs.items():
+        dice[share] = {names[c]: summary([r["per_class"][c] for r in found]) for c in range(1, classes)}
+        dice[share]["mean foreground"] = summary([r["mean_foreground"] for r in found])
+    comparisons = {
+        share: {key: compare(dice[share][key], dice[0][key]) for key in dice[share]} for share in runs if share
+    }
+    return {
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "docs")},
+        "unet_seeds_done": seeds_done,
         "train_options": options,
         "quality": quality,
         "dice": {str(k): v for k, v in dice.items()},
         "comparisons": {str(k): v for k, v in comparisons.items()},
         "timings_s": {k: round(v) for k, v in timings.items()} | {"total": round(time.perf_counter() - started)},
     }
-    (work / "figures.json").write_text(json.dumps(figures, indent=2))
-    picture = preview.titled(
-        [("real training slices (phantom CT, 64 px)", spread(real["train"], space.colors))]
-        + [(f"synthetic, GAN seed {s}", spread(slices, space.colors)) for s, slices in synthetic.items()]
-    )
-    args.docs.mkdir(exist_ok=True)
-    preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
-    text = report(figures, suffix)
-    (args.docs / f"benchmark-phantom{suffix}.md").write_text(text, encoding="utf-8")
-    print(text)
 
 
 def report(figures: dict, suffix: str) -> str:
@@ -221,7 +227,13 @@ def report(figures: dict, suffix: str) -> str:
         f"{settings['train_cases']} training cases, {settings['held_out_cases']} held-out cases from other seeds; "
         f"GAN with the demo's settings, {settings['gan_steps']} steps, extra training options "
         f"{figures['train_options'] or 'none'}, {settings['gan_seeds']} GAN seed(s), {settings['count']} synthetic "
-        f"slices each; U-Net {settings['unet_steps']} steps per arm, {settings['unet_seeds']} U-Net seed(s). Dice per "
+        f"slices each; U-Net {settings['unet_steps']} steps per arm, {settings['unet_seeds']} U-Net seed(s)"
+        + (
+            f" (only {figures['unet_seeds_done']} done when the run was cut short)"
+            if figures["unet_seeds_done"] < settings["unet_seeds"]
+            else ""
+        )
+        + ". Dice per "
         "held-out case, averaged; mean ± sd over the runs (U-Net seeds x GAN seeds). The vessel is the thin class.",
         "",
         "| synthetic share of each U-Net batch | " + " | ".join(keys) + " | vs real alone (mean foreground) |",
