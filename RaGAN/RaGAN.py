@@ -633,7 +633,13 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             not generating and model is not None and (model / "model.json").is_file() and trainer.ready
         )
         paintingNow = self.paintJob is not None and not self.paintJob.state.final
-        cannotPaint = self.paintUnavailableReason(model) or (None if trainer.ready else trainer.reason)
+        cannotPaint = (
+            self.paintUnavailableReason(model)
+            or (None if trainer.ready else trainer.reason)
+            or (
+                None if self._parameterNode.paintSegmentation else _("pick the segmentation to synthesize an image for")
+            )
+        )
         self.ui.paintButton.enabled = not paintingNow and cannotPaint is None
         self.ui.paintButton.toolTip = (
             _("Paint a synthetic scan for the chosen segmentation on its volume's grid, shown beside that volume")
