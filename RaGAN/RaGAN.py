@@ -23,7 +23,7 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import dataset_export, demo_data, environment, locations, results, training_cases
+from RaGANModuleLib import dataset_export, demo_data, environment, locations, painting, results, training_cases
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, generate_arguments, train_arguments
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
@@ -113,10 +113,12 @@ class RaGANParameterNode:
     slices: Annotated[str, Choice(["labelled", "all"])] = "labelled"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     augment: Annotated[str, Choice(["0.5", "ada", "0.25", "0"])] = "0.5"  # as --augment takes it: a probability or ada
+    mode: Annotated[str, Choice(["joint", "conditional"])] = "joint"  # as --mode: conditional models can paint
 
     modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
     count: Annotated[int, WithinRange(1, 100000)] = 16
     generateSeed: Annotated[int, WithinRange(0, 999999)] = 0
+    paintSegmentation: vtkMRMLSegmentationNode
     exportFolder: Path = locations.default_output_folder() / "nnUNet_raw" / "Dataset501_RaGAN"
     exportReal: bool = True
     exportSynthetic: bool = True
@@ -144,6 +146,10 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.runFolder = None
         self.generateFolder = None
         self.generateModel = None
+        self.paintJob = None
+        self.paintModel = None
+        self.paintCase = None  # the segmentation being painted and the volume it was drawn on
+        self.paintCheck = (None, None)  # (model.json and its modification time, why painting cannot run or None)
         self.lossChart = None
         self.preview = None
 
@@ -167,6 +173,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resumeButton.connect("clicked(bool)", self.onResume)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
         self.ui.generateButton.connect("clicked(bool)", self.onGenerate)
+        self.ui.paintButton.connect("clicked(bool)", self.onPaint)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.checkEnvironmentButton.connect("clicked(bool)", self.onCheckEnvironment)
         self.ui.installButton.connect("clicked(bool)", self.onInstallRequirements)
@@ -188,7 +195,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         """Slicer calls this when the application closes: a running trainer is asked to stop."""
         self.timer.stop()
-        for job in (self.trainingJob, self.generateJob, self.environmentJob):
+        for job in (self.trainingJob, self.generateJob, self.paintJob, self.environmentJob):
             if job is not None and not job.state.final:
                 job.request_stop()
         self.removeObservers()
@@ -316,6 +323,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "slices": p.slices,
             "seed": p.seed,
             "augment": p.augment,
+            "mode": p.mode,
         }
 
     def onTrainOrStop(self) -> None:
@@ -358,7 +366,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onShowLog(self) -> None:
-        job = self.trainingJob or self.generateJob or self.environmentJob
+        job = self.trainingJob or self.generateJob or self.paintJob or self.environmentJob
         text = job.log_tail(60) if job else _("Nothing has run yet.")
         slicer.util.infoDisplay(_("The last lines of the trainer's log."), detailedText=text, windowTitle="RaGAN log")
 
@@ -395,6 +403,47 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.generateStatusLabel.text = _("Loaded '{name}' ({count} slices).").format(
                 name=volume.GetName(), count=volume.GetImageData().GetDimensions()[2]
             )
+
+    def onPaint(self) -> None:
+        p = self._parameterNode
+        modelFolder = folderOrNone(p.modelFolder)
+        with slicer.util.tryWithErrorDisplay(_("Could not synthesize an image for the segmentation."), waitCursor=True):
+            if not p.paintSegmentation:
+                raise ValueError(_("Pick the segmentation to synthesize an image for."))
+            self.paintJob, folder, scan = self.logic.startPaint(
+                slicer.mrmlScene, p.paintSegmentation, modelFolder, p.generateSeed, p.device
+            )
+            self.paintModel = modelFolder
+            self.paintCase = training_cases.TrainingCase(scan, p.paintSegmentation)
+            self.ui.generateStatusLabel.text = _("Synthesizing an image for '{name}' (in {folder})...").format(
+                name=p.paintSegmentation.GetName(), folder=folder
+            )
+            self.timer.start()
+            self.updateButtons()
+
+    def finishPaint(self) -> None:
+        job = self.paintJob
+        if job.state != JobState.DONE:
+            self.ui.generateStatusLabel.text = _("Synthesizing failed.")
+            slicer.util.errorDisplay(job.message, detailedText=job.log_tail(), windowTitle="RaGAN")
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic image."), waitCursor=True):
+            volume, segmentation = self.logic.loadPainted(
+                slicer.mrmlScene, job.finished["outputs"], self.paintModel, self.paintCase.image
+            )
+            axis = results.read_model_info(self.paintModel)["slice"]["axis"]
+            self.showSideBySide(self.paintCase, volume, segmentation, axis)
+            self.ui.generateStatusLabel.text = _("Loaded '{name}': a synthetic scan for '{segmentation}'.").format(
+                name=volume.GetName(), segmentation=self.paintCase.label.GetName()
+            )
+
+    def paintUnavailableReason(self, modelFolder) -> str | None:
+        """Why the model cannot paint a segmentation (None: it can); model.json is read again only when it changed."""
+        modelJson = modelFolder / "model.json" if modelFolder else None
+        key = (str(modelJson), modelJson.stat().st_mtime if modelJson and modelJson.is_file() else None)
+        if self.paintCheck[0] != key:
+            self.paintCheck = (key, painting.paint_unavailable_reason(modelFolder))
+        return self.paintCheck[1]
 
     def showSideBySide(self, realCase, syntheticVolume, syntheticSegmentation, axis: str) -> None:
         """Real case on the left (Red), synthetic on the right (Yellow), each with its labels, views linked, both
@@ -508,12 +557,17 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.generateJob.poll()
             if self.generateJob.state.final:
                 self.finishGenerate()
+        if self.paintJob is not None and not self.paintJob.state.final:
+            self.paintJob.poll()
+            if self.paintJob.state.final:
+                self.finishPaint()
         if self.environmentJob is not None and not self.environmentJob.state.final:
             self.environmentJob.poll()
             if self.environmentJob.state.final:
                 ready, summary = environment.describe_environment(self.environmentJob)
                 self.ui.environmentStatusLabel.text = summary
-        if all(job is None or job.state.final for job in (self.trainingJob, self.generateJob, self.environmentJob)):
+        jobs = (self.trainingJob, self.generateJob, self.paintJob, self.environmentJob)
+        if all(job is None or job.state.final for job in jobs):
             self.timer.stop()
         self.updateButtons()
 
@@ -587,6 +641,20 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.generateButton.enabled = (
             not generating and model is not None and (model / "model.json").is_file() and trainer.ready
         )
+        paintingNow = self.paintJob is not None and not self.paintJob.state.final
+        cannotPaint = (
+            self.paintUnavailableReason(model)
+            or (None if trainer.ready else trainer.reason)
+            or (
+                None if self._parameterNode.paintSegmentation else _("pick the segmentation to synthesize an image for")
+            )
+        )
+        self.ui.paintButton.enabled = not paintingNow and cannotPaint is None
+        self.ui.paintButton.toolTip = (
+            _("Paint a synthetic scan for the chosen segmentation on its volume's grid, shown beside that volume")
+            if cannotPaint is None
+            else _("Not available: {reason}").format(reason=cannotPaint)
+        )
         self.ui.exportButton.enabled = not generating and folderOrNone(self._parameterNode.exportFolder) is not None
         checking = self.environmentJob is not None and not self.environmentJob.state.final
         self.ui.checkEnvironmentButton.enabled = not checking
@@ -606,6 +674,10 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
     job, out = logic.startGenerate(run / "model", count=16, seed=0, device="auto")
     job.wait(600)
     volume, segmentation = logic.loadGenerated(slicer.mrmlScene, job.finished["outputs"], run / "model")
+    # A model trained with {"mode": "conditional"} paints a scan for a segmentation drawn on a volume, on its grid:
+    job, folder, scan = logic.startPaint(slicer.mrmlScene, segmentationNode, run / "model", seed=0, device="auto")
+    job.wait(600)
+    painted, copy = logic.loadPainted(slicer.mrmlScene, job.finished["outputs"], run / "model", scan)
     """
 
     def getParameterNode(self):
@@ -672,6 +744,22 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
         results.read_model_info(modelFolder, keras=self.trainerCheck().versions.get("keras"))
         out = locations.new_run_folder(Path(modelFolder).parent, "generated")
         return self._job(generate_arguments(modelFolder, count, seed, out), device, None), out
+
+    def startPaint(self, scene, segmentation, modelFolder: Path, seed: int, device: str):
+        """Write the segmentation (on the grid of the volume it was drawn on) into a new `painted-NNN` folder beside
+        the model and start `ragan generate --labels`; returns (job, that folder, the volume it was drawn on)."""
+        self.requireTrainer()
+        reason = painting.paint_unavailable_reason(modelFolder)  # a joint model, or no model: nothing is written
+        if reason:
+            raise ValueError(reason)
+        results.read_model_info(modelFolder, keras=self.trainerCheck().versions.get("keras"))
+        arguments, folder, scan = painting.prepare_painting(scene, segmentation, modelFolder, seed)
+        return self._job(arguments, device, None), folder, scan
+
+    def loadPainted(self, scene, outputs: dict, modelFolder: Path, sourceNode=None):
+        """Load a finished paint job's volume and its segmentation (a copy of the one painted) beside the source
+        study: (scalar volume, segmentation)."""
+        return painting.load_painted(scene, outputs, modelFolder, source_node=sourceNode)
 
     def loadGenerated(self, scene, outputs: dict, modelFolder: Path, sourceNode=None):
         """Load generated image and label files (a finished generate job's `outputs`): (scalar volume, segmentation)
@@ -743,6 +831,7 @@ class RaGANTest(ScriptedLoadableModuleTest):
         for name, part in (
             ("scene export", self.test_scene_export),
             ("stored synthetic result loaded and exported to nnU-Net", self.test_stored_result_loads_and_exports),
+            ("segmentation written for a conditional model, stored painted scan loaded", self.test_stored_painting),
         ):
             self.setUp()
             part()
@@ -789,23 +878,7 @@ class RaGANTest(ScriptedLoadableModuleTest):
         exported = training_cases.export_cases(slicer.mrmlScene, cases, run)
         training_cases.write_spec(run, exported, {"size": 64, "intensity": "ct"})
         image, label = (sitk.ReadImage(str(run / path)) for path in exported.pairs[0])
-        (run / "model").mkdir()
-        classes = [{"index": 0, "value": 0, "name": "background", "color": [0.0, 0.0, 0.0]}] + [
-            {"index": i, "value": v, "name": exported.label_names[v], "color": exported.label_colors[v]}
-            for i, v in enumerate(sorted(exported.label_names), start=1)
-        ]
-        spacing = image.GetSpacing()
-        model = {
-            "format": 1,
-            "generator": "generator.keras",
-            "latent_size": 128,
-            "classes": classes,
-            "modality": "ct",
-            "intensity": {"low": -1000.0, "high": 1000.0},
-            "slice": {"size": 64, "spacing": [spacing[1], spacing[0]], "thickness": spacing[2], "axis": "axial"},
-            "training": {"cases": 1, "slices": 12, "steps": 4, "batch": 4, "seed": 0},
-        }
-        (run / "model" / "model.json").write_text(json.dumps(model))
+        self.storedModel(run / "model", exported, image)
         stored = output / "generated-001"
         stored.mkdir()
         outputs = {"image": str(stored / "synthetic_image.nrrd"), "label": str(stored / "synthetic_label.nrrd")}
@@ -823,6 +896,58 @@ class RaGANTest(ScriptedLoadableModuleTest):
         description = json.loads((dataset / "dataset.json").read_text())
         self.assertEqual(description["labels"], {"background": 0, "organ": 1, "lesion": 2, "vessel": 3})
         self.assertEqual(description["numTraining"], 1)
+
+    def storedModel(self, folder: Path, exported, image, **fields) -> Path:
+        """A model folder's model.json for the exported phantom case (no generator: nothing here samples)."""
+        import json
+
+        classes = [{"index": 0, "value": 0, "name": "background", "color": [0.0, 0.0, 0.0]}] + [
+            {"index": i, "value": v, "name": exported.label_names[v], "color": exported.label_colors[v]}
+            for i, v in enumerate(sorted(exported.label_names), start=1)
+        ]
+        spacing = image.GetSpacing()
+        model = {
+            "format": 1,
+            "generator": "generator.keras",
+            "latent_size": 128,
+            "classes": classes,
+            "modality": "ct",
+            "intensity": {"low": -1000.0, "high": 1000.0},
+            "slice": {"size": 64, "spacing": [spacing[1], spacing[0]], "thickness": spacing[2], "axis": "axial"},
+            "training": {"cases": 1, "slices": 12, "steps": 4, "batch": 4, "seed": 0},
+            **fields,
+        }
+        folder.mkdir(parents=True)
+        (folder / "model.json").write_text(json.dumps(model))
+        return folder
+
+    def test_stored_painting(self):
+        """A segmentation written for a conditional model and the scan `generate --labels` would paint for it, stored
+        as it writes it (the phantom's own image stands in for the painted one), loaded on the segmentation's grid."""
+        import shutil
+
+        import SimpleITK as sitk
+
+        self.delayDisplay("Writing a segmentation for a conditional model and loading a stored painted scan")
+        cases = self.phantomCases()
+        run = self.outputFolder() / "run-001"
+        exported = training_cases.export_cases(slicer.mrmlScene, cases, run)
+        image = sitk.ReadImage(str(run / exported.pairs[0][0]))
+        model = self.storedModel(run / "model", exported, image, format=2, mode="conditional", labels="labels.npz")
+        arguments, folder, scan = painting.prepare_painting(slicer.mrmlScene, cases[0].label, model, seed=0)
+        self.assertEqual(scan.GetID(), cases[0].image.GetID(), "painted on the volume the segmentation was drawn on")
+        self.assertEqual(arguments[:4], ["generate", str(model), "--labels", str(folder / "labels")])
+        painted = folder / "painted"
+        outputs = {kind: str(painted / kind) for kind in ("images", "labels")}
+        for kind in outputs:
+            (painted / kind).mkdir(parents=True)
+        shutil.copy(folder / "labels" / "segmentation.nrrd", painted / "labels")
+        sitk.WriteImage(image, str(painted / "images" / "segmentation.nrrd"))
+
+        synthetic, labels = RaGANLogic().loadPainted(slicer.mrmlScene, outputs, model, scan)
+        self.assertEqual(synthetic.GetImageData().GetDimensions(), scan.GetImageData().GetDimensions())
+        names = sorted(labels.GetSegmentation().GetNthSegment(i).GetName() for i in range(3))
+        self.assertEqual(names, ["lesion", "organ", "vessel"])
 
     def test_phantom_train_generate_load(self):
         self.delayDisplay("Training a few steps on a phantom case (the first start loads TensorFlow)")

@@ -8,12 +8,15 @@ refused for labels the model does not know, and paints a new lesion into a label
 
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import TINY, events_of, ragan
+from PIL import Image
+from ragan_testing import REPOSITORY, TINY, events_of, ragan
 
 from RaGANLib import phantom
 
@@ -216,3 +219,49 @@ def test_a_painted_lesion_changes_the_image_where_it_was_drawn(conditional, tmp_
         near |= np.roll(near, 1, 1) | np.roll(near, -1, 1) | np.roll(near, 1, 2) | np.roll(near, -1, 2)
     inside, outside = difference[near].mean(), difference[3:6][~near[3:6]].mean()
     assert inside > 3 * outside, (inside, outside)
+
+
+def test_the_paint_a_lesion_script_draws_a_lesion_into_the_organ_and_pictures_both_paintings(
+    conditional, joint, tmp_path
+):
+    """scripts/paint_a_lesion.py, which makes the README's picture, with a given model: a joint model and a work
+    folder holding the user's files are refused (exit 2, nothing written); a conditional model paints the label slice
+    and the slice with a lesion disc drawn into the organ, and the picture shows the five panels."""
+    script = [sys.executable, str(REPOSITORY / "scripts" / "paint_a_lesion.py")]
+    refused = subprocess.run(
+        [*script, "--model", joint / "model", "--work", tmp_path / "new", "--out", tmp_path / "refused.png"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+    )
+    assert refused.returncode == 2 and f"model '{joint / 'model'}' is a joint model" in refused.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    run, _ = conditional
+    refused = subprocess.run(
+        [*script, "--model", run / "model", "--work", tmp_path / "mine", "--out", tmp_path / "refused.png"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+    )
+    assert refused.returncode == 2 and f"--work '{tmp_path / 'mine'}' must be a new or empty folder" in refused.stderr
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+        and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    )
+
+    out = tmp_path / "picture.png"
+    result = subprocess.run(
+        [*script, "--model", run / "model", "--work", tmp_path / "work", "--out", out],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain, edited = (
+        sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "work" / "labels" / f"{name}.nrrd")))[0]
+        for name in ("plain", "edited")
+    )
+    drawn = edited != plain
+    assert drawn.sum() == 49 and (plain[drawn] == 1).all() and (edited[drawn] == 2).all(), "a disc of radius 4"
+    assert Image.open(out).size == (5 * 192, 192 + 22)

@@ -1,32 +1,62 @@
 """Segmentation -> synthetic scan (conditional models): a segmentation in the scene becomes a label file with the
 model's label values, `ragan generate --labels` paints a volume for it, and the volume comes back on its grid.
 
-    labels = export_label_for_model(scene, segmentation, ct_node, model_folder, job_folder / "labels")
-    job = TrainerJob(paint_arguments(model_folder, labels, seed, job_folder / "painted"), python)
-    volume, painted = load_painted(scene, job.finished["outputs"], model_folder, source_node=ct_node)
+    arguments, folder, scan = prepare_painting(scene, segmentation, model_folder, seed)   # painted-NNN/labels/
+    job = TrainerJob(arguments, python)                                                       # painted-NNN/painted/
+    volume, painted = load_painted(scene, job.finished["outputs"], model_folder, source_node=scan)
 
 The segmentation is written as a labelmap on the grid of the volume it was drawn on (its source scan), each segment
 with the value of the model's class of the same name, so a lesion painted with the Segment Editor into a real case's
 segmentation comes back as a synthetic scan on that case's grid, ready to be shown beside the real one.
 """
 
+import shutil
 from pathlib import Path
 
-from RaGANModuleLib import results, scene_files
+import slicer
+
+from RaGANModuleLib import locations, results, scene_files
+from RaGANModuleLib.trainer_job import paint_arguments
 from RaGANModuleLib.training_cases import TrainingCase, _label_on_image_grid
 
 LABEL_NAME = "segmentation"  # the label file's name, and so the painted volume's: images/segmentation.nrrd
+
+
+def joint_model_reason(info: dict, model_folder: Path) -> str | None:
+    """Why the model in `model_folder` (its checked model.json `info`) cannot paint a segmentation, or None."""
+    if info.get("mode", "joint") == "conditional":
+        return None
+    return (
+        f"the model in '{model_folder}' makes its own labels (a joint model); painting a segmentation needs a model "
+        "trained in conditional mode (Training > Advanced > Mode: conditional)"
+    )
+
+
+def paint_unavailable_reason(model_folder: Path | None) -> str | None:
+    """Why "Synthesize an image for this segmentation" cannot run with this model folder, in plain words, or None."""
+    if model_folder is None:
+        return "choose a model folder (the model/ folder of a run trained in conditional mode)"
+    try:
+        info = results.read_model_info(model_folder)
+    except ValueError as error:
+        return str(error)
+    return joint_model_reason(info, model_folder)
+
+
+def source_volume(scene, segmentation):
+    """The volume a segmentation was drawn on (Segment Editor's source volume), or None."""
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    node = scene.GetNodeByID(segmentation.GetNodeReferenceID(role) or "")
+    return node if node is not None and node.IsA("vtkMRMLScalarVolumeNode") else None
 
 
 def export_label_for_model(scene, segmentation, source_volume, model_folder: Path, folder: Path) -> Path:
     """Write `segmentation` on the grid of `source_volume` as `<folder>/segmentation.nrrd`, segments by name with
     the model's label values. ValueError (with the reason) for a joint model or a segment the model does not know."""
     info = results.read_model_info(model_folder)
-    if info.get("mode", "joint") != "conditional":
-        raise ValueError(
-            f"the model in '{model_folder}' makes its own labels (a joint model); painting a segmentation needs a "
-            "model trained in conditional mode"
-        )
+    reason = joint_model_reason(info, model_folder)
+    if reason:
+        raise ValueError(reason)
     values = {c["name"]: c["value"] for c in info["classes"] if c["value"] != 0}
     names = [segmentation.GetSegmentation().GetSegment(i).GetName() for i in scene_files.segment_ids(segmentation)]
     unknown = [name for name in names if name not in values]
@@ -44,6 +74,26 @@ def export_label_for_model(scene, segmentation, source_volume, model_folder: Pat
     finally:
         scene_files.remove_node(scene, label)
     return path
+
+
+def prepare_painting(scene, segmentation, model_folder: Path, seed: int) -> tuple[list[str], Path, object]:
+    """Everything before the child starts: the segmentation's source volume, and a new `painted-NNN` folder beside
+    the model holding `labels/segmentation.nrrd`. Returns (the `generate --labels` arguments, which paint into
+    `painted-NNN/painted/`; the folder; the source volume). ValueError in plain words, with nothing left behind, for
+    a segmentation that was not drawn on a volume, a joint model or a segment the model does not know."""
+    scan = source_volume(scene, segmentation)
+    if scan is None:
+        raise ValueError(
+            f"segmentation '{segmentation.GetName()}' was not drawn on a volume: pick the volume it belongs to as the "
+            "source volume in Segment Editor, so the synthetic scan can be made on its grid"
+        )
+    folder = locations.new_run_folder(Path(model_folder).parent, "painted")
+    try:
+        labels = export_label_for_model(scene, segmentation, scan, model_folder, folder / "labels")
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)  # only this new folder: nothing half-written stays
+        raise
+    return paint_arguments(model_folder, labels.parent, seed, folder / "painted"), folder, scan
 
 
 def load_painted(scene, outputs: dict, model_folder: Path, source_node=None, name: str = "RaGAN painted"):

@@ -78,6 +78,14 @@ def ct_with_segmentation(scene):
     return volume, segmentation, labels
 
 
+@pytest.fixture
+def not_started(monkeypatch):
+    """Jobs are made but their child is not started: tests with it check what would be started."""
+    from RaGANModuleLib.trainer_job import TrainerJob
+
+    monkeypatch.setattr(TrainerJob, "start", lambda job: None)
+
+
 class _Settings:
     """qt.QSettings as the module uses it: a key -> value store shared by all instances."""
 

@@ -5,13 +5,6 @@ import sys
 
 import pytest
 from RaGANModuleLib import demo_data, training_cases
-from RaGANModuleLib.trainer_job import TrainerJob
-
-
-@pytest.fixture
-def not_started(monkeypatch):
-    """Jobs are made but their child is not started: these tests check what would be started."""
-    monkeypatch.setattr(TrainerJob, "start", lambda job: None)
 
 
 def test_module_declares_its_category_and_help(ragan_module):

@@ -1,9 +1,10 @@
-"""Segmentation -> synthetic scan with a conditional model: the module writes a segmentation with the model's label
-values on its source scan's grid, starts `generate --labels` through the child-process protocol, and loads the painted
-volume back on that grid, on a real MRML scene (slicer-core).
+"""Segmentation -> synthetic scan with a conditional model ("Synthesize an image for this segmentation" in the
+Generate panel): the module writes a segmentation with the model's label values on its source scan's grid, starts
+`generate --labels` through the child-process protocol, and loads the painted volume back on that grid, on a real MRML
+scene (slicer-core), through the module's Logic as the panel calls it.
 
 The first tests use a model folder's model.json only (no TensorFlow); the last trains a tiny conditional model from the
-scene with the real trainer and paints the case's own segmentation.
+scene with the real trainer, paints a lesion into the case's segmentation and has the model paint a scan for it.
 """
 
 import json
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from RaGANModuleLib import painting, scene_files, training_cases
-from RaGANModuleLib.trainer_job import JobState, TrainerJob, paint_arguments, train_arguments
+from RaGANModuleLib.trainer_job import JobState
 from slicer_test_support import TINY_TRAINING, needs_trainer
 
 CLASSES = [
@@ -70,27 +71,95 @@ def test_unknown_segments_and_joint_models_are_refused_before_anything_is_writte
     assert not (tmp_path / "labels").exists()
 
 
+def test_painting_is_offered_for_conditional_models_only_and_otherwise_says_why(tmp_path):
+    """The panel's button is enabled for a conditional model; otherwise its tooltip gives this reason."""
+    assert painting.paint_unavailable_reason(model_folder(tmp_path)) is None
+    (tmp_path / "joint").mkdir()
+    joint = painting.paint_unavailable_reason(model_folder(tmp_path / "joint", mode="joint"))
+    assert "makes its own labels (a joint model)" in joint and "Mode: conditional" in joint
+    assert "choose a model folder" in painting.paint_unavailable_reason(None)
+    assert "elsewhere/model.json' does not exist" in painting.paint_unavailable_reason(tmp_path / "elsewhere")
+
+
+def test_paint_writes_the_segmentation_beside_the_model_and_starts_generate_labels(
+    ragan_module, scene, ct_with_segmentation, tmp_path, not_started
+):
+    volume, segmentation, labels = ct_with_segmentation
+    model = model_folder(tmp_path)
+
+    job, folder, scan = ragan_module.RaGANLogic().startPaint(scene, segmentation, model, 5, "cpu")
+
+    assert folder == tmp_path / "painted-001" and scan.GetID() == volume.GetID(), "the volume it was drawn on"
+    assert job.command == [
+        sys.executable,
+        "-m",
+        "RaGANLib",
+        "generate",
+        str(model),
+        "--labels",
+        str(folder / "labels"),
+        "--seed",
+        "5",
+        "--out",
+        str(folder / "painted"),
+        "--events",
+        "json",
+    ]
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels" / "segmentation.nrrd")))
+    assert np.array_equal(written, np.where(labels == 2, 7, labels))
+    assert not (folder / "painted").exists(), "generate gets a new folder to paint into"
+
+
+def test_paint_refuses_in_plain_words_and_writes_nothing(
+    ragan_module, scene, ct_with_segmentation, tmp_path, not_started
+):
+    volume, segmentation, _ = ct_with_segmentation
+    logic = ragan_module.RaGANLogic()
+    model = model_folder(tmp_path)
+    (tmp_path / "joint").mkdir()
+    with pytest.raises(ValueError, match="joint model"):
+        logic.startPaint(scene, segmentation, model_folder(tmp_path / "joint", mode="joint"), 0, "cpu")
+    with pytest.raises(ValueError, match="choose a model folder"):
+        logic.startPaint(scene, segmentation, None, 0, "cpu")
+    loose = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn nowhere")
+    loose.GetSegmentation().AddEmptySegment("", "liver")
+    with pytest.raises(ValueError, match="'drawn nowhere' was not drawn on a volume: pick the volume"):
+        logic.startPaint(scene, loose, model, 0, "cpu")
+    first = scene_files.segment_ids(segmentation)[0]
+    segmentation.GetSegmentation().GetSegment(first).SetName("spleen")
+    with pytest.raises(ValueError, match="'spleen'"):
+        logic.startPaint(scene, segmentation, model, 0, "cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joint", "model"], "no painted-NNN folder is left"
+
+
 @needs_trainer
-def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(scene, tmp_path):
+def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(ragan_module, scene, tmp_path):
+    """The panel's path: train in conditional mode from the scene, paint a lesion into the case's segmentation (as
+    with Segment Editor), and get a synthetic scan for it on the case's grid."""
     from RaGANModuleLib import demo_data
 
+    logic = ragan_module.RaGANLogic()
     volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))
-    run = tmp_path / "run"
     cases = [training_cases.TrainingCase(volume, segmentation)]
-    training_cases.write_spec(
-        run, training_cases.export_cases(scene, cases, run), TINY_TRAINING | {"mode": "conditional"}
-    )
-    job = TrainerJob(train_arguments(run), sys.executable, run_folder=run, device="cpu")
-    job.start()
+    job, run = logic.startTraining(scene, cases, TINY_TRAINING | {"mode": "conditional"}, tmp_path, "cpu")
     assert job.wait(timeout_s=300) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
 
-    labels = painting.export_label_for_model(scene, segmentation, volume, run / "model", tmp_path / "paint" / "labels")
-    job = TrainerJob(
-        paint_arguments(run / "model", labels.parent, 3, tmp_path / "paint" / "out"), sys.executable, device="cpu"
-    )
-    job.start()
+    values = {"organ": 1, "lesion": 2, "vessel": 3}
+    original = training_cases.label_array(scene, training_cases.TrainingCase(volume, segmentation), values)
+    ids = {segmentation.GetSegmentation().GetSegment(i).GetName(): i for i in scene_files.segment_ids(segmentation)}
+    zz, yy, xx = np.mgrid[0 : original.shape[0], 0 : original.shape[1], 0 : original.shape[2]]
+    centre = np.argwhere(original[4] == 1).mean(axis=0)
+    # A lesion painted into the organ with Segment Editor (the organ segment gives way where it is drawn).
+    drawn = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 9) & (zz >= 3) & (zz <= 5) & (original == 1)
+    for name, mask in (("lesion", (original == 2) | drawn), ("organ", (original == 1) & ~drawn)):
+        set_segment(scene, segmentation, ids[name], mask, volume)
+    edited = np.where(drawn, 2, original)
+
+    job, folder, scan = logic.startPaint(scene, segmentation, run / "model", 3, "cpu")
     assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
-    painted, painted_segmentation = painting.load_painted(scene, job.finished["outputs"], run / "model", volume)
+    painted, painted_segmentation = logic.loadPainted(scene, job.finished["outputs"], run / "model", scan)
+
+    assert folder.parent == run and scan.GetID() == volume.GetID()
 
     assert painted.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
     assert np.allclose(painted.GetSpacing(), volume.GetSpacing()) and np.allclose(
@@ -101,7 +170,23 @@ def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(
         for i in scene_files.segment_ids(painted_segmentation)
     )
     assert names == ["lesion", "organ", "vessel"]
-    values = {"organ": 1, "lesion": 2, "vessel": 3}
-    original = training_cases.label_array(scene, training_cases.TrainingCase(volume, segmentation), values)
     back = training_cases.label_array(scene, training_cases.TrainingCase(painted, painted_segmentation), values)
-    assert np.array_equal(back, original), "the painted volume's segmentation is the segmentation it was painted for"
+    assert np.array_equal(back, edited), "the painted volume's segmentation is the segmentation it was painted for"
+    assert drawn.sum() > 10 and not (original[drawn] == 2).any(), "the drawn lesion is new"
+
+
+def set_segment(scene, segmentation, segment_id, mask, volume) -> None:
+    """Replace a segment by `mask` ([k, j, i] on `volume`'s grid), as a Segment Editor effect does."""
+    import slicer
+    import vtk
+
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "drawn")
+    labelmap.SetAndObserveImageData(vtk.vtkImageData())
+    geometry = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(geometry)
+    labelmap.SetIJKToRASMatrix(geometry)
+    slicer.util.updateVolumeFromArray(labelmap, mask.astype(np.uint8))
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    image = logic.CreateOrientedImageDataFromVolumeNode(labelmap)
+    assert logic.SetBinaryLabelmapToSegment(image, segmentation, segment_id, logic.MODE_REPLACE, image.GetExtent())
+    scene.RemoveNode(labelmap)

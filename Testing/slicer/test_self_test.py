@@ -36,6 +36,7 @@ def test_without_tensorflow_the_self_test_runs_its_other_parts_and_says_which(
     last = messages[-1]
     assert last.startswith("RaGAN self-test passed. Parts run: scene export; stored synthetic result loaded and "), last
     assert "Not run: the training round trip, because" in last and "tensorflow is not installed" in last
+    assert "; segmentation written for a conditional model, stored painted scan loaded." in last
     (dataset,) = (tmp_path / "slicer-temp").glob("RaGANTest-*/Dataset990_RaGANTest")
     assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 1
     assert not any("Training a few steps" in m for m in messages)
