@@ -138,6 +138,7 @@ BAD_OPTIONS = [
     (["--steps", "0"], "--steps"),
     (["--batch", "-4"], "--batch"),
     (["--log-every", "0"], "--log-every"),
+    (["--score-every", "-1"], "--score-every"),
 ]
 
 
@@ -159,6 +160,7 @@ BAD_SPEC_VALUES = {
     "keep_checkpoints": 0,
     "xla": "yes",
     "class_balance": -0.5,
+    "score_every": 2.5,
 }
 
 
