@@ -38,7 +38,7 @@ class BestModel:
         self.reference, _ = slice_features(images, labels, self.classes)
         self.latent_seed = int(rng.integers(2**31))
         # A conditional generator paints the same moved training labels at every score.
-        layouts = moved_layouts(np.asarray(data.labels), rng) if spec.mode == "conditional" else None
+        layouts = moved_layouts(data.labels, rng) if spec.mode == "conditional" else None
         self.layouts = None if layouts is None else np.stack([next(layouts) for _ in range(SCORE_SLICES)])
 
     def due(self, step: int, last: int) -> bool:

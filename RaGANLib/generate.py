@@ -227,14 +227,14 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
         raise
     paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
     shares = class_shares(pixel_counts, description, reporter)
-    synthetic_share = training_set_shares(count, description, reporter)
+    synthetic_share = training_set_share(count, description, reporter)
     reporter.emit(
         "finished", count=count, seed=seed, outputs=paths, class_shares=shares, synthetic_share=synthetic_share
     )
     return paths
 
 
-def training_set_shares(count: int, description: dict, reporter: Reporter) -> dict:
+def training_set_share(count: int, description: dict, reporter: Reporter) -> dict:
     """The synthetic share of a training set made of these `count` slices and the model's training slices, with a
     notice when it exceeds what the benchmark supports for the model's mode (RaGANLib.synthetic_share)."""
     mode, real = model_mode(description), description["training"]["slices"]

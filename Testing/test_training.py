@@ -235,6 +235,7 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_keeps_its_best_model(ph
 
     scores = before + [e for e in events if e["event"] == "score"]
     assert [e["step"] for e in scores] == [4, 8, 12]
+    assert any(b"quality/frechet" in p.read_bytes() for p in (run / "tensorboard").glob("events.out.tfevents.*"))
     best = min(scores, key=lambda e: e["frechet"])
     assert all((e["best_step"], e["best_frechet"]) == (best["step"], best["frechet"]) for e in scores[2:])
     assert (events[-1]["model_step"], events[-1]["frechet"]) == (best["step"], best["frechet"])
