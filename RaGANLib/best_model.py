@@ -58,14 +58,12 @@ class BestModel:
         features, _ = slice_features(images, labels, self.classes)
         return frechet_distance(*standardise(self.reference, features))
 
-    def update(self, step: int, frechet: float, generator, run) -> bool:
-        """Keep `generator`'s weights when `frechet` beats the best so far (writing best.npz); whether it did."""
-        if not frechet < self.frechet:  # NaN never wins
-            return False
-        self.step, self.frechet = step, frechet
-        self.weights = [np.array(w) for w in generator.get_weights()]
-        self.write(run)
-        return True
+    def update(self, step: int, frechet: float, generator, run) -> None:
+        """Keep `generator`'s weights, and write best.npz, when `frechet` beats the best so far."""
+        if frechet < self.frechet:  # NaN never wins
+            self.step, self.frechet = step, frechet
+            self.weights = [np.array(w) for w in generator.get_weights()]
+            self.write(run)
 
     def write(self, run) -> None:
         """best.npz from the best so far; removed when there is none (a resumed run has not found one yet)."""
