@@ -484,7 +484,12 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     "Its splits_final.json validates on real cases only: copy it into "
                     "nnUNet_preprocessed/{name}/ after nnUNetv2_plan_and_preprocess and before training."
                 ).format(name=written.name)
-            slicer.util.infoDisplay(message)
+            swamped = dataset_export.synthetic_share_warning(written, modelFolder)  # synthetic cases swamp real ones
+            if swamped:
+                self.ui.generateStatusLabel.text = swamped
+                slicer.util.warningDisplay(message + " " + swamped)
+            else:
+                slicer.util.infoDisplay(message)
 
     # Environment panel.
 

@@ -69,6 +69,13 @@ TRAIN_OPTIONS = [
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 250)"),
     ("--preview-every", "preview_every", int, "steps between previews (default 250)"),
     ("--log-every", "log_every", int, "steps between progress reports (default 10)"),
+    (
+        "--score-every",
+        "score_every",
+        int,
+        "steps between quality scores of the generator; the best-scoring step becomes the model (default 250, "
+        "0: the last step)",
+    ),
 ]
 FLAGS = {field: flag for flag, field, _, _ in TRAIN_OPTIONS} | {
     "ct_window": "--ct-window",
@@ -112,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
     generate.add_argument("model", type=Path, help="model folder (a run's model/)")
-    generate.add_argument("--count", type=int, help="number of synthetic slices (default 64)")
+    generate.add_argument(
+        "--count",
+        type=int,
+        help="number of synthetic slices (default: as many as the benchmark supports beside the training slices: a "
+        "third of their number for a joint model, as many for a conditional one)",
+    )
     generate.add_argument(
         "--labels",
         type=Path,
@@ -276,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.labels:
                 generate_for_labels(args.model, args.labels, args.seed, args.out, reporter)
             else:
-                generate(args.model, 64 if args.count is None else args.count, args.seed, args.out, reporter)
+                generate(args.model, args.count, args.seed, args.out, reporter)
         elif args.command == "demo":
             from RaGANLib.demo import run_demo
 

@@ -33,6 +33,7 @@ from RaGANLib.model_info import model_mode
 from RaGANLib.nnunet import DatasetWriter
 from RaGANLib.prepare import Normalisation, from_slices, resample_slices, slice_directions, to_slices
 from RaGANLib.segmentation_file import segmentation_header_lines
+from RaGANLib.synthetic_share import share_figures, share_warning, supported_count
 
 BATCH = 32
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
@@ -200,16 +201,19 @@ def readable_size(size_bytes: int) -> str:
     return f"{size_bytes / 1e12:,.1f} TB" if size_bytes >= 1e12 else f"{size_bytes / 1e9:.3g} GB"
 
 
-def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) -> dict:
-    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths.
+def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Reporter) -> dict:
+    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths. `count` None: as many
+    as the benchmark supports beside the model's training slices (RaGANLib.synthetic_share).
 
     `out` must be new, empty or an earlier `generate` output (see RaGANLib.outputs); only the entries in OUTPUTS
     are replaced there. Nothing is left behind when it fails."""
-    if count < 1:
+    if count is not None and count < 1:
         raise BadInput(f"--count must be at least 1, got {count}")
     out = Path(os.path.abspath(out))
     outputs.check(out, "generated")
     generator, description = model_folder.load(model)
+    if count is None:
+        count = max(1, supported_count(description["training"]["slices"], model_mode(description)))
     check_space(out, count, description)
     reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out))
 
@@ -223,8 +227,21 @@ def generate(model: Path, count: int, seed: int, out: Path, reporter: Reporter) 
         raise
     paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
     shares = class_shares(pixel_counts, description, reporter)
-    reporter.emit("finished", count=count, seed=seed, outputs=paths, class_shares=shares)
+    synthetic_share = training_set_share(count, description, reporter)
+    reporter.emit(
+        "finished", count=count, seed=seed, outputs=paths, class_shares=shares, synthetic_share=synthetic_share
+    )
     return paths
+
+
+def training_set_share(count: int, description: dict, reporter: Reporter) -> dict:
+    """The synthetic share of a training set made of these `count` slices and the model's training slices, with a
+    notice when it exceeds what the benchmark supports for the model's mode (RaGANLib.synthetic_share)."""
+    mode, real = model_mode(description), description["training"]["slices"]
+    warning = share_warning(count, real, mode, "slices", " if they join the slices the model was trained on")
+    if warning:
+        reporter.notice(warning)
+    return share_figures(count, real, mode)
 
 
 def class_shares(pixel_counts: np.ndarray, description: dict, reporter: Reporter) -> dict:

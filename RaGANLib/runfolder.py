@@ -10,7 +10,8 @@
                          one that fails to read or check on resume is renamed ckpt-<step>.npz.damaged
 <run>/tensorboard/       TensorBoard logs
 <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
-<run>/model/             the exported generator (see RaGANLib.model_folder)
+<run>/model/             the exported generator (see RaGANLib.model_folder): the best-scoring step's
+<run>/best.npz           the best-scoring step's EMA generator weights so far (see RaGANLib.best_model)
 <run>/events.jsonl, <run>/train.log
 """
 
@@ -66,6 +67,7 @@ class RunFolder:
         self.tensorboard = self.root / "tensorboard"
         self.previews = self.root / "previews"
         self.model = self.root / "model"
+        self.best = self.root / "best.npz"
         self.stop_file = self.root / STOP_FILE
         self._lock_handle = None
 

@@ -66,6 +66,7 @@ class TrainSpec:
     checkpoint_every: int = 250  # steps between checkpoints (a killed run loses at most this many)
     preview_every: int = 250  # steps between preview grids
     log_every: int = 10  # steps between progress events and TensorBoard scalars
+    score_every: int = 250  # steps between scores of the EMA generator; the best becomes model/ (0: the last step)
     keep_checkpoints: int = 3  # newest checkpoints kept
     multi_gpu: bool = False  # MirroredStrategy over all local GPUs (TF_CONFIG set: MultiWorkerMirroredStrategy)
     mixed_precision: bool = False  # float16 compute on GPUs
@@ -192,6 +193,7 @@ NUMBERS = {  # option -> the rule of number_problem
     "checkpoint_every": {"whole": True, "low": 1},
     "preview_every": {"whole": True, "low": 1},
     "log_every": {"whole": True, "low": 1},
+    "score_every": {"whole": True, "low": 0},
     "keep_checkpoints": {"whole": True, "low": 1},
     "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
 }

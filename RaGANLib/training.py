@@ -5,7 +5,8 @@
 
 Losses: non-saturating logistic GAN loss, R1 penalty on (augmented) real pairs every few steps, differentiable
 augmentation of both real and synthetic pairs (a fixed probability, or adapted while training: RaGANLib/augment.py),
-an exponential moving average (EMA) of the generator for sampling.
+an exponential moving average (EMA) of the generator for sampling; every `--score-every` steps the EMA generator is
+scored and the best-scoring step's weights become the model (RaGANLib/best_model.py).
 All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib import model_folder, outputs, preview
+from RaGANLib.best_model import BestModel
 from RaGANLib.errors import BadInput, Diverged, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
@@ -122,6 +124,7 @@ class GanTrainer:
                 0.0 if self.adaptive else float(spec.augment), trainable=False, name="augment_p"
             )
             self.ada_sums = tf.Variable([0.0, 0.0], trainable=False, name="ada_sums")
+        self.best = BestModel(spec, data, self.latent_size)
         self._last_r1 = 0.0
         self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
 
@@ -292,6 +295,7 @@ class GanTrainer:
         for group, variables in self._groups().items():
             for index, variable in enumerate(variables):
                 arrays[f"{group}/{index:04d}"] = np.asarray(variable.numpy())
+        arrays |= self.best.checkpoint_arrays()
         broken = sorted({key.split("/")[0] for key, a in arrays.items() if not np.all(np.isfinite(a))})
         if broken:
             raise Diverged(
@@ -347,6 +351,7 @@ class GanTrainer:
                             raise ValueError(f"{group} variable {index} has another shape")
                     if f"{group}/{len(variables):04d}" in arrays:
                         raise ValueError(f"{group} has more variables than this model")
+                best = self.best.read_checkpoint(arrays, self.ema)
             except Exception as error:  # zip, npy and checksum failures have many types; all mean "do not use"
                 aside = path.with_name(path.name + ".damaged")  # kept for a look, but no longer counted or tried
                 with contextlib.suppress(OSError):
@@ -362,6 +367,7 @@ class GanTrainer:
                     variable.assign(arrays[f"{group}/{index:04d}"])
             if not self.adaptive:  # a fixed --augment given on resume applies from here on
                 self.augment_p.assign(float(self.spec.augment))
+            self.best.restore(best, run if set_aside else None)
             return step
         return 0
 
@@ -536,6 +542,8 @@ def _train_prepared(
     start = trainer.load_checkpoint(run, reporter, set_aside=chief) if resume else 0
     if hosts and everywhere([float(everywhere([start])[0] != start)])[0] > 0:  # one differs: all see it
         raise RuntimeError(f"the workers found different checkpoints in '{run.checkpoints}' (this one step {start})")
+    if start == 0 and chief:
+        trainer.best.write(run)  # nothing scored yet: a best.npz that an earlier start left goes
     if resume and start == 0:
         reporter.notice("no usable checkpoint found: starting from step 0")
     reporter.emit(
@@ -580,9 +588,36 @@ def _train_prepared(
         reporter.emit("checkpoint", step=step, path=str(path))
         write_preview(step)
         description = model_folder.model_description(data.meta, spec, step)
+        # The last step is kept in the checkpoint above; the model is the best-scoring step's (the trainer ends here).
+        description["selection"] = selection = trainer.best.select(trainer.ema, step)
         folder = model_folder.export(trainer.ema, description, run.model, data.labels)
         run.clear_stop()
-        return reporter.emit("finished", reason=reason, step=step, model=str(folder))
+        return reporter.emit(
+            "finished",
+            reason=reason,
+            step=step,
+            model=str(folder),
+            model_step=selection["step"],
+            frechet=selection["frechet"],
+        )
+
+    def score(step: int) -> float:
+        """Score the EMA generator, keep it when it is the best so far, report; returns the seconds it took."""
+        began = time.perf_counter()
+        frechet = trainer.best.score(trainer.ema)
+        trainer.best.update(step, frechet, trainer.ema, run if chief else None)
+        seconds = time.perf_counter() - began
+        reporter.emit(
+            "score",
+            step=step,
+            frechet=round(frechet, 4),
+            best_step=trainer.best.step,
+            best_frechet=round(trainer.best.frechet, 4) if trainer.best.step is not None else None,
+            seconds=round(seconds, 2),
+        )
+        with writer.as_default():
+            tf.summary.scalar("quality/frechet", frechet, step=step)
+        return seconds
 
     # Train.
     batches = trainer.dataset(data, start)
@@ -625,6 +660,9 @@ def _train_prepared(
                 trainer.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({reason}) at step {step}")
                 return finish(step, "stopped")
+            if trainer.best.due(step, spec.steps):
+                trainer.check_losses(losses, step, run)
+                window_start += score(step)  # scoring time is not training speed
             if step == spec.steps:
                 break
             # The checkpoint comes before the preview: the preview refuses weights that are not finite.

@@ -20,12 +20,14 @@ from ragan_testing import REPOSITORY, TINY, events_of, ragan
 
 from RaGANLib import phantom
 
+SCORED = ["--score-every", "3"]
+
 
 @pytest.fixture(scope="module")
 def conditional(phantom_dataset, tmp_path_factory):
-    """A tiny conditional run (6 steps, checkpoints at 3 and 6)."""
+    """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
     run = tmp_path_factory.mktemp("conditional") / "run"
-    result = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *TINY)
+    result = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *TINY, *SCORED)
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
@@ -72,14 +74,33 @@ def stored_files(folder):
 
 
 def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom_dataset, conditional, tmp_path):
-    uninterrupted, _ = conditional
+    uninterrupted, uninterrupted_events = conditional
     run = tmp_path / "run"
-    options = [*TINY[:2], "--batch", "4", "--checkpoint-every", "3", "--preview-every", "3", "--log-every", "1"]
+    options = [
+        *TINY[:2],
+        "--batch",
+        "4",
+        "--checkpoint-every",
+        "3",
+        "--preview-every",
+        "3",
+        "--log-every",
+        "1",
+        *SCORED,
+    ]
     first = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *options, "--steps", 3)
     assert first.returncode == 0, first.stdout + first.stderr
     resumed = ragan("train", "--resume", "--out", run, "--steps", 6)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 3
+    # The best step so far and its weights go into the checkpoints too: the same score, the same model.
+    keys = ("step", "frechet", "best_step", "best_frechet")
+    scores = [
+        [tuple(e[k] for k in keys) for e in events if e["event"] == "score"]
+        for events in (uninterrupted_events, events_of(resumed.stdout))
+    ]
+    assert [score[0] for score in scores[0]] == [3, 6] and scores[1] == scores[0][1:]
+    assert (run / "model" / "model.json").read_text() == (uninterrupted / "model" / "model.json").read_text()
     digests = []
     for folder in (uninterrupted, run):
         with np.load(folder / "checkpoints" / "ckpt-00000006.npz") as stored:

@@ -139,6 +139,7 @@ BAD_OPTIONS = [
     (["--batch", "-4"], "--batch"),
     (["--log-every", "0"], "--log-every"),
     (["--width", "2"], "--width"),
+    (["--score-every", "-1"], "--score-every"),
 ]
 
 
@@ -161,6 +162,7 @@ BAD_SPEC_VALUES = {
     "xla": "yes",
     "class_balance": -0.5,
     "width": 16.5,
+    "score_every": 2.5,
 }
 
 

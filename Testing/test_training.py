@@ -37,10 +37,10 @@ EVENT_FIELDS = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny run on two phantom cases whose headers and folder name carry a patient's identity; --mixed-precision
-    runs too (on a CPU it trains in float32 and says so)."""
+    runs too (on a CPU it trains in float32 and says so); --score-every 0: the model is the last step's, unscored."""
     root = tmp_path_factory.mktemp("trained")
     pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
-    arguments = [a for image, label in pairs for a in ("--pair", image, label)]
+    arguments = [a for image, label in pairs for a in ("--pair", image, label)] + ["--score-every", "0"]
     result = ragan("train", *arguments, "--label-name", "1=organ", "--mixed-precision", "--out", root / "run", *TINY)
     assert result.returncode == 0, result.stdout + result.stderr
     return root, result
@@ -51,14 +51,14 @@ def test_events_arrive_in_order_with_their_fields(trained):
     events = events_of(result.stdout)
     kinds = [e["event"] for e in events]
     assert kinds.index("prepared") < kinds.index("started") < kinds.index("progress") < kinds.index("finished")
-    assert kinds[-1] == "finished" and "error" not in kinds
+    assert kinds[-1] == "finished" and "error" not in kinds and "score" not in kinds
     for event in events:
         assert event["version"] == 1 and isinstance(event["time"], float)
         assert EVENT_FIELDS.get(event["event"], set()) <= set(event), event
     steps = [e["step"] for e in events if e["event"] == "progress"]
     assert steps == list(range(1, 7))
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [3, 6]
-    assert events[-1]["reason"] == "completed" and events[-1]["step"] == 6
+    assert events[-1]["reason"] == "completed" and events[-1]["step"] == 6 and events[-1]["model_step"] == 6
     assert events[kinds.index("started")]["device"] == "CPU"
     assert "mixed precision needs a GPU; training in float32" in [e.get("message") for e in events]
     # the run folder keeps the same events, plus a readable log and TensorBoard files
@@ -84,16 +84,29 @@ def test_model_folder_describes_the_model(trained):
     assert description["training"]["cases"] == 2 and len(description["training"]["content_sha256"]) == 4
     # no --width: the CPU's default, fixed in spec.json (a resume on another device keeps it) and in model.json
     assert json.loads((root / "run" / "spec.json").read_text())["width"] == 16 and description["width"] == 16
+    assert description["selection"] == {"step": 6, "frechet": None, "score_every": 0, "last_step": 6}
+    assert not (root / "run" / "best.npz").exists()
 
 
 def test_generate_is_deterministic_and_keeps_spacing_and_label_values(trained, tmp_path):
+    """Without --count, generate makes as many slices as the benchmark supports beside the training slices."""
     root, _ = trained
     model = root / "run" / "model"
-    outputs = []
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        result = ragan("generate", model, "--count", "5", "--seed", seed, "--out", tmp_path / name)
+    outputs, finished = [], []
+    for name, seed, count in (("a", 5, ["--count", "5"]), ("b", 5, ["--count", "5"]), ("c", 6, [])):
+        result = ragan("generate", model, *count, "--seed", seed, "--out", tmp_path / name)
         assert result.returncode == 0, result.stdout + result.stderr
-        outputs.append(events_of(result.stdout)[-1]["outputs"])
+        finished.append(events_of(result.stdout)[-1])
+        outputs.append(finished[-1]["outputs"])
+    slices = json.loads((model / "model.json").read_text())["training"]["slices"]
+    assert finished[2]["count"] == slices // 3 > 0  # a joint model: 25% synthetic
+    assert finished[2]["synthetic_share"] == {
+        "synthetic": slices // 3,
+        "real": slices,
+        "share": round(slices // 3 / (slices + slices // 3), 4),
+        "supported_share": 0.25,
+        "supported_count": slices // 3,
+    }
     same = [Path(outputs[i]["image"]).read_bytes() for i in (0, 1)]
     assert same[0] == same[1]
     assert Path(outputs[0]["label"]).read_bytes() == Path(outputs[1]["label"]).read_bytes()
@@ -144,6 +157,22 @@ def test_generate_reports_class_shares_and_warns_about_a_class_the_model_drops(t
         assert list(shares) == ["background", "organ", "label_2", "label_3"]
 
 
+def test_generate_warns_when_synthetic_slices_would_swamp_the_training_slices(trained, tmp_path):
+    model = trained[0] / "run" / "model"
+    slices = json.loads((model / "model.json").read_text())["training"]["slices"]
+    result = ragan("generate", model, "--count", 3 * slices, "--out", tmp_path / "many")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    warning = [e["message"] for e in events if e["event"] == "notice" and "synthetic slices" in e["message"]]
+    assert warning == [
+        f"{3 * slices} synthetic slices next to {slices} real ones make a training set that is 75% synthetic if they "
+        "join the slices the model was trained on. With a joint model, the phantom benchmark "
+        "(docs/benchmark-phantom.md) found no harm to a U-Net's Dice up to 25% synthetic and a lower Dice beyond: use "
+        f"at most {slices // 3} synthetic slices with these {slices} real ones"
+    ]
+    assert events[-1]["synthetic_share"]["share"] == 0.75 and events[-1]["count"] == 3 * slices
+
+
 def test_model_folder_loads_with_safe_mode_in_a_fresh_process_elsewhere(trained, tmp_path):
     root, _ = trained
     moved = tmp_path / "copied_model"
@@ -177,15 +206,25 @@ def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.P
     return subprocess.Popen(command + list(map(str, options)), stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint_and_keeps_its_best_model(phantom_dataset, tmp_path):
+    """Scored every 4 steps; killed after step 6 (the best so far, step 4's, is kept), resumed to step 12. The model
+    is the best-scoring step's EMA generator, from before or after the kill; in this seeded run step 8 scores best
+    and the last step worse, so the model is not the last step's, which stays a checkpoint."""
+    import keras
+
     run = tmp_path / "run"
-    process = start_training(["--dataset", phantom_dataset, "--class-balance", "1"], run, steps=12, every=4)
+    arguments = ["--dataset", phantom_dataset, "--class-balance", "1", "--score-every", "4"]
+    process = start_training(arguments, run, steps=12, every=4)
     try:
         seen = read_until(process, lambda e: e["event"] == "progress" and e["step"] == 6)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert [e["step"] for e in seen if e["event"] == "checkpoint"] == [4]
+    before = [e for e in seen if e["event"] == "score"]
+    assert [(e["step"], e["best_step"]) for e in before] == [(4, 4)]
+    with np.load(run / "best.npz") as kept:  # the killed run kept its best
+        assert int(kept["step"]) == 4
     saved = json.loads((run / "spec.json").read_text())
     assert saved["class_balance"] == 1.0 and saved["width"] == 16
     del saved["width"]  # as a RaGAN before --width wrote it: such a run resumes with the (CPU) width it had
@@ -203,6 +242,30 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom_dataset, tmp_path):
     for flag, value in (("--size", "128"), ("--width", "32")):
         changed = ragan("train", "--resume", "--out", run, flag, value, timeout=60)
         assert changed.returncode == 2 and f"other {flag[2:]}" in events_of(changed.stdout)[-1]["message"]
+    scores = before + [e for e in events if e["event"] == "score"]
+    assert [e["step"] for e in scores] == [4, 8, 12]
+    assert any(b"quality/frechet" in p.read_bytes() for p in (run / "tensorboard").glob("events.out.tfevents.*"))
+    best = min(scores, key=lambda e: e["frechet"])
+    assert all((e["best_step"], e["best_frechet"]) == (best["step"], best["frechet"]) for e in scores[2:])
+    assert (events[-1]["model_step"], events[-1]["frechet"]) == (best["step"], best["frechet"])
+    assert best["step"] != 12 and scores[2]["frechet"] > best["frechet"], "a later step scored worse"
+    description = json.loads((run / "model" / "model.json").read_text())
+    assert description["selection"] == {
+        "step": best["step"],
+        "frechet": best["frechet"],
+        "score_every": 4,
+        "last_step": 12,
+    }
+    exported = keras.saving.load_model(run / "model" / "generator.keras", safe_mode=True).get_weights()
+    at_best = run / "checkpoints" / f"ckpt-{best['step']:08d}.npz"
+    with np.load(run / "best.npz") as kept, np.load(at_best) as checkpoint:
+        assert int(kept["step"]) == best["step"]
+        for index, weights in enumerate(exported):
+            assert np.array_equal(weights, kept[f"ema/{index:04d}"])
+            assert np.array_equal(weights, checkpoint[f"ema/{index:04d}"])
+    with np.load(run / "checkpoints" / "ckpt-00000012.npz") as last:  # the last step is kept, and differs
+        assert int(last["best/step"]) == best["step"]
+        assert not all(np.array_equal(w, last[f"ema/{i:04d}"]) for i, w in enumerate(exported))
 
 
 def test_stop_file_ends_the_run_with_a_checkpoint_and_a_second_trainer_is_refused(phantom_dataset, tmp_path):

@@ -6,7 +6,7 @@ Uses RaGANLib's DatasetWriter (SimpleITK + numpy only, so it runs in Slicer's Py
 values and are remapped to the model's class indices; synthetic cases come from `ragan generate`'s own nnU-Net
 folder. A new dataset appears only when complete; adding to an existing dataset needs the same label names. The
 folder must be named as nnU-Net finds datasets (DatasetNNN_Name); `splits_final.json` keeps synthetic cases out of
-every validation fold.
+every validation fold. `synthetic_share_warning` says when the synthetic cases swamp the real ones.
 """
 
 from pathlib import Path
@@ -63,3 +63,18 @@ def export_nnunet(
         writer.abandon()
         raise
     return folder, write_splits(folder)
+
+
+def synthetic_share_warning(folder: Path, model_folder: Path) -> str | None:
+    """A warning in plain words when the nnU-Net dataset in `folder` holds more synthetic cases beside its real ones
+    than the benchmark supports for the model's mode (RaGANLib/synthetic_share.py), else None. Counted in cases:
+    nnU-Net draws every case equally often, so the share of synthetic cases is the share of its batches."""
+    import_ragan_lib()
+    from RaGANLib.model_info import model_mode
+    from RaGANLib.nnunet import SYNTHETIC_PREFIX, read_dataset
+    from RaGANLib.synthetic_share import share_warning
+
+    cases = [case for case, _, _ in read_dataset(Path(folder))[0]]
+    synthetic = sum(case.startswith(SYNTHETIC_PREFIX) for case in cases)
+    drawn = " (nnU-Net draws every case equally often, so this is the synthetic share of its batches)"
+    return share_warning(synthetic, len(cases) - synthetic, model_mode(read_model_info(model_folder)), "cases", drawn)

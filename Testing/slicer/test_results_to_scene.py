@@ -240,6 +240,36 @@ def test_nnunet_folds_validate_on_real_cases_only_and_the_folder_is_named_for_nn
         assert set(fold["val"]) <= real_ids and synthetic_ids <= set(fold["train"])
         assert not set(fold["val"]) & set(fold["train"])
     assert sorted(len(f["val"]) for f in folds) == [1, 1, 1, 2, 2]
+    before = (folder / "dataset.json").read_bytes()
+    assert dataset_export.synthetic_share_warning(folder, model) == (
+        "12 synthetic cases next to 7 real ones make a training set that is 63% synthetic (nnU-Net draws every case "
+        "equally often, so this is the synthetic share of its batches). With a joint model, the phantom benchmark "
+        "(docs/benchmark-phantom.md) found no harm to a U-Net's Dice up to 25% synthetic and a lower Dice beyond: use "
+        "at most 2 synthetic cases with these 7 real ones"
+    )
+    assert (folder / "dataset.json").read_bytes() == before
+
+
+def test_the_synthetic_share_an_export_warns_about_follows_the_models_mode(generated, tmp_path):
+    """Joint: up to 25% synthetic cases pass; conditional: up to 50%. Synthetic cases alone are warned about."""
+    model, outputs, _ = generated
+    real = [(Path(outputs["image"]), Path(outputs["label"]))] * 3
+    folder, _ = dataset_export.export_nnunet(
+        tmp_path / "Dataset505_Mix", model, real, synthetic_dataset(tmp_path / "a", 1)
+    )
+    assert dataset_export.synthetic_share_warning(folder, model) is None  # 1 of 4
+    folder, _ = dataset_export.export_nnunet(folder, model, [], synthetic_dataset(tmp_path / "b", 2))
+    assert "3 synthetic cases next to 3 real ones" in dataset_export.synthetic_share_warning(folder, model)
+    info = json.loads((model / "model.json").read_text())
+    (model / "labels.npz").write_bytes(b"")  # a conditional model folder names its labels; they are not read here
+    (model / "model.json").write_text(json.dumps({**info, "format": 2, "mode": "conditional", "labels": "labels.npz"}))
+    assert dataset_export.synthetic_share_warning(folder, model) is None  # 3 of 6: 50%
+    only, _ = dataset_export.export_nnunet(
+        tmp_path / "Dataset506_Only", model, [], synthetic_dataset(tmp_path / "c", 2)
+    )
+    assert dataset_export.synthetic_share_warning(only, model).startswith(
+        "2 synthetic cases and no real ones make a training set that is all synthetic (nnU-Net"
+    )
 
 
 def test_nnunet_splits_only_for_a_mix_and_a_users_own_are_left_alone(generated, tmp_path):
