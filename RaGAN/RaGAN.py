@@ -400,9 +400,12 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             axis = results.read_model_info(self.generateModel)["slice"]["axis"]
             self.showSideBySide(source, volume, segmentation, axis)
-            self.ui.generateStatusLabel.text = _("Loaded '{name}' ({count} slices).").format(
+            loaded = _("Loaded '{name}' ({count} slices).").format(
                 name=volume.GetName(), count=volume.GetImageData().GetDimensions()[2]
             )
+            # generate's notices, e.g. that this many synthetic slices would swamp the model's training slices
+            notices = [e["message"] for e in job.events if e.get("event") == "notice" and e.get("message")]
+            self.ui.generateStatusLabel.text = " ".join([loaded, *notices])
 
     def onPaint(self) -> None:
         p = self._parameterNode

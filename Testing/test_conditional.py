@@ -242,29 +242,24 @@ def test_a_painted_lesion_changes_the_image_where_it_was_drawn(conditional, tmp_
     assert inside > 3 * outside, (inside, outside)
 
 
+def paint_a_lesion(*args) -> subprocess.CompletedProcess:
+    """Run scripts/paint_a_lesion.py to completion, as a user would."""
+    command = [sys.executable, str(REPOSITORY / "scripts" / "paint_a_lesion.py"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY)
+
+
 def test_the_paint_a_lesion_script_draws_a_lesion_into_the_organ_and_pictures_both_paintings(
     conditional, joint, tmp_path
 ):
     """scripts/paint_a_lesion.py, which makes the README's picture, with a given model: a joint model and a work
     folder holding the user's files are refused (exit 2, nothing written); a conditional model paints the label slice
     and the slice with a lesion disc drawn into the organ, and the picture shows the five panels."""
-    script = [sys.executable, str(REPOSITORY / "scripts" / "paint_a_lesion.py")]
-    refused = subprocess.run(
-        [*script, "--model", joint / "model", "--work", tmp_path / "new", "--out", tmp_path / "refused.png"],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-    )
+    refused = paint_a_lesion("--model", joint / "model", "--work", tmp_path / "new", "--out", tmp_path / "refused.png")
     assert refused.returncode == 2 and f"model '{joint / 'model'}' is a joint model" in refused.stderr
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     run, _ = conditional
-    refused = subprocess.run(
-        [*script, "--model", run / "model", "--work", tmp_path / "mine", "--out", tmp_path / "refused.png"],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-    )
+    refused = paint_a_lesion("--model", run / "model", "--work", tmp_path / "mine", "--out", tmp_path / "refused.png")
     assert refused.returncode == 2 and f"--work '{tmp_path / 'mine'}' must be a new or empty folder" in refused.stderr
     assert (
         sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
@@ -272,12 +267,7 @@ def test_the_paint_a_lesion_script_draws_a_lesion_into_the_organ_and_pictures_bo
     )
 
     out = tmp_path / "picture.png"
-    result = subprocess.run(
-        [*script, "--model", run / "model", "--work", tmp_path / "work", "--out", out],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-    )
+    result = paint_a_lesion("--model", run / "model", "--work", tmp_path / "work", "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
     plain, edited = (
         sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "work" / "labels" / f"{name}.nrrd")))[0]
