@@ -387,11 +387,17 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.start()
             self.updateButtons()
 
+    def reportFailure(self, job, status: str) -> bool:
+        """True, with the status and the child's message shown, when a generate or paint job did not finish well."""
+        if job.state == JobState.DONE:
+            return False
+        self.ui.generateStatusLabel.text = status
+        slicer.util.errorDisplay(job.message, detailedText=job.log_tail(), windowTitle="RaGAN")
+        return True
+
     def finishGenerate(self) -> None:
         job = self.generateJob
-        if job.state != JobState.DONE:
-            self.ui.generateStatusLabel.text = _("Generating failed.")
-            slicer.util.errorDisplay(job.message, detailedText=job.log_tail(), windowTitle="RaGAN")
+        if self.reportFailure(job, _("Generating failed.")):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic slices."), waitCursor=True):
             source = self.cases()[0] if self.cases() else None
@@ -426,9 +432,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def finishPaint(self) -> None:
         job = self.paintJob
-        if job.state != JobState.DONE:
-            self.ui.generateStatusLabel.text = _("Synthesizing failed.")
-            slicer.util.errorDisplay(job.message, detailedText=job.log_tail(), windowTitle="RaGAN")
+        if self.reportFailure(job, _("Synthesizing failed.")):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic image."), waitCursor=True):
             volume, segmentation = self.logic.loadPainted(

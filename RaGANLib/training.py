@@ -605,7 +605,7 @@ def _train_prepared(
         """Score the EMA generator, keep it when it is the best so far, report; returns the seconds it took."""
         began = time.perf_counter()
         frechet = trainer.best.score(trainer.ema)
-        trainer.best.update(step, frechet, trainer.ema, run if chief else None)
+        trainer.best.update(step, frechet, trainer.ema, run)
         seconds = time.perf_counter() - began
         reporter.emit(
             "score",
@@ -660,7 +660,7 @@ def _train_prepared(
                 trainer.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({reason}) at step {step}")
                 return finish(step, "stopped")
-            if trainer.best.due(step, spec.steps):
+            if chief and trainer.best.due(step, spec.steps):  # only the chief exports the model it selects
                 trainer.check_losses(losses, step, run)
                 window_start += score(step)  # scoring time is not training speed
             if step == spec.steps:
