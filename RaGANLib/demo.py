@@ -58,11 +58,11 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
     generated = generate(Path(finished["model"]), 32, 1, out / "synthetic", Reporter(reporter.json_lines))
 
     cache = load_cache(out / "run" / "cache", spec, reporter)
-    colors = [c["color"] for c in cache.classes]
+    colors = [c.color for c in cache.label_classes]
     chosen = np.linspace(0, len(cache.images) - 1, 16).astype(int)
     real = preview.grid(np.asarray(cache.images[chosen], np.float32), np.asarray(cache.labels[chosen]), colors)
     generator, description = load(Path(finished["model"]))
-    images, labels = sample(generator, 16, 1, description["latent_size"])
+    images, labels = sample(generator, 16, 1, description.latent_size)
     synthetic = preview.grid(images, labels, colors)
     picture = preview.titled([("real phantom slices", real), (f"synthetic after {finished['step']} steps", synthetic)])
     preview.save_png(picture, out / "preview.png")

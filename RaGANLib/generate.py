@@ -29,9 +29,9 @@ from RaGANLib.errors import BadInput, check_readable, free_bytes
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import label_values, read_image
 from RaGANLib.layouts import moved_layouts
-from RaGANLib.model_info import model_mode
+from RaGANLib.model_info import ModelInfo, SliceGrid
 from RaGANLib.nnunet import DatasetWriter
-from RaGANLib.prepare import Normalisation, from_slices, resample_slices, slice_directions, to_slices
+from RaGANLib.prepare import from_slices, resample_slices, slice_directions, to_slices
 from RaGANLib.segmentation_file import segmentation_header_lines
 from RaGANLib.synthetic_share import share_figures, share_warning, supported_count
 
@@ -68,10 +68,10 @@ def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=No
             yield np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1), labels
 
 
-def training_layouts(model: Path, description: dict, seed: int):
+def training_layouts(model: Path, description: ModelInfo, seed: int):
     """What a model paints from without user labels: None for a joint model (it makes its own labels); for a
     conditional model, its training label slices drawn and moved (RaGANLib.layouts), in an order fixed by `seed`."""
-    if model_mode(description) != "conditional":
+    if not description.conditional:
         return None
     return moved_layouts(model_folder.training_labels(model, description), np.random.default_rng([seed, 1]))
 
@@ -82,34 +82,32 @@ def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> 
     return np.concatenate(images), np.concatenate(labels)
 
 
-def value_types(description: dict) -> tuple[np.dtype, np.dtype]:
+def value_types(description: ModelInfo) -> tuple[np.dtype, np.dtype]:
     """Pixel types of the image (int16 HU for CT, else float32) and of the label (by the largest class value)."""
-    image = np.dtype(np.int16 if description["modality"] == "ct" else np.float32)
-    label = np.dtype(np.uint8 if max(c["value"] for c in description["classes"]) < 256 else np.uint16)
+    image = np.dtype(np.int16 if description.modality == "ct" else np.float32)
+    label = np.dtype(np.uint8 if max(c.value for c in description.classes) < 256 else np.uint16)
     return image, label
 
 
-def to_source(images: np.ndarray, labels: np.ndarray, description: dict) -> tuple[np.ndarray, np.ndarray]:
+def to_source(images: np.ndarray, labels: np.ndarray, description: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
     """Intensities in source units (int16 HU for CT) and labels with their original values."""
     _, label_type = value_types(description)
-    lookup = np.array([c["value"] for c in description["classes"]], dtype=label_type)
+    lookup = np.array([c.value for c in description.classes], dtype=label_type)
     return source_intensities(images, description), lookup[labels]
 
 
-def source_intensities(images: np.ndarray, description: dict) -> np.ndarray:
+def source_intensities(images: np.ndarray, description: ModelInfo) -> np.ndarray:
     """[-1, 1] images in source units (int16 HU for CT)."""
-    intensity = description["intensity"]
     image_type, _ = value_types(description)
-    values = Normalisation(intensity["low"], intensity["high"]).inverse(images)
+    values = description.intensity.inverse(images)
     return (np.round(values) if image_type == np.int16 else values).astype(image_type)
 
 
-def as_volume(slices: np.ndarray, description: dict) -> sitk.Image:
-    """A stack of slices as a volume with the model's pixel spacing, slice thickness and slicing axis' orientation."""
+def as_volume(slices: np.ndarray, grid: SliceGrid) -> sitk.Image:
+    """A stack of slices as a volume with the grid's pixel spacing, slice thickness and slicing axis' orientation."""
     volume = sitk.GetImageFromArray(np.ascontiguousarray(slices))
-    spacing = description["slice"]["spacing"]
-    volume.SetSpacing((float(spacing[1]), float(spacing[0]), float(description["slice"]["thickness"])))
-    columns, rows, stack = slice_directions(description["slice"]["axis"])
+    volume.SetSpacing((float(grid.spacing[1]), float(grid.spacing[0]), float(grid.thickness)))
+    columns, rows, stack = slice_directions(grid.axis)
     volume.SetDirection([value for row in zip(columns, rows, stack) for value in row])  # row-major 3x3
     return volume
 
@@ -119,11 +117,11 @@ class StackWriter:
     memory can be written; the file appears under its name only when complete. `extra` header lines (`key:=value`)
     follow the standard fields."""
 
-    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, description: dict, extra=()):
+    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, grid: SliceGrid, extra=()):
         self.path, self.count, self.dtype, self.written = Path(path), count, np.dtype(dtype), 0
         self.temporary = self.path.with_name(f".{self.path.name}.tmp.nrrd")
-        rows, columns = description["slice"]["spacing"]
-        steps = zip(slice_directions(description["slice"]["axis"]), (columns, rows, description["slice"]["thickness"]))
+        rows, columns = grid.spacing
+        steps = zip(slice_directions(grid.axis), (columns, rows, grid.thickness))
         directions = " ".join("(" + ",".join(repr(float(d * length)) for d in step) + ")" for step, length in steps)
         header = [
             "NRRD0004",
@@ -157,11 +155,11 @@ class StackWriter:
         self.temporary.unlink(missing_ok=True)
 
 
-def write_volumes(folder: Path, values, originals, description: dict, stem: str = "synthetic") -> dict:
+def write_volumes(folder: Path, values, originals, description: ModelInfo, stem: str = "synthetic") -> dict:
     """Write image and label stacks (in source units, see `to_source`) as uncompressed NRRD; returns their paths."""
     paths = {}
     for key, array in (("image", values), ("label", originals)):
-        writer = StackWriter(folder / f"{stem}_{key}.nrrd", len(array), array.shape[-1], array.dtype, description)
+        writer = StackWriter(folder / f"{stem}_{key}.nrrd", len(array), array.shape[-1], array.dtype, description.grid)
         try:
             writer.append(array)
             paths[key] = str(writer.finish())
@@ -171,22 +169,22 @@ def write_volumes(folder: Path, values, originals, description: dict, stem: str 
     return paths
 
 
-def preview_picture(images, labels, description: dict, title: str):
-    colors = [c["color"] for c in description["classes"]]
-    return preview.titled([(title, preview.grid(images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES], colors))])
+def preview_picture(images, labels, description: ModelInfo, title: str):
+    grid = preview.grid(images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES], description.colors)
+    return preview.titled([(title, grid)])
 
 
-def output_bytes(count: int, description: dict) -> int:
+def output_bytes(count: int, description: ModelInfo) -> int:
     """About how many bytes `generate` writes for `count` slices: the image stack, the label stack twice (plain and
     as a segmentation), the nnU-Net cases (counted uncompressed, an upper bound) and the preview."""
     image_type, label_type = value_types(description)
-    pixels = description["slice"]["size"] ** 2
+    pixels = int(np.prod(description.grid.shape))
     stacks = pixels * (image_type.itemsize + 2 * label_type.itemsize)
     cases = pixels * (image_type.itemsize + 1) + 2 * NIFTI_HEADER
     return count * (stacks + cases) + 4 * 1024 * 1024
 
 
-def check_space(out: Path, count: int, description: dict) -> None:
+def check_space(out: Path, count: int, description: ModelInfo) -> None:
     """Refuse, before anything is written, a `count` whose output would not fit on the disk that holds `out`."""
     needed = int(output_bytes(count, description) * SPACE_MARGIN)
     free = free_bytes(out)
@@ -213,7 +211,7 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
     outputs.check(out, "generated")
     generator, description = model_folder.load(model)
     if count is None:
-        count = max(1, supported_count(description["training"]["slices"], model_mode(description)))
+        count = max(1, supported_count(description.training.slices, description.mode))
     check_space(out, count, description)
     reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out))
 
@@ -234,56 +232,56 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
     return paths
 
 
-def training_set_share(count: int, description: dict, reporter: Reporter) -> dict:
+def training_set_share(count: int, description: ModelInfo, reporter: Reporter) -> dict:
     """The synthetic share of a training set made of these `count` slices and the model's training slices, with a
     notice when it exceeds what the benchmark supports for the model's mode (RaGANLib.synthetic_share)."""
-    mode, real = model_mode(description), description["training"]["slices"]
+    mode, real = description.mode, description.training.slices
     warning = share_warning(count, real, mode, "slices", " if they join the slices the model was trained on")
     if warning:
         reporter.notice(warning)
     return share_figures(count, real, mode)
 
 
-def class_shares(pixel_counts: np.ndarray, description: dict, reporter: Reporter) -> dict:
+def class_shares(pixel_counts: np.ndarray, description: ModelInfo, reporter: Reporter) -> dict:
     """Each class's share of the synthetic pixels next to its share of the training pixels, with a notice for every
     class drawn at less than half its training share: the rare class a user cares about is the one a GAN drops."""
-    training = description["training"]["class_pixel_fraction"]
+    training = description.training.class_pixel_fraction
     found = pixel_counts / max(1, pixel_counts.sum())
     shares = {}
-    for index, entry in enumerate(description["classes"]):
+    for index, entry in enumerate(description.classes):
         share = {"synthetic": round(float(found[index]), 6), "training": training[index]}
-        shares[entry["name"]] = share
+        shares[entry.name] = share
         if share["synthetic"] < 0.5 * share["training"]:
             reporter.notice(
-                f"class '{entry['name']}' covers {share['synthetic']:.2%} of the synthetic pixels against "
+                f"class '{entry.name}' covers {share['synthetic']:.2%} of the synthetic pixels against "
                 f"{share['training']:.2%} of the training pixels: the model draws it too rarely (train longer, or "
                 "check the training labels)"
             )
     return shares
 
 
-def _write_outputs(staging: Path, generator, description: dict, count: int, seed: int, layouts) -> np.ndarray:
+def _write_outputs(staging: Path, generator, description: ModelInfo, count: int, seed: int, layouts) -> np.ndarray:
     """The outputs in OUTPUTS, written into `staging` chunk by chunk; returns the pixel count of each class."""
-    size = description["slice"]["size"]
+    grid = description.grid
     image_type, label_type = value_types(description)
     stacks = [
-        StackWriter(staging / OUTPUTS["image"], count, size, image_type, description),
-        StackWriter(staging / OUTPUTS["label"], count, size, label_type, description),
+        StackWriter(staging / OUTPUTS["image"], count, grid.size, image_type, grid),
+        StackWriter(staging / OUTPUTS["label"], count, grid.size, label_type, grid),
         StackWriter(
             staging / OUTPUTS["segmentation"],
             count,
-            size,
+            grid.size,
             label_type,
-            description,
+            grid,
             extra=segmentation_header_lines(description, count),
         ),
     ]
-    names = [c["name"] for c in description["classes"]]
-    cases = DatasetWriter(staging / OUTPUTS["nnunet"], CHANNEL_NAMES[description["modality"]], names)
+    names = description.names
+    cases = DatasetWriter(staging / OUTPUTS["nnunet"], CHANNEL_NAMES[description.modality], names)
     pixel_counts = np.zeros(len(names), dtype=np.int64)
     try:
         first, index = None, 0
-        for images, labels in sample_chunks(generator, count, seed, description["latent_size"], layouts):
+        for images, labels in sample_chunks(generator, count, seed, description.latent_size, layouts):
             values, originals = to_source(images, labels, description)
             stacks[0].append(values)
             stacks[1].append(originals)
@@ -291,8 +289,8 @@ def _write_outputs(staging: Path, generator, description: dict, count: int, seed
             for offset in range(len(images)):
                 cases.add_case(
                     f"synthetic_{index + offset:04d}",
-                    as_volume(values[offset : offset + 1], description),
-                    as_volume(labels[offset : offset + 1], description),
+                    as_volume(values[offset : offset + 1], grid),
+                    as_volume(labels[offset : offset + 1], grid),
                 )
             index += len(images)
             pixel_counts += np.bincount(labels.ravel(), minlength=len(names))
@@ -343,7 +341,7 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
     if twice:
         raise BadInput(f"labels '{labels}' holds several volumes named {', '.join(twice)}; their outputs would clash")
     generator, description = model_folder.load(model)
-    if model_mode(description) != "conditional":
+    if not description.conditional:
         raise BadInput(
             f"model '{model}' is a joint model: it makes its own labels and cannot paint given ones; --labels needs "
             "a model trained with --mode conditional"
@@ -375,29 +373,29 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
     return reporter.emit("finished", volumes=len(files), seed=seed, outputs=paths)
 
 
-def _paint_volume(generator, description: dict, path: Path, seed: int, staging: Path, name: str):
+def _paint_volume(generator, description: ModelInfo, path: Path, seed: int, staging: Path, name: str):
     """Paint one label volume: its slices along the model's axis, resampled (nearest) onto the model's slice grid,
     painted, and the images resampled back onto the label's grid. Returns the painted slices on the model's grid."""
     label = read_image(path, "label")
     flat = label.GetSize()[2] == 1  # a 2D label keeps its own orientation, as in training
     oriented = label if flat else sitk.DICOMOrient(label, "LPS")
     values = label_values(oriented, path)
-    known = {c["value"]: c["index"] for c in description["classes"]}
+    known = {c.value: c.index for c in description.classes}
     unknown = sorted(set(np.unique(values).tolist()) - set(known))
     if unknown:
-        listed = ", ".join(f"{c['value']} ({c['name']})" for c in description["classes"])
+        listed = ", ".join(f"{c.value} ({c.name})" for c in description.classes)
         raise BadInput(
             f"label '{path}' holds the value(s) {', '.join(map(str, unknown[:10]))}, which the model does not know; "
             f"it knows {listed}"
         )
     lookup = np.zeros(max(known) + 1, dtype=np.uint8)
     lookup[list(known)] = list(known.values())
-    grid = description["slice"]
-    stack, pixel_spacing, _ = to_slices(lookup[values], oriented.GetSpacing(), grid["axis"])
-    indices = resample_slices(stack, pixel_spacing, grid["spacing"], grid["size"], linear=False)
-    images, _ = sample(generator, len(indices), seed, description["latent_size"], iter(indices))
-    back = resample_slices(images, grid["spacing"], pixel_spacing, stack.shape[1:], linear=True)
-    painted = sitk.GetImageFromArray(source_intensities(from_slices(back, grid["axis"]), description))
+    grid = description.grid
+    stack, pixel_spacing, _ = to_slices(lookup[values], oriented.GetSpacing(), grid.axis)
+    indices = resample_slices(stack, pixel_spacing, grid.spacing, grid.shape, linear=False)
+    images, _ = sample(generator, len(indices), seed, description.latent_size, iter(indices))
+    back = resample_slices(images, grid.spacing, pixel_spacing, stack.shape[1:], linear=True)
+    painted = sitk.GetImageFromArray(source_intensities(from_slices(back, grid.axis), description))
     painted.CopyInformation(oriented)
     if not flat:
         orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(label.GetDirection())

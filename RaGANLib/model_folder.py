@@ -20,77 +20,65 @@ import numpy as np
 
 from RaGANLib import __version__, outputs
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import JOINT_FORMAT, MODEL_FORMAT, check_keras, model_mode, read_model_info
-from RaGANLib.runfolder import write_bytes_atomic, write_json_atomic
+from RaGANLib.model_info import MODEL_JSON, ModelInfo, TrainingData, check_keras, read_model_info, write_model_info
+from RaGANLib.prepare import PreparedData
+from RaGANLib.runfolder import write_bytes_atomic
 
 
-def model_description(data_meta: dict, spec, step: int) -> dict:
+def model_description(data: PreparedData, spec, step: int) -> ModelInfo:
+    """The model.json of a generator trained by `spec` for `step` steps on the prepared slices `data`."""
     import keras
     import tensorflow as tf
 
     from RaGANLib.networks import LATENT_SIZE
 
-    conditional = spec.mode == "conditional"
-    return {
-        "format": MODEL_FORMAT if conditional else JOINT_FORMAT,
-        "generator": "generator.keras",
-        "latent_size": LATENT_SIZE,
-        "arch": spec.arch,
-        "width": spec.width,
-        "mode": spec.mode,
-        **({"labels": "labels.npz"} if conditional else {}),
-        "classes": data_meta["classes"],
-        "modality": data_meta["modality"],
-        "intensity": {
-            "forward": "clip((x - low) / (high - low) * 2 - 1, -1, 1)",
-            "inverse": "(y + 1) / 2 * (high - low) + low",
-            "low": data_meta["intensity"]["low"],
-            "high": data_meta["intensity"]["high"],
-            "per_case": data_meta["intensity"]["per_case"],
-            "units": "HU" if data_meta["modality"] == "ct" else "source",
-        },
-        "slice": {
-            "size": data_meta["size"],
-            "spacing": data_meta["spacing"],
-            "thickness": data_meta["thickness"],
-            "axis": data_meta["axis"],
-            "orientation": "LPS; rows top to bottom, columns left to right as displayed",
-        },
-        "training": {
-            "cases": data_meta["cases"],
-            "slices": data_meta["slices"],
-            "class_pixel_fraction": data_meta["class_pixel_fraction"],
-            "content_sha256": data_meta["content_sha256"],
-            "steps": step,
-            "batch": spec.batch,
-            "seed": spec.seed,
-        },
-        "versions": {
+    return ModelInfo(
+        classes=data.label_classes,
+        modality=data.meta["modality"],
+        intensity=data.normalisation,
+        grid=data.grid,
+        training=TrainingData(
+            cases=data.meta["cases"],
+            slices=data.meta["slices"],
+            class_pixel_fraction=tuple(data.meta["class_pixel_fraction"]),
+            content_sha256=tuple(data.meta["content_sha256"]),
+            steps=step,
+            batch=spec.batch,
+            seed=spec.seed,
+        ),
+        versions={
             "ragan": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "python": platform.python_version(),
         },
-    }
+        mode=spec.mode,
+        width=spec.width,
+        arch=spec.arch,
+        latent_size=LATENT_SIZE,
+        labels="labels.npz" if spec.mode == "conditional" else None,
+    )
 
 
 MODEL_FILES = ("generator.keras", "model.json", "labels.npz")  # all that RaGAN writes into a model folder
 
 
-def export(generator, description: dict, folder: Path, labels: np.ndarray | None = None) -> Path:
+def export(generator, description: ModelInfo | dict, folder: Path, labels: np.ndarray | None = None) -> Path:
     """Write the model folder so that it appears whole or not at all. An earlier model folder there is replaced
     only when it holds nothing but RaGAN's model files (see RaGANLib.outputs). `labels`: the training label slices
-    (class indices), kept for a conditional model only."""
+    (class indices), kept for a conditional model only. A `description` given as parsed JSON is checked first."""
     folder = Path(folder)
+    if isinstance(description, dict):
+        description = ModelInfo.from_json(description, f"the description of model '{folder}'")
     outputs.check_contents(folder, MODEL_FILES)
     staging, retired = outputs.new_staging(folder, "new"), None
     try:
         generator.save(staging / "generator.keras")
-        if model_mode(description) == "conditional":
+        if description.conditional:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, labels=np.asarray(labels, dtype=np.uint8))
-            write_bytes_atomic(staging / description["labels"], buffer.getvalue())
-        write_json_atomic(staging / "model.json", description)
+            write_bytes_atomic(staging / description.labels, buffer.getvalue())
+        write_model_info(staging, description)
         if folder.exists():
             retired = outputs.new_staging(folder, "old")
             os.replace(folder, retired / folder.name)
@@ -112,21 +100,20 @@ def load(folder: Path):
     description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
-    where = f"'{folder / 'model.json'}'"
+    where = f"'{folder / MODEL_JSON}'"
     check_keras(description, keras.__version__, where)
-    path = folder / description["generator"]
+    path = folder / description.generator
     if not path.is_file():
         raise BadInput(f"model folder '{folder}' has no {path.name} (field generator of model.json)")
     try:
         generator = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
-    size, classes = description["slice"]["size"], len(description["classes"])
-    conditional = model_mode(description) == "conditional"
+    size, classes, conditional = description.grid.size, len(description.classes), description.conditional
     takes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
     if conditional != (len(takes) == 2):
         raise BadInput(
-            f"{where}: field mode ({model_mode(description)}) does not fit {path.name}, which takes "
+            f"{where}: field mode ({description.mode}) does not fit {path.name}, which takes "
             f"{len(takes)} input(s) (a conditional generator takes a label map and a latent vector)"
         )
     if conditional and tuple(takes[0][1:]) != (size, size, classes):
@@ -135,9 +122,9 @@ def load(folder: Path):
             f"which paints images for label maps of {takes[0][1:]}"
         )
     latent, made = tuple(takes[-1][1:]), tuple(generator.output_shape[1:])
-    if latent != (description["latent_size"],):
+    if latent != (description.latent_size,):
         raise BadInput(
-            f"{where}: field latent_size ({description['latent_size']}) does not fit {path.name}, "
+            f"{where}: field latent_size ({description.latent_size}) does not fit {path.name}, "
             f"which takes latent vectors of {latent[-1]}"
         )
     if made != (size, size, 1 if conditional else 1 + classes):
@@ -148,10 +135,10 @@ def load(folder: Path):
     return generator, description
 
 
-def training_labels(folder: Path, description: dict) -> np.ndarray:
+def training_labels(folder: Path, description: ModelInfo) -> np.ndarray:
     """The training label slices of a conditional model folder ([n, size, size] class indices), checked."""
-    path = Path(folder) / description["labels"]
-    size, classes = description["slice"]["size"], len(description["classes"])
+    path = Path(folder) / description.labels
+    size, classes = description.grid.size, len(description.classes)
     try:
         with np.load(path, allow_pickle=False) as stored:
             labels = stored["labels"]

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.errors import BadInput, DiskFull, describe_space
+from RaGANLib.errors import BadInput, DiskFull, describe_space, read_json
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
-from RaGANLib.model_info import MAX_LABEL_VALUE
+from RaGANLib.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid
 from RaGANLib.runfolder import write_json_atomic
 from RaGANLib.spec import TrainSpec
 
@@ -66,20 +66,6 @@ def slice_directions(axis: str) -> tuple[tuple[float, float, float], ...]:
 
 
 @dataclasses.dataclass
-class Normalisation:
-    """Maps source intensities to [-1, 1] (clipped) and back."""
-
-    low: float
-    high: float
-
-    def forward(self, values: np.ndarray) -> np.ndarray:
-        return np.clip((values - self.low) / (self.high - self.low) * 2 - 1, -1, 1)
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        return (np.asarray(values, dtype=np.float64) + 1) / 2 * (self.high - self.low) + self.low
-
-
-@dataclasses.dataclass
 class CaseSummary:
     """What the first pass learns about a case."""
 
@@ -99,15 +85,24 @@ class PreparedData:
 
     images: np.ndarray  # [n, size, size] float16 in [-1, 1] (memory-mapped)
     labels: np.ndarray  # [n, size, size] uint8 class indices
-    meta: dict
+    meta: dict  # cache/meta.json
 
     @property
     def classes(self) -> list[dict]:
+        """meta.json's classes as written (see `label_classes`)."""
         return self.meta["classes"]
 
     @property
+    def label_classes(self) -> tuple[LabelClass, ...]:
+        return tuple(LabelClass.from_json(c) for c in self.meta["classes"])
+
+    @property
     def normalisation(self) -> Normalisation:
-        return Normalisation(self.meta["intensity"]["low"], self.meta["intensity"]["high"])
+        return Normalisation.from_json(self.meta["intensity"])
+
+    @property
+    def grid(self) -> SliceGrid:
+        return SliceGrid.from_json(self.meta)
 
 
 def cache_key(spec: TrainSpec) -> str:
@@ -129,12 +124,12 @@ def load_cache(
 ) -> PreparedData | None:
     """The cached slices of a run, if complete, undamaged, and made with the same preparation options from the same
     input files; None when it must be (re)built. Changed inputs are refused (BadInput) if `refuse_changed_inputs`."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except FileNotFoundError:
+    if not (folder / "meta.json").exists():
         return None
-    except (OSError, ValueError) as error:
-        reporter.notice(f"the slice cache '{folder}' cannot be used (meta.json: {error}); preparing it again")
+    try:
+        meta = read_json(folder / "meta.json", "slice cache description")
+    except BadInput as error:
+        reporter.notice(f"the slice cache '{folder}' cannot be used ({error}); preparing it again")
         return None
     if not isinstance(meta, dict) or meta.get("key") != cache_key(spec):
         return None
@@ -429,20 +424,19 @@ def write_cache(plan: Survey, cache_folder: Path, stop=lambda: None) -> Prepared
         color = (
             [0.0, 0.0, 0.0] if value == 0 else spec.label_colors.get(str(value), PALETTE[(index - 1) % len(PALETTE)])
         )
-        classes.append({"index": index, "value": value, "name": name, "color": color})
+        classes.append(LabelClass(index, value, name, tuple(color)))
+    per_case = dataclasses.replace(normalisation, per_case=modality != "ct")
+    grid = SliceGrid(spec.size, (target, target), float(np.median([s.thickness for s in summaries])), spec.axis)
     meta = {
         "key": cache_key(spec),
         "cases": len(cases),
         "slices": count,
         "case_slices": [len(s.chosen) for s in summaries],
-        "classes": classes,
+        "classes": [c.to_json() for c in classes],
         "class_pixel_fraction": [round(float(c / pixel_counts.sum()), 6) for c in pixel_counts],
         "modality": modality,
-        "intensity": {"low": normalisation.low, "high": normalisation.high, "per_case": modality != "ct"},
-        "size": spec.size,
-        "spacing": [target, target],
-        "thickness": float(np.median([s.thickness for s in summaries])),
-        "axis": spec.axis,
+        "intensity": per_case.to_json(),
+        **grid.to_json(),
         "content_sha256": sorted(h for s in summaries for h in s.hashes),
         "case_sha256": [s.hashes for s in summaries],  # [image, label] per case, in case order
         "files": recorded,

@@ -563,14 +563,13 @@ def _train_prepared(
     shown = np.sort(np.random.default_rng(preview_latents).permutation(len(data.labels))[:PREVIEW_COUNT])
 
     def write_preview(step: int) -> None:
-        description = model_folder.model_description(data.meta, spec, step)
+        description = model_folder.model_description(data, spec, step)
         if spec.mode == "conditional":
             layouts = iter(np.asarray(data.labels[shown]))
             images, labels = sample(trainer.ema, len(shown), preview_latents, trainer.latent_size, layouts)
             real = np.asarray(data.images[shown], dtype=np.float32)
-            colors = [c["color"] for c in description["classes"]]
             title = f"step {step}: label | synthetic | real"
-            picture = preview.titled([(title, preview.side_by_side(labels, images, real, colors))])
+            picture = preview.titled([(title, preview.side_by_side(labels, images, real, description.colors))])
         else:
             images, labels = sample(trainer.ema, PREVIEW_COUNT, preview_latents, trainer.latent_size)
             picture = preview_picture(images, labels, description, f"step {step}")
@@ -587,9 +586,9 @@ def _train_prepared(
         path = trainer.save_checkpoint(run, step)
         reporter.emit("checkpoint", step=step, path=str(path))
         write_preview(step)
-        description = model_folder.model_description(data.meta, spec, step)
         # The last step is kept in the checkpoint above; the model is the best-scoring step's (the trainer ends here).
-        description["selection"] = selection = trainer.best.select(trainer.ema, step)
+        selection = trainer.best.select(trainer.ema, step)
+        description = dataclasses.replace(model_folder.model_description(data, spec, step), selection=selection)
         folder = model_folder.export(trainer.ema, description, run.model, data.labels)
         run.clear_stop()
         return reporter.emit(

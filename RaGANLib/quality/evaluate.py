@@ -53,7 +53,7 @@ def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
 
     generator, description = load(model)
     layouts = training_layouts(model, description, seed)
-    images, labels = sample(generator, count, seed, description["latent_size"], layouts)
+    images, labels = sample(generator, count, seed, description.latent_size, layouts)
     return SliceSet(images, labels, np.arange(count)), Space.of_model(description)
 
 
@@ -166,7 +166,7 @@ def evaluate(
             progress.advance("read synthetic cases")
         progress.advance("read training cases")
         test, _ = read_set(held_out, space, work, "held-out", reporter)
-        trained_on = set(read_model_info(synthetic)["training"]["content_sha256"]) if from_model else set()
+        trained_on = set(read_model_info(synthetic).training.content_sha256) if from_model else set()
         refuse_shared_cases(test, training, trained_on, {"held_out": held_out, "real": real, "synthetic": synthetic})
         progress.advance("read held-out cases")
     classes, names, colors = len(space.values), list(space.names), space.colors

@@ -14,6 +14,7 @@ import numpy as np
 
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
+from RaGANLib.model_info import ModelInfo
 from RaGANLib.prepare import survey, write_cache
 from RaGANLib.spec import TrainSpec
 
@@ -43,20 +44,19 @@ class Space:
     ct_window: tuple[float, float]
     values: tuple[int, ...] | None  # original label values of classes 0..K-1; None until decided
     names: tuple[str, ...] | None = None  # class names, as the model or the training set's preparation gives them
-    colors: tuple[list[float], ...] | None = None  # class colours (r, g, b in 0..1), likewise
+    colors: tuple[tuple[float, float, float], ...] | None = None  # class colours (r, g, b in 0..1), likewise
 
     @classmethod
-    def of_model(cls, description: dict) -> "Space":
-        intensity, grid = description["intensity"], description["slice"]
+    def of_model(cls, description: ModelInfo) -> "Space":
         return cls(
-            size=grid["size"],
-            axis=grid["axis"],
-            spacing=float(grid["spacing"][0]),
-            modality=description["modality"],
-            ct_window=(intensity["low"], intensity["high"]),
-            values=tuple(c["value"] for c in description["classes"]),
-            names=tuple(c["name"] for c in description["classes"]),
-            colors=tuple(c["color"] for c in description["classes"]),
+            size=description.grid.size,
+            axis=description.grid.axis,
+            spacing=float(description.grid.spacing[0]),
+            modality=description.modality,
+            ct_window=(description.intensity.low, description.intensity.high),
+            values=tuple(c.value for c in description.classes),
+            names=tuple(description.names),
+            colors=tuple(description.colors),
         )
 
 
@@ -106,8 +106,8 @@ def read_set(path: Path, space: Space, work: Path, name: str, reporter: Reporter
         modality=plan.modality,
         ct_window=(plan.normalisation.low, plan.normalisation.high) if plan.modality == "ct" else space.ct_window,
         values=tuple(plan.values),
-        names=space.names or tuple(c["name"] for c in data.meta["classes"]),
-        colors=space.colors or tuple(c["color"] for c in data.meta["classes"]),
+        names=space.names or tuple(c.name for c in data.label_classes),
+        colors=space.colors or tuple(c.color for c in data.label_classes),
     )
     # Copies, not views of the memory-mapped cache: the caller may delete `work` (Windows refuses to while mapped).
     files = [(str(case.image), summary.hashes[0]) for case, summary in zip(plan.cases, plan.summaries)]
