@@ -404,7 +404,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume, segmentation = self.logic.loadGenerated(
                 slicer.mrmlScene, job.finished["outputs"], self.generateModel, source.image if source else None
             )
-            axis = results.read_model_info(self.generateModel)["slice"]["axis"]
+            axis = results.read_model(self.generateModel).grid.axis
             self.showSideBySide(source, volume, segmentation, axis)
             loaded = _("Loaded '{name}' ({count} slices).").format(
                 name=volume.GetName(), count=volume.GetImageData().GetDimensions()[2]
@@ -438,7 +438,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume, segmentation = self.logic.loadPainted(
                 slicer.mrmlScene, job.finished["outputs"], self.paintModel, self.paintCase.image
             )
-            axis = results.read_model_info(self.paintModel)["slice"]["axis"]
+            axis = results.read_model(self.paintModel).grid.axis
             self.showSideBySide(self.paintCase, volume, segmentation, axis)
             self.ui.generateStatusLabel.text = _("Loaded '{name}': a synthetic scan for '{segmentation}'.").format(
                 name=volume.GetName(), segmentation=self.paintCase.label.GetName()
@@ -780,15 +780,7 @@ class RaGANLogic(ScriptedLoadableModuleLogic):
 
     def exportNnunet(self, target: Path, modelFolder: Path, includeReal: bool, syntheticDataset: Path | None):
         """Real cases (the run's) and synthetic ones into an nnU-Net dataset: returns (folder, splits_final.json)."""
-        realPairs = []
-        if includeReal:
-            spec = Path(modelFolder).parent / "spec.json"
-            if spec.is_file():
-                import json
-
-                realPairs = [
-                    tuple(spec.parent / p for p in pair) for pair in json.loads(spec.read_text()).get("pairs", [])
-                ]
+        realPairs = dataset_export.run_pairs(modelFolder) if includeReal else []
         return dataset_export.export_nnunet(target, modelFolder, realPairs, syntheticDataset)
 
     def checkEnvironment(self, device: str):

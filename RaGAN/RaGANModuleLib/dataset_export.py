@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RaGANModuleLib.locations import import_ragan_lib
-from RaGANModuleLib.results import read_model_info
+from RaGANModuleLib.results import read_model
 
 
 def export_nnunet(
@@ -34,10 +34,10 @@ def export_nnunet(
             f"nnU-Net finds only datasets named DatasetNNN_Name (three digits, then a name), e.g. Dataset501_RaGAN; "
             f"'{Path(target).name}' is not such a name"
         )
-    info = read_model_info(model_folder)
-    class_names = [c["name"] for c in info["classes"]]  # in index order, as the schema requires
-    index_of_value = {c["value"]: c["index"] for c in info["classes"]}
-    writer = DatasetWriter(Path(target), channel_name=info["modality"].upper(), class_names=class_names)
+    info = read_model(model_folder)
+    class_names = info.names  # in index order, as the schema requires
+    index_of_value = {c.value: c.index for c in info.classes}
+    writer = DatasetWriter(Path(target), channel_name=info.modality.upper(), class_names=class_names)
     start = writer.existing
     try:
         for number, (image_path, label_path) in enumerate(real_pairs):
@@ -65,16 +65,32 @@ def export_nnunet(
     return folder, write_splits(folder)
 
 
+def run_pairs(model_folder: Path) -> list[tuple[Path, Path]]:
+    """The (image, label) files a model was trained on, from the spec.json of its run folder (the model folder's
+    parent), read by the trainer's own reader; none when the run has no spec.json or named a dataset or pairs file.
+    A spec.json that cannot be read raises ValueError with the reason."""
+    spec = Path(model_folder).parent / "spec.json"
+    if not spec.is_file():
+        return []
+    import_ragan_lib()
+    from RaGANLib.errors import BadInput
+    from RaGANLib.spec import TrainSpec
+
+    try:
+        return [(Path(image), Path(label)) for image, label in TrainSpec.load(spec).pairs]
+    except BadInput as error:
+        raise ValueError(str(error)) from None
+
+
 def synthetic_share_warning(folder: Path, model_folder: Path) -> str | None:
     """A warning in plain words when the nnU-Net dataset in `folder` holds more synthetic cases beside its real ones
     than the benchmark supports for the model's mode (RaGANLib/synthetic_share.py), else None. Counted in cases:
     nnU-Net draws every case equally often, so the share of synthetic cases is the share of its batches."""
     import_ragan_lib()
-    from RaGANLib.model_info import model_mode
     from RaGANLib.nnunet import SYNTHETIC_PREFIX, read_dataset
     from RaGANLib.synthetic_share import share_warning
 
     cases = [case for case, _, _ in read_dataset(Path(folder))[0]]
     synthetic = sum(case.startswith(SYNTHETIC_PREFIX) for case in cases)
     drawn = " (nnU-Net draws every case equally often, so this is the synthetic share of its batches)"
-    return share_warning(synthetic, len(cases) - synthetic, model_mode(read_model_info(model_folder)), "cases", drawn)
+    return share_warning(synthetic, len(cases) - synthetic, read_model(model_folder).mode, "cases", drawn)

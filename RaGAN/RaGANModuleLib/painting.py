@@ -22,9 +22,9 @@ from RaGANModuleLib.training_cases import TrainingCase, _label_on_image_grid
 LABEL_NAME = "segmentation"  # the label file's name, and so the painted volume's: images/segmentation.nrrd
 
 
-def joint_model_reason(info: dict, model_folder: Path) -> str | None:
-    """Why the model in `model_folder` (its checked model.json `info`) cannot paint a segmentation, or None."""
-    if info.get("mode", "joint") == "conditional":
+def joint_model_reason(info, model_folder: Path) -> str | None:
+    """Why the model in `model_folder` (its checked model.json, a ModelInfo) cannot paint a segmentation, or None."""
+    if info.conditional:
         return None
     return (
         f"the model in '{model_folder}' makes its own labels (a joint model); painting a segmentation needs a model "
@@ -37,7 +37,7 @@ def paint_unavailable_reason(model_folder: Path | None) -> str | None:
     if model_folder is None:
         return "choose a model folder (the model/ folder of a run trained in conditional mode)"
     try:
-        info = results.read_model_info(model_folder)
+        info = results.read_model(model_folder)
     except ValueError as error:
         return str(error)
     return joint_model_reason(info, model_folder)
@@ -53,11 +53,11 @@ def source_volume(scene, segmentation):
 def export_label_for_model(scene, segmentation, source_volume, model_folder: Path, folder: Path) -> Path:
     """Write `segmentation` on the grid of `source_volume` as `<folder>/segmentation.nrrd`, segments by name with
     the model's label values. ValueError (with the reason) for a joint model or a segment the model does not know."""
-    info = results.read_model_info(model_folder)
+    info = results.read_model(model_folder)
     reason = joint_model_reason(info, model_folder)
     if reason:
         raise ValueError(reason)
-    values = {c["name"]: c["value"] for c in info["classes"] if c["value"] != 0}
+    values = {c.name: c.value for c in info.classes if c.value != 0}
     names = [segmentation.GetSegmentation().GetSegment(i).GetName() for i in scene_files.segment_ids(segmentation)]
     unknown = [name for name in names if name not in values]
     if unknown or not names:

@@ -15,21 +15,26 @@ from RaGANModuleLib import scene_files
 from RaGANModuleLib.locations import import_ragan_lib
 
 
-def read_model_info(model_folder: Path, keras: str | None = None) -> dict:
-    """The model's `model.json` (classes with values, names and colours; slice size and spacing; modality), checked
-    by the trainer's own reader; a folder that is not a usable model raises ValueError with the reason. With `keras`
-    (the trainer's Keras version), a model saved by a newer Keras is refused with the version to install."""
+def read_model(model_folder: Path, keras: str | None = None):
+    """The model's `model.json` as RaGANLib.model_info.ModelInfo (classes with values, names and colours; slice grid;
+    modality; mode), checked by the trainer's own reader; a folder that is not a usable model raises ValueError with
+    the reason. With `keras` (the trainer's Keras version), a model saved by a newer Keras is refused with the
+    version to install."""
     import_ragan_lib()
     from RaGANLib.errors import BadInput
-    from RaGANLib.model_info import check_keras
-    from RaGANLib.model_info import read_model_info as read_checked
+    from RaGANLib.model_info import MODEL_JSON, check_keras, read_model_info
 
     try:
-        info = read_checked(Path(model_folder))
-        check_keras(info, keras, f"'{Path(model_folder) / 'model.json'}'")
+        info = read_model_info(Path(model_folder))
+        check_keras(info, keras, f"'{Path(model_folder) / MODEL_JSON}'")
         return info
     except BadInput as error:
         raise ValueError(str(error)) from None
+
+
+def read_model_info(model_folder: Path, keras: str | None = None) -> dict:
+    """`read_model`, as model.json's checked JSON data."""
+    return read_model(model_folder, keras).to_json()
 
 
 def orient_views(slice_nodes, axis: str) -> None:
@@ -39,9 +44,9 @@ def orient_views(slice_nodes, axis: str) -> None:
         slice_node.SetOrientation(axis.capitalize())  # Slicer's presets: "Axial", "Coronal", "Sagittal"
 
 
-def model_classes(model_folder: Path) -> list[dict]:
-    """The model's label classes other than background: dicts with "value", "name", "color"."""
-    return [c for c in read_model_info(model_folder)["classes"] if c["value"] != 0]
+def model_classes(model_folder: Path) -> list:
+    """The model's label classes other than background (RaGANLib.model_info.LabelClass: value, name, color)."""
+    return [c for c in read_model(model_folder).classes if c.value != 0]
 
 
 def load_generated(scene, outputs: dict, model_folder: Path, source_node=None, name: str = "RaGAN synthetic"):
@@ -64,13 +69,13 @@ def load_generated(scene, outputs: dict, model_folder: Path, source_node=None, n
     return volume, segmentation
 
 
-def segmentation_from_label_file(scene, label_path: Path, classes: list[dict], name: str, reference_volume):
+def segmentation_from_label_file(scene, label_path: Path, classes: list, name: str, reference_volume):
     """A segmentation with one segment per class (named and coloured as the class), from a label NRRD file."""
     labelmap = scene_files.read_volume(
         scene, label_path, "vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__", keep_storage=False
     )
-    names = {c["value"]: c["name"] for c in classes}
-    colors = {c["value"]: c["color"] for c in classes}
+    names = {c.value: c.name for c in classes}
+    colors = {c.value: c.color for c in classes}
     table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, colors)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     try:
