@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib.events import Reporter
+from RaGANLib.model_info import read_model_info
 from RaGANLib.quality.evaluate import slice_grid
 from RaGANLib.spec import TrainSpec
 
@@ -18,7 +19,7 @@ def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
 
     root = work / name
     model = root / "model"
-    if not (model.exists() and json.loads((model / "model.json").read_text())["training"]["steps"] >= spec.steps):
+    if not (model.exists() and read_model_info(model).training.steps >= spec.steps):
         with open(work / f"{name}.log", "a") as log:
             train(spec, root, Reporter(stream=log), resume=(root / "checkpoints").exists())
     events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from RaGANLib import phantom  # noqa: E402 (after the repository is on the path)
 from RaGANLib.generate import as_volume  # noqa: E402
+from RaGANLib.model_info import SliceGrid  # noqa: E402
 from RaGANLib.nnunet import DatasetWriter, write_splits  # noqa: E402
 
 NAME = "Dataset501_RaGANCheck"
@@ -29,8 +30,7 @@ REAL, SYNTHETIC = 6, 20
 def write_dataset(raw: Path) -> Path:
     """6 real phantom volumes and 20 one-slice synthetic cases (phantom slices standing in for generated ones)."""
     writer = DatasetWriter(raw / NAME, "CT", ["background", *phantom.CLASS_NAMES.values()])
-    description = {"slice": {"spacing": [phantom.SPACING[1], phantom.SPACING[0]], "thickness": phantom.SPACING[2]}}
-    description["slice"]["axis"] = "axial"
+    grid = SliceGrid(64, (phantom.SPACING[1], phantom.SPACING[0]), phantom.SPACING[2], "axial")
     for number in range(REAL):
         image, label = phantom.make_case(number, (16, 64, 64))
         volumes = [sitk.GetImageFromArray(a) for a in (image, label)]
@@ -39,9 +39,7 @@ def write_dataset(raw: Path) -> Path:
         writer.add_case(f"real_{number:04d}", *volumes)
     for number in range(SYNTHETIC):
         image, label = phantom.make_case(100 + number, (4, 64, 64))
-        writer.add_case(
-            f"synthetic_{number:04d}", as_volume(image[2:3], description), as_volume(label[2:3], description)
-        )
+        writer.add_case(f"synthetic_{number:04d}", as_volume(image[2:3], grid), as_volume(label[2:3], grid))
     folder = writer.finish()
     write_splits(folder)
     return folder

@@ -26,8 +26,7 @@ sys.path.insert(0, str(REPOSITORY))
 from RaGANLib import demo, phantom, preview  # noqa: E402 (after the repository is on the path)
 from RaGANLib.errors import BadInput, RaGANError  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
-from RaGANLib.model_info import model_mode, read_model_info  # noqa: E402
-from RaGANLib.prepare import Normalisation  # noqa: E402
+from RaGANLib.model_info import ModelInfo, read_model_info  # noqa: E402
 
 HELD_OUT_CASE = 100  # a phantom case seed the demo's training cases (0-7) do not use
 CASE_SHAPE = (20, 96, 96)  # the demo's phantom cases
@@ -84,17 +83,17 @@ def paint_a_lesion(args, work: Path, reporter: Reporter) -> None:
     painting = Reporter(reporter.json_lines)  # not the training reporter: its events belong to the run folder
     painted = generate_for_labels(model, work / "labels", args.seed, work / "painted", painting)["outputs"]
     images = [sitk.GetArrayFromImage(sitk.ReadImage(f"{painted['images']}/{n}.nrrd"))[0] for n in ("plain", "edited")]
-    steps = info["training"]["steps"]
+    steps = info.training.steps
     preview.save_png(picture(label, edited, images, info), args.out)
     reporter.notice(f"wrote {args.out}: a phantom label slice painted by a conditional model after {steps} steps")
 
 
-def lesion_value(info: dict, model: Path) -> int:
-    if model_mode(info) != "conditional":
+def lesion_value(info: ModelInfo, model: Path) -> int:
+    if not info.conditional:
         raise BadInput(f"model '{model}' is a joint model; painting a lesion needs one trained with --mode conditional")
-    for c in info["classes"]:
-        if c["name"] == "lesion":
-            return c["value"]
+    for c in info.classes:
+        if c.name == "lesion":
+            return c.value
     raise BadInput(f"model '{model}' has no class named 'lesion' (train it on phantom cases)")
 
 
@@ -126,12 +125,11 @@ def with_drawn_lesion(label: np.ndarray, lesion: int) -> np.ndarray:
     return edited
 
 
-def picture(label: np.ndarray, edited: np.ndarray, images: list[np.ndarray], info: dict) -> Image.Image:
-    classes = info["classes"]
-    colors = np.zeros((max(c["value"] for c in classes) + 1, 3), dtype=np.float32)
-    for c in classes:
-        colors[c["value"]] = c["color"]
-    shown = Normalisation(info["intensity"]["low"], info["intensity"]["high"])
+def picture(label: np.ndarray, edited: np.ndarray, images: list[np.ndarray], info: ModelInfo) -> Image.Image:
+    colors = np.zeros((max(c.value for c in info.classes) + 1, 3), dtype=np.float32)
+    for c in info.classes:
+        colors[c.value] = c.color
+    shown = info.intensity
     black = np.full(label.shape, -1.0)
     difference = np.abs(images[1].astype(np.float64) - images[0])
     scale = max(float(difference.max()), 1.0)
