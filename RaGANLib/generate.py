@@ -215,14 +215,10 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
     check_space(out, count, description)
     reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out))
 
-    staging = outputs.new_staging(out)
-    try:
+    with outputs.staged(out) as staging:
         layouts = training_layouts(model, description, seed)
         pixel_counts = _write_outputs(staging, generator, description, count, seed, layouts)
         published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
-    except BaseException:
-        outputs.discard(staging)
-        raise
     paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
     shares = class_shares(pixel_counts, description, reporter)
     synthetic_share = training_set_share(count, description, reporter)
@@ -350,8 +346,7 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
     from RaGANLib.quality.evaluate import Progress
 
     progress = Progress(reporter, len(files))
-    staging = outputs.new_staging(out)
-    try:
+    with outputs.staged(out) as staging:
         shown = [], []
         for name in LABEL_OUTPUTS.values():
             if name != LABEL_OUTPUTS["preview"]:
@@ -366,9 +361,6 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
             picture = preview_picture(np.stack(shown[0]), np.stack(shown[1]), description, f"painted, seed {seed}")
             preview.save_png(picture, staging / LABEL_OUTPUTS["preview"])
         published = outputs.publish(staging, out, "generated", tuple(LABEL_OUTPUTS.values()))
-    except BaseException:
-        outputs.discard(staging)
-        raise
     paths = {key: str(published[name]) for key, name in LABEL_OUTPUTS.items() if name in published}
     return reporter.emit("finished", volumes=len(files), seed=seed, outputs=paths)
 

@@ -11,9 +11,7 @@ Nothing in it comes from input headers or file names: the hashes identify the tr
 """
 
 import io
-import os
 import platform
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,26 +69,14 @@ def export(generator, description: ModelInfo | dict, folder: Path, labels: np.nd
     if isinstance(description, dict):
         description = ModelInfo.from_json(description, f"the description of model '{folder}'")
     outputs.check_contents(folder, MODEL_FILES)
-    staging, retired = outputs.new_staging(folder, "new"), None
-    try:
+    with outputs.staged(folder, "new") as staging:
         generator.save(staging / "generator.keras")
         if description.conditional:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, labels=np.asarray(labels, dtype=np.uint8))
             write_bytes_atomic(staging / description.labels, buffer.getvalue())
         write_model_info(staging, description)
-        if folder.exists():
-            retired = outputs.new_staging(folder, "old")
-            os.replace(folder, retired / folder.name)
-        outputs.move_into_place(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # made by this call
-        if retired is not None and not folder.exists():
-            os.replace(retired / folder.name, folder)  # the earlier model stays
-        raise
-    finally:
-        if retired is not None:
-            outputs.discard(retired)
+        outputs.replace(staging, folder)
     return folder
 
 

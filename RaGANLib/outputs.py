@@ -8,9 +8,14 @@ that names the folder and some of what it holds. Inside its own folder RaGAN rep
 Results are first written to a staging folder beside the output, `.<name>.partial-<pid>` (the model export uses
 `.<name>.new-<pid>` and `.<name>.old-<pid>`), marked as well; a command that fails removes its own, and the next one
 removes those that a killed command on this host left behind. A folder without RaGAN's marker is never removed.
+Every writer does this through one idiom:
+
+    with staged(out) as staging:       # removed again if the block fails
+        ...write into staging...
+        publish(staging, out, "generated", names)      # or replace(staging, folder): the folder as a whole
 """
 
-import json
+import contextlib
 import os
 import re
 import shutil
@@ -18,7 +23,7 @@ import socket
 from pathlib import Path
 
 from RaGANLib import __version__
-from RaGANLib.errors import BadInput
+from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
 MARKER = ".ragan.json"
@@ -33,11 +38,20 @@ SHOWN_ENTRIES = 5
 
 def kind_of(folder: Path) -> str | None:
     """The kind of RaGAN output `folder` is, from its marker; None when it has no readable marker."""
-    try:
-        marker = json.loads((Path(folder) / MARKER).read_text())
-    except (OSError, ValueError):
+    marker = _marker(folder)
+    return marker.get("kind") if marker else None
+
+
+def _marker(folder: Path) -> dict | None:
+    """The marker of `folder`, None when it has none, or one that cannot be read or is not a JSON object."""
+    path = Path(folder) / MARKER
+    if not path.is_file():
         return None
-    return marker.get("kind") if isinstance(marker, dict) else None
+    try:
+        marker = read_json(path, "RaGAN's marker")
+    except BadInput:
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 def mark(folder: Path, kind: str, **extra) -> None:
@@ -170,11 +184,8 @@ def remove_stale_staging(target: Path) -> list[Path]:
     for path in target.parent.iterdir():
         if not (pattern.fullmatch(path.name) and path.is_dir()):
             continue
-        try:
-            marker = json.loads((path / MARKER).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(marker, dict) and marker.get("kind") == "staging" and not _alive_here(marker):
+        marker = _marker(path)
+        if marker and marker.get("kind") == "staging" and not _alive_here(marker):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -195,6 +206,37 @@ def new_staging(target: Path, tag: str = "partial") -> Path:
     except OSError as error:
         raise BadInput(f"cannot write beside '{target}': {error.strerror or error}") from None
     return staging
+
+
+@contextlib.contextmanager
+def staged(target: Path, tag: str = "partial"):
+    """A new staging folder beside `target` (see `new_staging`) for the block to write into and move into place
+    (`publish`, `replace`); when the block fails, the staging folder and what is left in it are removed."""
+    staging = new_staging(target, tag)
+    try:
+        yield staging
+    except BaseException:
+        discard(staging)
+        raise
+
+
+def replace(staging: Path, target: Path) -> None:
+    """Make a finished staging folder `target` itself, whole: an earlier `target` is moved aside first and removed
+    only once the new one is in place (it is put back when the move fails). Check what `target` holds first
+    (`check_contents`)."""
+    target, retired = Path(target), None
+    try:
+        if target.exists():
+            retired = new_staging(target, "old")
+            os.replace(target, retired / target.name)
+        move_into_place(staging, target)
+    except BaseException:
+        if retired is not None and not target.exists():
+            os.replace(retired / target.name, target)  # the earlier folder stays
+        raise
+    finally:
+        if retired is not None:
+            discard(retired)
 
 
 def move_into_place(staging: Path, target: Path) -> None:

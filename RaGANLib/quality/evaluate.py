@@ -268,16 +268,12 @@ def _named_dice(result: dict, names: list[str]) -> dict:
 def write_report(out: Path, figures: dict, pictures: dict) -> None:
     """report.json, report.md and the pictures, staged beside `out` and moved in when complete; other files in an
     earlier report folder stay."""
-    staging = outputs.new_staging(out)
-    try:
+    with outputs.staged(out) as staging:
         write_json_atomic(staging / "report.json", figures)
         (staging / "report.md").write_text(markdown(figures), encoding="utf-8")
         for name, picture in pictures.items():
             preview.save_png(picture, staging / name)
         outputs.publish(staging, out, "report", ("report.json", "report.md", *pictures))
-    except BaseException:
-        outputs.discard(staging)
-        raise
 
 
 def markdown(figures: dict) -> str:
