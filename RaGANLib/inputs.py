@@ -7,14 +7,13 @@ NRRD, MHA, 2D formats (X-ray) or a DICOM series folder. Every refusal names the 
 import csv
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from RaGANLib import nnunet
-from RaGANLib.errors import BadInput, check_readable
+from RaGANLib.errors import BadInput, check_readable, read_json
 from RaGANLib.image_files import check_image_file
 from RaGANLib.spec import TrainSpec
 
@@ -48,22 +47,19 @@ def read_pairs_file(path: Path) -> list[Case]:
     if not path.is_file():
         raise BadInput(f"pairs file '{path}' is a folder; give a .csv or .json file")
     base = path.resolve().parent
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel starts a CSV with a byte order mark
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInput(f"pairs file '{path}' cannot be read: {error}") from None
     rows = []
     if path.suffix.lower() == ".json":
-        try:
-            entries = json.loads(text)
-        except ValueError as error:
-            raise BadInput(f"pairs file '{path}' is not valid JSON: {error}") from None
+        entries = read_json(path, "pairs file")
         if not isinstance(entries, list) or not all(
             isinstance(e, dict) and "image" in e and "label" in e for e in entries
         ):
             raise BadInput(f'pairs file \'{path}\' must be a JSON list of objects with "image" and "label"')
         rows = [(e["image"], e["label"], e.get("case")) for e in entries]
     else:
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # Excel starts a CSV with a byte order mark
+        except (OSError, UnicodeDecodeError) as error:
+            raise BadInput(f"pairs file '{path}' cannot be read: {error}") from None
         for number, row in enumerate(csv.reader(text.splitlines()), start=1):
             if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
                 continue

@@ -8,7 +8,6 @@ A dataset mixing real and synthetic cases also gets `splits_final.json`: cross-v
 cases only (nnU-Net's own random folds would validate on synthetic cases and report how well it copies the GAN).
 """
 
-import json
 import re
 from pathlib import Path
 
@@ -154,9 +153,9 @@ def write_splits(folder: Path, folds: int = FOLDS) -> Path | None:
     path = Path(folder) / "splits_final.json"
     if path.exists():
         try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
+            earlier = read_json(path, "nnU-Net splits")
             listed = sorted({case for fold in earlier for part in ("train", "val") for case in fold[part]})
-        except (ValueError, TypeError, KeyError, OSError):
+        except (BadInput, TypeError, KeyError):
             return None
         if earlier != real_only_splits(listed, folds):
             return None
