@@ -25,21 +25,13 @@ def add_phantom_case(scene, seed: int = 0, shape: tuple[int, int, int] = (20, 96
     )
     names = {int(v): n for v, n in phantom.CLASS_NAMES.items()}
     colors = {int(v): c for v, c in phantom.CLASS_COLORS.items()}
-    table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, colors)
-    labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
     segmentation.CreateDefaultDisplayNodes()
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     try:
-        if not scene_files.segmentations_logic(scene).ImportLabelmapToSegmentationNode(labelmap, segmentation):
-            raise RuntimeError("the phantom label could not be turned into segments")
-        for segment_id in scene_files.segment_ids(segmentation):
-            segment = segmentation.GetSegmentation().GetSegment(segment_id)
-            value = next(v for v, n in names.items() if n == segment.GetName())
-            segment.SetColor(*colors[value])
+        scene_files.segments_from_labelmap(scene, labelmap, segmentation, names, colors)
     finally:
         scene_files.remove_node(scene, labelmap)
-        scene.RemoveNode(table)
     if volume.GetDisplayNode() is not None:
         volume.GetDisplayNode().SetAutoWindowLevel(False)
         volume.GetDisplayNode().SetWindowLevel(400, 40)  # abdomen window

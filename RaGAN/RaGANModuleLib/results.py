@@ -74,34 +74,20 @@ def segmentation_from_label_file(scene, label_path: Path, classes: list, name: s
     labelmap = scene_files.read_volume(
         scene, label_path, "vtkMRMLLabelMapVolumeNode", "__RaGAN temporary label__", keep_storage=False
     )
-    names = {c.value: c.name for c in classes}
-    colors = {c.value: c.color for c in classes}
-    table = scene_files.color_table(scene, "__RaGAN temporary colours__", names, colors)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     try:
-        labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
-        logic = scene_files.segmentations_logic(scene)
-        if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
-            raise ValueError(f"'{label_path}' could not be turned into segments")
-        present = {
-            segmentation.GetSegmentation().GetSegment(i).GetName() for i in scene_files.segment_ids(segmentation)
-        }
-        for value in sorted(names):
-            if names[value] not in present:  # a class the generated slices happen not to contain: keep it, empty
-                segmentation.GetSegmentation().AddEmptySegment("", names[value], colors[value])
-        for segment_id in scene_files.segment_ids(segmentation):
-            segment = segmentation.GetSegmentation().GetSegment(segment_id)
-            value = next((v for v, n in names.items() if n == segment.GetName()), None)
-            if value is not None:
-                segment.SetColor(*colors[value])  # exact colours (a colour table rounds them to 8 bits)
+        names, colors = {c.value: c.name for c in classes}, {c.value: c.color for c in classes}
+        try:
+            scene_files.segments_from_labelmap(scene, labelmap, segmentation, names, colors)
+        except ValueError:
+            raise ValueError(f"'{label_path}' could not be turned into segments") from None
     except Exception:
         scene_files.remove_node(scene, segmentation)
         raise
     finally:
         scene_files.remove_node(scene, labelmap)
-        scene.RemoveNode(table)
     return segmentation
 
 

@@ -105,6 +105,28 @@ def color_table(scene, name: str, names: dict[int, str], colors: dict[int, list[
     return table
 
 
+def segments_from_labelmap(scene, labelmap, segmentation, names: dict[int, str], colors: dict[int, list[float]]):
+    """Fill `segmentation` with one segment per class of `labelmap` (label value -> `names`, `colors`), in the exact
+    colours (a colour table rounds them to 8 bits); a class the labelmap happens not to contain gets an empty
+    segment. ValueError when Slicer cannot import the labelmap."""
+    table = color_table(scene, "__RaGAN temporary colours__", names, colors)
+    try:
+        labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
+        if not segmentations_logic(scene).ImportLabelmapToSegmentationNode(labelmap, segmentation):
+            raise ValueError(f"'{labelmap.GetName()}' could not be turned into segments")
+        present = {segmentation.GetSegmentation().GetSegment(i).GetName() for i in segment_ids(segmentation)}
+        for value in sorted(names):
+            if names[value] not in present:
+                segmentation.GetSegmentation().AddEmptySegment("", names[value], colors[value])
+        for segment_id in segment_ids(segmentation):
+            segment = segmentation.GetSegmentation().GetSegment(segment_id)
+            value = next((v for v, n in names.items() if n == segment.GetName()), None)
+            if value is not None:
+                segment.SetColor(*colors[value])
+    finally:
+        scene.RemoveNode(table)
+
+
 def subject_hierarchy(scene):
     return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
 
