@@ -16,9 +16,9 @@ import math
 import numpy as np
 
 from RaGANLib.runfolder import write_bytes_atomic
+from RaGANLib.seeds import stream
 
 SCORE_SLICES = 256  # synthetic slices scored, and training slices at most in the reference: ~1-3 s at 64-128 px
-SAMPLE_STREAM = 3  # the scoring sample's random stream of a run's seed (the preview has its own)
 
 
 class BestModel:
@@ -32,7 +32,7 @@ class BestModel:
         self.step, self.frechet, self.weights = None, math.inf, None
         if not self.every:
             return
-        rng = np.random.default_rng([spec.seed, SAMPLE_STREAM])
+        rng = stream(spec.seed, "scoring")
         chosen = np.sort(rng.permutation(len(data.labels))[:SCORE_SLICES])
         images, labels = np.asarray(data.images[chosen], dtype=np.float32), np.asarray(data.labels[chosen])
         self.reference, _ = slice_features(images, labels, self.classes)

@@ -32,6 +32,7 @@ from RaGANLib.layouts import moved_layouts
 from RaGANLib.model_info import ModelInfo, SliceGrid
 from RaGANLib.nnunet import DatasetWriter
 from RaGANLib.prepare import from_slices, resample_slices, slice_directions, to_slices
+from RaGANLib.seeds import stream
 from RaGANLib.segmentation_file import segmentation_header_lines
 from RaGANLib.synthetic_share import share_figures, share_warning, supported_count
 
@@ -73,7 +74,7 @@ def training_layouts(model: Path, description: ModelInfo, seed: int):
     conditional model, its training label slices drawn and moved (RaGANLib.layouts), in an order fixed by `seed`."""
     if not description.conditional:
         return None
-    return moved_layouts(model_folder.training_labels(model, description), np.random.default_rng([seed, 1]))
+    return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"))
 
 
 def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ noise. Cases differ by seed.
 
 import numpy as np
 
+from RaGANLib.seeds import stream
+
 CLASS_NAMES = {"1": "organ", "2": "lesion", "3": "vessel"}
 CLASS_COLORS = {"1": [0.85, 0.45, 0.3], "2": [0.95, 0.85, 0.2], "3": [0.3, 0.6, 1.0]}
 SPACING = (1.6, 1.6, 3.0)  # x, y, z in mm
@@ -25,7 +27,7 @@ def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
 def _vessel_shapes(seed: int, height: int, width: int) -> list[dict]:
     """Each vessel's path, width and contrast, from its own random stream (so the other structures of a seed stay as
     they were before vessels existed). Widths are in pixels of a 64-pixel slice, whatever the case's size."""
-    rng = np.random.default_rng([seed, 3])
+    rng = stream(seed, "phantom vessels")
     scale = width / 64
     return [
         {

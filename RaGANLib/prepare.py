@@ -26,6 +26,7 @@ from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
 from RaGANLib.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid
 from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.seeds import stream
 from RaGANLib.spec import TrainSpec
 
 MAX_MAGNIFICATION = 2.0  # a case whose voxels would be enlarged more than this is refused
@@ -205,7 +206,7 @@ def _summarise(case: Case, spec: TrainSpec, index: int, notices: list[str]) -> C
     else:
         empty = sorted(set(range(stack.shape[0])) - set(labelled))
         extra = min(len(empty), int(round(spec.empty_ratio * len(labelled))))
-        rng = np.random.default_rng([spec.seed, index])
+        rng = stream(spec.seed, "empty slices", index)
         chosen = sorted(
             labelled + [int(i) for i in rng.choice(empty, size=extra, replace=False)] if extra else labelled
         )

@@ -34,6 +34,7 @@ from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
 from RaGANLib.layouts import move_label
 from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.runfolder import RunFolder, write_bytes_atomic
+from RaGANLib.seeds import offset_seed, stream
 from RaGANLib.spec import TrainSpec, default_width
 
 R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
@@ -238,7 +239,7 @@ class GanTrainer:
             def batches():  # each step takes one element per local replica
                 for step in range(start, spec.steps):
                     for replica in range(local_replicas):
-                        rng = np.random.default_rng([spec.seed, step, pipeline, replica])
+                        rng = stream(spec.seed, "batches", step, pipeline, replica)
                         chosen = np.sort(rng.choice(len(images), size=batch, replace=replace, p=weights))
                         drawn = (
                             images[chosen].astype(np.float32),
@@ -557,7 +558,7 @@ def _train_prepared(
         precision=trainer.generator.dtype_policy.name,
         **({"worker": _task_name(strategy), "chief": chief} if hosts else {}),
     )
-    preview_latents = int(spec.seed) + 7919
+    preview_latents = offset_seed(spec.seed, "preview")
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
     # A conditional preview shows the same real slices each time: their label | the synthetic image | the real image.
     shown = np.sort(np.random.default_rng(preview_latents).permutation(len(data.labels))[:PREVIEW_COUNT])

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from RaGANLib.quality.slices import SliceSet
+from RaGANLib.seeds import stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,7 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
     mix = np.ones(len(sources)) if mix is None else np.asarray(mix, np.float64)
     shares = np.diff(np.round(np.concatenate([[0], np.cumsum(mix)]) / mix.sum() * protocol.batch).astype(int))
     for number in range(protocol.steps):
-        rng = np.random.default_rng([protocol.seed, number])
+        rng = stream(protocol.seed, "unet batches", number)
         chosen = [rng.integers(0, len(s.images), size=k) for s, k in zip(sources, shares)]
         images = np.concatenate([np.asarray(s.images[np.sort(c)], np.float32) for s, c in zip(sources, chosen)])
         labels = np.concatenate([np.asarray(s.labels[np.sort(c)]) for s, c in zip(sources, chosen)])
