@@ -6,6 +6,7 @@ end-to-end test in test_trainer_job.py does the same with the real trainer.
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,20 @@ def test_nnunet_splits_only_for_a_mix_and_a_users_own_are_left_alone(generated, 
     synthetic = synthetic_dataset(tmp_path / "generated" / "b", 3)
     only, splits = dataset_export.export_nnunet(tmp_path / "Dataset504_Synthetic", model, [], synthetic)
     assert splits is None and not (only / "splits_final.json").exists()
+
+
+def test_the_runs_real_pairs_for_the_nnunet_export_come_from_its_checked_spec_json(generated, tmp_path):
+    """Paths in spec.json are relative to the run folder; a spec.json that is not a spec is refused naming it."""
+    model, _, _ = generated
+    spec = model.parent / "spec.json"
+    spec.write_text(json.dumps({"pairs": [["cases/ct.nrrd", "cases/ct-label.nrrd"]], "size": 64}))
+    assert dataset_export.run_pairs(model) == [
+        ((model.parent / "cases" / "ct.nrrd").resolve(), (model.parent / "cases" / "ct-label.nrrd").resolve())
+    ]
+    spec.write_text(json.dumps({"pairs": [["cases/ct.nrrd"]], "size": 64}))
+    before = spec.read_bytes()
+    with pytest.raises(ValueError, match=re.escape(f"spec '{spec}'") + ".*pairs"):
+        dataset_export.run_pairs(model)
+    assert spec.read_bytes() == before
+    spec.unlink()
+    assert dataset_export.run_pairs(model) == [], "a model folder outside a run folder has no real pairs"
