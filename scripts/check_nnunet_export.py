@@ -6,7 +6,6 @@ folds. Not part of CI: it needs nnunetv2 (and torch) in the Python that runs it.
     python scripts/check_nnunet_export.py            # prints what nnU-Net said; exit 0 when every check holds
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from RaGANLib import phantom  # noqa: E402 (after the repository is on the path)
+from RaGANLib.errors import read_json  # noqa: E402
 from RaGANLib.generate import as_volume  # noqa: E402
 from RaGANLib.model_info import SliceGrid  # noqa: E402
 from RaGANLib.nnunet import DatasetWriter, write_splits  # noqa: E402
@@ -71,8 +71,8 @@ def check(root: Path) -> int:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     preprocessed = paths["nnUNet_preprocessed"] / NAME
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    dataset = json.loads((preprocessed / "dataset.json").read_text())
+    plans = read_json(preprocessed / "nnUNetPlans.json", "nnU-Net plans")
+    dataset = read_json(preprocessed / "dataset.json", "nnU-Net dataset description")
     problems = []
     for fold in range(5):
         fold_plans = {**plans, "continue_training": False}  # what nnUNetv2_train adds (nnunetv2 2.8)
