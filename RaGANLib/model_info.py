@@ -149,11 +149,15 @@ class ModelInfo:
     generator: str = "generator.keras"
     labels: str | None = None  # conditional models: the file of training label slices
     selection: dict | None = None  # how the exported step was chosen (RaGANLib.best_model)
-    format: int = JOINT_FORMAT
 
     @property
     def conditional(self) -> bool:
         return self.mode == "conditional"
+
+    @property
+    def format(self) -> int:
+        """The lowest model.json format that holds this model (see MODEL_FORMAT)."""
+        return MODEL_FORMAT if self.conditional else JOINT_FORMAT
 
     @property
     def units(self) -> str:
@@ -186,15 +190,14 @@ class ModelInfo:
             generator=data["generator"],
             labels=data.get("labels"),
             selection=data.get("selection"),
-            format=data["format"],
         )
 
     def to_json(self) -> dict:
         """model.json's content; fields a model made before they existed lacks (arch, width, selection) are left out
-        while unknown, and the format is the lowest that holds the model (see MODEL_FORMAT)."""
+        while unknown."""
         optional = {"arch": self.arch, "width": self.width}
         return {
-            "format": MODEL_FORMAT if self.conditional else JOINT_FORMAT,
+            "format": self.format,
             "generator": self.generator,
             "latent_size": self.latent_size,
             **{key: value for key, value in optional.items() if value is not None},

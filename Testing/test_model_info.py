@@ -34,7 +34,6 @@ INFO = ModelInfo(
     arch="residual",
     labels="labels.npz",
     selection={"step": 6, "frechet": None, "score_every": 0, "last_step": 6},
-    format=2,
 )
 
 
