@@ -10,7 +10,6 @@ with the value of the model's class of the same name, so a lesion painted with t
 segmentation comes back as a synthetic scan on that case's grid, ready to be shown beside the real one.
 """
 
-import shutil
 from pathlib import Path
 
 import slicer
@@ -88,12 +87,14 @@ def prepare_painting(scene, segmentation, model_folder: Path, seed: int) -> tupl
             "source volume in Segment Editor, so the synthetic scan can be made on its grid"
         )
     folder = locations.new_run_folder(Path(model_folder).parent, "painted")
-    try:
-        labels = export_label_for_model(scene, segmentation, scan, model_folder, folder / "labels")
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)  # only this new folder: nothing half-written stays
-        raise
-    return paint_arguments(model_folder, labels.parent, seed, folder / "painted"), folder, scan
+    locations.import_ragan_lib()
+    from RaGANLib import outputs
+
+    with outputs.staged(folder) as staging:  # the folder appears whole or not at all
+        export_label_for_model(scene, segmentation, scan, model_folder, staging / "labels")
+        outputs.move_into_place(staging, folder)
+    labels = folder / "labels"
+    return paint_arguments(model_folder, labels, seed, folder / "painted"), folder, scan
 
 
 def load_painted(scene, outputs: dict, model_folder: Path, source_node=None, name: str = "RaGAN painted"):
