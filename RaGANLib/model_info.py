@@ -287,7 +287,10 @@ def check_model_info(data, where: str) -> None:
         _check_number(where, f"training.{key}", _field(training, key, where, "training."), whole=True, low=low_limit)
     fractions = training.get("class_pixel_fraction", [])  # absent in hand-written model.json files
     if not isinstance(fractions, list) or (fractions and len(fractions) != len(data["classes"])):
-        _refuse(where, "training.class_pixel_fraction", fractions, "must hold one share per class")
+        count = len(data["classes"])
+        _refuse(
+            where, "training.class_pixel_fraction", fractions, f"must hold one share for each of the {count} classes"
+        )
     for index, fraction in enumerate(fractions):
         _check_number(where, f"training.class_pixel_fraction[{index}]", fraction, low=0, high=1)
     hashes = training.get("content_sha256", [])
