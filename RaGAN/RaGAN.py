@@ -23,7 +23,16 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import dataset_export, demo_data, environment, locations, painting, results, training_cases
+from RaGANModuleLib import (
+    dataset_export,
+    demo_data,
+    environment,
+    locations,
+    painting,
+    results,
+    training_cases,
+    training_options,
+)
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, generate_arguments, train_arguments
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
@@ -94,26 +103,19 @@ def registerSampleData() -> None:
 
 
 @parameterNodeWrapper
+@training_options.with_training_options(Choice, WithinRange)  # size, steps, batch, axis, ... as TrainSpec has them
 class RaGANParameterNode:
-    """The module's settings in the scene (saved with it); the .ui widgets bind to these by SlicerParameterName."""
+    """The module's settings in the scene (saved with it); the .ui widgets bind to these by SlicerParameterName. The
+    training options (TrainSpec fields with panel=True) are added with their choices, ranges and defaults."""
 
     imageVolume: vtkMRMLScalarVolumeNode
     labelNode: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]  # noqa: UP007 (the wrapper reads typing.Union)
     caseImages: list[vtkMRMLScalarVolumeNode]
     caseLabels: list[vtkMRMLNode]
 
-    preset: Annotated[str, Choice(list(training_cases.TRAINING_PRESETS))] = "quick look"
+    preset: Annotated[str, Choice(list(training_options.PRESETS))] = training_options.DEFAULT_PRESET
     outputFolder: Path = locations.default_output_folder()
     device: Annotated[str, Choice(["auto", "cpu"])] = "auto"
-    axis: Annotated[str, Choice(["axial", "coronal", "sagittal"])] = "axial"
-    size: Annotated[int, WithinRange(64, 512)] = 64
-    steps: Annotated[int, WithinRange(1, 1000000)] = 600
-    batch: Annotated[int, WithinRange(1, 512)] = 8
-    intensity: Annotated[str, Choice(["auto", "ct", "mr", "xray"])] = "auto"
-    slices: Annotated[str, Choice(["labelled", "all"])] = "labelled"
-    seed: Annotated[int, WithinRange(0, 999999)] = 0
-    augment: Annotated[str, Choice(["0.5", "ada", "0.25", "0"])] = "0.5"  # as --augment takes it: a probability or ada
-    mode: Annotated[str, Choice(["joint", "conditional"])] = "joint"  # as --mode: conditional models can paint
 
     modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
     count: Annotated[int, WithinRange(1, 100000)] = 16
@@ -306,25 +308,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPresetChanged(self, index: int) -> None:
         if not self._parameterNode:
             return
-        preset = training_cases.TRAINING_PRESETS.get(self.ui.presetComboBox.currentText)
-        if preset:
-            self._parameterNode.size = preset["size"]
-            self._parameterNode.steps = preset["steps"]
-            self._parameterNode.batch = preset["batch"]
-
-    def trainingOptions(self) -> dict:
-        p = self._parameterNode
-        return {
-            "size": p.size,
-            "steps": p.steps,
-            "batch": p.batch,
-            "axis": p.axis,
-            "intensity": p.intensity,
-            "slices": p.slices,
-            "seed": p.seed,
-            "augment": p.augment,
-            "mode": p.mode,
-        }
+        for name, value in training_options.preset_options(self.ui.presetComboBox.currentText).items():
+            setattr(self._parameterNode, name, value)
 
     def onTrainOrStop(self) -> None:
         if self.trainingJob is not None and not self.trainingJob.state.final:
@@ -336,7 +321,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job, runFolder = self.logic.startTraining(
                 slicer.mrmlScene,
                 self.cases(),
-                self.trainingOptions(),
+                training_options.spec_options(self._parameterNode),
                 Path(self._parameterNode.outputFolder),
                 self._parameterNode.device,
             )

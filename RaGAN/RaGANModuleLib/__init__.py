@@ -6,6 +6,7 @@ with `slicer-core`. Where things happen:
     locations.py       where RaGANLib, the user's RaGAN folder and the trainer's Python are
     scene_files.py     reading and writing volume nodes as NRRD files; subject hierarchy placement
     training_cases.py  scene -> run folder: image + label of each case written as NRRD, and the job spec
+    training_options.py the panel's training options, presets and their mapping, read from RaGANLib's TrainSpec
     trainer_job.py     the trainer child process: start, read its events without blocking, stop, kill
     results.py         run folder / generate output -> scene: synthetic volume + segmentation, preview, loss chart
     dataset_export.py  real and synthetic cases -> an nnU-Net v2 raw dataset

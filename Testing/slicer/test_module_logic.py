@@ -16,9 +16,11 @@ def test_module_declares_its_category_and_help(ragan_module):
 
 
 def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
+    from RaGANLib.spec import PRESETS
+
     parameters = ragan_module.RaGANParameterNode
     assert parameters.preset == "quick look"
-    quick = training_cases.TRAINING_PRESETS["quick look"]
+    quick = PRESETS["quick look"]
     assert (parameters.size, parameters.steps, parameters.batch) == (quick["size"], quick["steps"], quick["batch"])
     assert parameters.outputFolder.name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
 
