@@ -21,8 +21,16 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import dataset_export, demo_data, environment, locations, panel, results, training_cases
-from RaGANModuleLib import training_options as options
+from RaGANModuleLib import (
+    dataset_export,
+    demo_data,
+    environment,
+    locations,
+    panel,
+    results,
+    training_cases,
+    training_options,
+)
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
 from RaGANModuleLib.self_test import SelfTest
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -97,7 +105,9 @@ class RaGANCase:
 
 
 @parameterNodeWrapper
-@options.with_training_options(Choice, WithinRange)  # size, steps, batch, axis, ... as RaGANLib's TrainSpec has them
+@training_options.with_training_options(
+    Choice, WithinRange
+)  # size, steps, batch, axis, ... as RaGANLib's TrainSpec has them
 class RaGANParameterNode:
     """The module's settings in the scene (saved with it); the .ui widgets bind to these by SlicerParameterName. The
     training options (TrainSpec fields with panel=True) are added with their choices, ranges and defaults."""
@@ -106,7 +116,7 @@ class RaGANParameterNode:
     labelNode: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]  # noqa: UP007 (the wrapper reads typing.Union)
     cases: list[RaGANCase]
 
-    preset: Annotated[str, Choice(list(options.PRESETS))] = options.DEFAULT_PRESET
+    preset: Annotated[str, Choice(list(training_options.PRESETS))] = training_options.DEFAULT_PRESET
     outputFolder: Path = locations.default_output_folder()
     device: Annotated[str, Choice(["auto", "cpu"])] = "auto"
 
@@ -272,7 +282,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Training panel.
 
     def onPresetChanged(self, index: int) -> None:
-        for name, value in options.preset_options(self.ui.presetComboBox.currentText).items():
+        for name, value in training_options.preset_options(self.ui.presetComboBox.currentText).items():
             setattr(self._parameterNode, name, value)
 
     def onTrainOrStop(self) -> None:
@@ -283,9 +293,9 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
-            options_ = options.spec_options(p)
+            trainingOptions = training_options.spec_options(p)
             job, _run = self.logic.startTraining(
-                slicer.mrmlScene, self.cases(), options_, Path(p.outputFolder), p.device
+                slicer.mrmlScene, self.cases(), trainingOptions, Path(p.outputFolder), p.device
             )
             self.watchTraining(job)
 
@@ -346,29 +356,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             source = view.source.image if view.source else None
             volume, segmentation = load(slicer.mrmlScene, view.outputs, view.modelFolder, source)
             axis = results.read_model_info(view.modelFolder)["slice"]["axis"]
-            self.showSideBySide(view.source, volume, segmentation, axis)
+            results.show_side_by_side(slicer.app.layoutManager(), view.source, volume, segmentation, axis)
             view.loaded(volume)
-
-    def showSideBySide(self, realCase, syntheticVolume, syntheticSegmentation, axis: str) -> None:
-        """Real case on the left (Red), synthetic on the right (Yellow), each with its labels, views linked, both
-        turned to the model's slicing axis (the synthetic stack shows one training-like slice at a time)."""
-        layoutManager = slicer.app.layoutManager()
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-        results.orient_views([layoutManager.sliceWidget(v).mrmlSliceNode() for v in ("Red", "Yellow")], axis)
-        views = {"Red": realCase.image if realCase else None, "Yellow": syntheticVolume}
-        for viewName, volume in views.items():
-            sliceWidget = layoutManager.sliceWidget(viewName)
-            composite = sliceWidget.mrmlSliceCompositeNode()
-            composite.SetBackgroundVolumeID(volume.GetID() if volume else None)
-            composite.SetLabelVolumeID(None)
-            composite.SetLinkedControl(True)
-            sliceWidget.sliceLogic().FitSliceToAll()
-        showOnlyIn(syntheticSegmentation, "vtkMRMLSliceNodeYellow")
-        if realCase is not None:
-            if training_cases.is_segmentation(realCase.label):
-                showOnlyIn(realCase.label, "vtkMRMLSliceNodeRed")
-            else:
-                layoutManager.sliceWidget("Red").mrmlSliceCompositeNode().SetLabelVolumeID(realCase.label.GetID())
 
     def onExport(self) -> None:
         p = self._parameterNode
@@ -455,13 +444,14 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTimer(self) -> None:
         """Every few hundred milliseconds: the views take what the children reported; ended jobs are dealt with."""
         for view in self.views():
-            if view.poll():
-                if view is self.training and view.failure and self.training.job.state.value == "failed":
-                    slicer.util.errorDisplay(view.status, detailedText=view.job.log_tail(), windowTitle="RaGAN")
-                elif view is self.training and view.model:
-                    self._parameterNode.modelFolder = view.model
-                elif view in (self.generating, self.painting):
-                    self.loadResult(view)
+            if not view.poll():
+                continue
+            if view in (self.generating, self.painting):
+                self.loadResult(view)
+            elif view is self.training and view.model:
+                self._parameterNode.modelFolder = view.model
+            elif view is self.training and view.failed:
+                slicer.util.errorDisplay(view.status, detailedText=view.job.log_tail(), windowTitle="RaGAN")
         if not any(view.running for view in self.views()):
             self.timer.stop()
         self.showJobs()
@@ -517,15 +507,6 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 button.toolTip = state.toolTip
 
 
-def showOnlyIn(segmentation, sliceNodeID: str) -> None:
-    display = segmentation.GetDisplayNode()
-    if display is None:
-        segmentation.CreateDefaultDisplayNodes()
-        display = segmentation.GetDisplayNode()
-    display.RemoveAllViewNodeIDs()
-    display.AddViewNodeID(sliceNodeID)
-
-
 #
 # RaGANLogic
 #
@@ -542,7 +523,7 @@ def settingsTrainer() -> Trainer:
     )
 
 
-class RaGANLogic(ScriptedLoadableModuleLogic, ModuleLogic):
+class RaGANLogic(ModuleLogic, ScriptedLoadableModuleLogic):
     """What the module does, usable without the GUI (from the Python console or a script), with the trainer of the
     Environment panel; see RaGANModuleLib/logic.py for the calls:
 
@@ -551,8 +532,8 @@ class RaGANLogic(ScriptedLoadableModuleLogic, ModuleLogic):
     """
 
     def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
         ModuleLogic.__init__(self, settingsTrainer)
+        ScriptedLoadableModuleLogic.__init__(self)  # which calls super().__init__(): ModuleLogic comes first
 
     def getParameterNode(self):
         return RaGANParameterNode(super().getParameterNode())

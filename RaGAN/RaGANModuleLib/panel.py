@@ -80,6 +80,10 @@ class JobView:
         return not self.job.state.final
 
     @property
+    def failed(self) -> bool:
+        return self.job.state == JobState.FAILED
+
+    @property
     def failure(self) -> str | None:
         """The message to show when the job ended without doing its work (failed, or stopped), else None."""
         return self.job.message or self.job.state.value if self.job.state != JobState.DONE else None

@@ -85,7 +85,12 @@ def ragan_module(tmp_path_factory):
     without them."""
     import types
 
-    gui_class = type("GuiClass", (), {"__init__": lambda self, parent=None: setattr(self, "parent", parent)})
+    class GuiClass:
+        def __init__(self, parent=None):
+            super().__init__()  # as Slicer's ScriptedLoadableModuleLogic does
+            self.parent = parent
+
+    gui_class = GuiClass
     stand_ins = {
         "qt": types.SimpleNamespace(),
         "slicer.ScriptedLoadableModule": types.SimpleNamespace(

@@ -20,6 +20,12 @@ def test_module_declares_its_category_and_help(ragan_module):
     assert "Needs 3D Slicer 5.10 or 5.12 (Python 3.12)" in parent.helpText, "the supported Slicers are stated"
 
 
+def test_the_modules_logic_is_made_as_slicer_makes_it(ragan_module):
+    """Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__(): the Qt-free logic must come first."""
+    logic = ragan_module.RaGANLogic()
+    assert isinstance(logic, ragan_module.ModuleLogic) and callable(logic.startTraining)
+
+
 def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
     from RaGANLib.spec import PRESETS
 
