@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=int, default=1000, help=f"slices to sample from a model, 2..{MAX_EVALUATE_COUNT} (default 1000)"
     )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of sampling and metrics (default 0)")
-    evaluate.add_argument("--size", type=int, default=128, help="slice size when --synthetic is cases (default 128)")
+    size = OPTIONS["size"].default
+    evaluate.add_argument(
+        "--size", type=int, default=size, help=f"slice size when --synthetic is cases (default {size})"
+    )
     evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
     evaluate.add_argument("--unet-steps", type=int, default=1500, help="U-Net steps per arm (default 1500)")
     evaluate.epilog = "(*) an nnU-Net dataset folder, a CSV/JSON pairs file, or a run's spec.json (its inputs)"
