@@ -31,10 +31,27 @@ def panel_choices(name: str) -> list[str] | None:
     return list(choices) if choices else None
 
 
-def panel_range(name: str) -> tuple[int, int]:
-    """The spin box range of a whole-number option: the spec's, cut to what a spin box holds."""
+def panel_range(name: str) -> tuple:
+    """The spin box range of a number option: the spec's, cut to what a spin box holds (an exclusive lower bound, as
+    lr's "above 0", is the spin box's lowest value; the spec refuses it when the run's spec is written)."""
     rule = OPTIONS[name].metadata["rule"]
-    return rule.get("low", 0), min(rule.get("high", SPIN_BOX_MAX), SPIN_BOX_MAX)
+    kind = int if rule.get("whole") else float
+    low = rule.get("low", rule.get("above", 0))
+    return kind(low), kind(min(rule.get("high", SPIN_BOX_MAX), SPIN_BOX_MAX))
+
+
+def panel_annotation(name: str, choice, within_range):
+    """The parameter node's type of a training option: text among its choices, a number within its range, or a
+    switch. `choice` and `within_range` are Slicer's parameterNodeWrapper Choice and WithinRange."""
+    choices = panel_choices(name)
+    if choices is not None:
+        return Annotated[str, choice(choices)]
+    rule = OPTIONS[name].metadata["rule"]
+    if rule:
+        return Annotated[int if rule.get("whole") else float, within_range(*panel_range(name))]
+    if isinstance(OPTIONS[name].default, bool):
+        return bool
+    raise TypeError(f"the panel has no widget for the option {name}")
 
 
 def panel_default(name: str):
@@ -50,13 +67,7 @@ def with_training_options(choice, within_range):
 
     def add(cls):
         for name in PANEL_OPTIONS:
-            choices = panel_choices(name)
-            if choices is not None:
-                cls.__annotations__[name] = Annotated[str, choice(choices)]
-            else:
-                if not OPTIONS[name].metadata["rule"].get("whole"):
-                    raise TypeError(f"the panel has no widget for the non-whole number option {name}")
-                cls.__annotations__[name] = Annotated[int, within_range(*panel_range(name))]
+            cls.__annotations__[name] = panel_annotation(name, choice, within_range)
             setattr(cls, name, panel_default(name))
         return cls
 

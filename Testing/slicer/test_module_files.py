@@ -108,6 +108,35 @@ def test_every_training_option_spin_box_has_the_spec_range_step_and_default():
             assert number_property(widget, "singleStep") == multiple, name
 
 
+def test_any_training_option_can_join_the_panel_with_the_specs_choices_and_range():
+    """Adding an option to the panel is `panel=True` on its TrainSpec field (and a widget in RaGAN.ui): its parameter
+    node type comes from the spec, whole numbers, other numbers, choices and switches alike."""
+    import typing
+
+    from RaGANModuleLib import training_options
+
+    from RaGANLib.spec import OPTIONS
+
+    def choice(items):
+        return ("choice", items)
+
+    def within_range(low, high):
+        return ("range", low, high)
+
+    shown = {}
+    for name, field in OPTIONS.items():
+        if field.metadata["choices"] or field.metadata["rule"] or isinstance(field.default, bool):
+            shown[name] = training_options.panel_annotation(name, choice, within_range)
+    assert typing.get_args(shown["axis"]) == (str, ("choice", ["axial", "coronal", "sagittal"]))
+    assert typing.get_args(shown["size"]) == (int, ("range", 64, 512))
+    assert typing.get_args(shown["r1_gamma"]) == (float, ("range", 0.0, float(training_options.SPIN_BOX_MAX)))
+    assert typing.get_args(shown["class_balance"]) == (float, ("range", 0.0, 1.0))
+    assert typing.get_args(shown["lr"])[1][1] == 0.0, "above 0: the spin box starts at 0, the spec refuses it"
+    assert typing.get_args(shown["seed"]) == (int, ("range", 0, 2**31 - 1)), "cut to a spin box's int"
+    assert shown["xla"] is bool
+    assert len(shown) >= 24
+
+
 def test_ruff_finds_no_undefined_names_in_the_module():
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F821", str(MODULE_FOLDER)],
