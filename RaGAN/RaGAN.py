@@ -204,7 +204,11 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        self.setParameterNode(None)
+        """The panel is hidden: its widgets stop following the parameter node, which the jobs still update."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -448,7 +452,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 continue
             if view in (self.generating, self.painting):
                 self.loadResult(view)
-            elif view is self.training and view.model:
+            elif view is self.training and view.model and self._parameterNode:  # None while the scene closes
                 self._parameterNode.modelFolder = view.model
             elif view is self.training and view.failed:
                 slicer.util.errorDisplay(view.status, detailedText=view.job.log_tail(), windowTitle="RaGAN")
