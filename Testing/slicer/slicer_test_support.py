@@ -58,6 +58,16 @@ def module_logic(python: str = sys.executable, start=True):
     return ModuleLogic(Trainer(python, dict(os.environ)), TrainerJob.start if start else lambda job: None)
 
 
+def view_until_ended(view, timeout_s: float) -> None:
+    """Poll a job view (RaGANModuleLib.panel) as the panel's timer does until it reports the job's end."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not view.poll():
+        assert time.monotonic() < deadline, f"the job did not end within {timeout_s} s: {view.status}"
+        time.sleep(0.1)
+
+
 def bare_python(folder) -> str:
     """A real Python without TensorFlow or Keras: a fresh virtual environment without pip."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)

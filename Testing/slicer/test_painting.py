@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from RaGANModuleLib import painting, scene_files, training_cases
+from RaGANModuleLib import painting, panel, scene_files, training_cases
 from RaGANModuleLib.trainer_job import JobState
-from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer
+from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
 
 CLASSES = [
     {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
@@ -154,8 +154,12 @@ def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(
     edited = np.where(drawn, 2, original)
 
     job, folder, scan = logic.startPaint(scene, segmentation, run / "model", 3, "cpu")
-    assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
-    painted, painted_segmentation = logic.loadPainted(scene, job.finished["outputs"], run / "model", scan)
+    view = panel.PaintView(job, run / "model", folder, training_cases.TrainingCase(scan, segmentation))
+    view_until_ended(view, 180)  # as the panel's timer polls it
+    assert view.failure is None, f"{job.message}\n{job.log_tail()}"
+    painted, painted_segmentation = logic.loadPainted(scene, view.outputs, view.modelFolder, view.source.image)
+    view.loaded(painted)
+    assert view.status == f"Loaded '{painted.GetName()}': a synthetic scan for '{segmentation.GetName()}'."
 
     assert folder.parent == run and scan.GetID() == volume.GetID()
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from RaGANModuleLib import demo_data, environment, panel, results, scene_files, training_cases
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, train_arguments
-from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer
+from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
 
 
 def stand_in_trainer(tmp_path, main_code: str):
@@ -157,14 +157,6 @@ def test_training_runs_and_its_events_arrive_in_order(trained):
     # What the GUI showed is what the run folder keeps for a person debugging it.
     logged = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
     assert logged == kinds
-
-
-def view_until_ended(view, timeout_s: float):
-    """Poll a job view as the panel's timer does until it reports the job's end."""
-    deadline = time.monotonic() + timeout_s
-    while not view.poll():
-        assert time.monotonic() < deadline, f"the job did not end within {timeout_s} s: {view.status}"
-        time.sleep(0.1)
 
 
 @needs_trainer
