@@ -14,73 +14,14 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import (
-    ARCHITECTURES,
-    AXES,
-    GPU_WIDTH_FACTOR,
-    INTENSITY_PRESETS,
-    MAX_SEED,
-    MODES,
-    SLICE_CHOICES,
-    WIDTH_RANGE,
-    TrainSpec,
-    augment_setting,
-    option_problem,
-)
+from RaGANLib.spec import MAX_SEED, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
-TRAIN_OPTIONS = [
-    # flag, spec field, type, help
-    ("--size", "size", int, "training slice size in pixels, a multiple of 16 in 64..512 (default 128)"),
-    ("--spacing", "spacing", float, "in-plane pixel spacing in mm (default: the largest case fits --size)"),
-    ("--axis", "axis", str, f"slicing axis: {', '.join(AXES)} (default axial)"),
-    ("--intensity", "intensity", str, f"normalisation: {', '.join(INTENSITY_PRESETS)} (default auto)"),
-    ("--slices", "slices", str, f"which slices: {', '.join(SLICE_CHOICES)} (default labelled)"),
-    ("--empty-ratio", "empty_ratio", float, "with --slices labelled: empty slices added per labelled one"),
-    ("--arch", "arch", str, f"network family: {', '.join(ARCHITECTURES)} (default residual)"),
-    (
-        "--width",
-        "width",
-        int,
-        f"network channels at full resolution, {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]} (default by device: 16 on a CPU up "
-        f"to 128 px, {GPU_WIDTH_FACTOR}x on a GPU)",
-    ),
-    (
-        "--mode",
-        "mode",
-        str,
-        f"{' or '.join(MODES)}: image and label from noise, or an image for a label (default joint)",
-    ),
-    ("--steps", "steps", int, "total training steps (default 2000)"),
-    ("--batch", "batch", int, "batch size (default 16)"),
-    ("--lr", "lr", float, "learning rate (default 0.0002)"),
-    ("--r1-gamma", "r1_gamma", float, "R1 penalty weight (default 1)"),
-    ("--augment", "augment", augment_setting, "probability of each augmentation (default 0.5, 0: none), or ada"),
-    (
-        "--class-balance",
-        "class_balance",
-        float,
-        "share of training draws that pick a class, then a slice holding it, so rare classes are in the batches; "
-        "0 draws slices uniformly (default 0.5)",
-    ),
-    ("--seed", "seed", int, "random seed (default 0)"),
-    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 250)"),
-    ("--preview-every", "preview_every", int, "steps between previews (default 250)"),
-    ("--log-every", "log_every", int, "steps between progress reports (default 10)"),
-    (
-        "--score-every",
-        "score_every",
-        int,
-        "steps between quality scores of the generator; the best-scoring step becomes the model (default 250, "
-        "0: the last step)",
-    ),
-]
-FLAGS = {field: flag for flag, field, _, _ in TRAIN_OPTIONS} | {
-    "ct_window": "--ct-window",
-    "label_names": "--label-name",
-}
+# The spec options that have a `--flag VALUE` of their own: type, help and default all come from TrainSpec.
+TRAIN_OPTIONS = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
+FLAGS = {name: flag_of(name) for name in TRAIN_OPTIONS} | {"ct_window": "--ct-window", "label_names": "--label-name"}
 MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
 
 
@@ -108,13 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --resume: the input files changed since the run was prepared; prepare again and train on them",
     )
+    train.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="set "
+        + ", ".join(sorted({o for values in PRESETS.values() for o in values}))
+        + " as the Slicer panel's preset of this name does; flags given beside it win",
+    )
     train.add_argument("--label-name", action="append", metavar="VALUE=NAME", default=[], help="name a label value")
-    train.add_argument("--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help="HU range kept for CT")
-    train.add_argument("--multi-gpu", action="store_true", default=None, help="use all local GPUs")
-    train.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute on GPUs")
-    train.add_argument("--xla", action="store_true", default=None, help="XLA-compile the train step")
-    for flag, _, kind, text in TRAIN_OPTIONS:
-        train.add_argument(flag, type=kind, help=text)
+    train.add_argument(
+        "--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help=OPTIONS["ct_window"].metadata["help"]
+    )
+    for name in ("multi_gpu", "mixed_precision", "xla"):
+        train.add_argument(flag_of(name), action="store_true", default=None, help=OPTIONS[name].metadata["help"])
+    for name in TRAIN_OPTIONS:
+        train.add_argument(flag_of(name), type=OPTIONS[name].metadata["parse"], help=describe_option(name))
     _add_events_flag(train)
 
     generate = commands.add_parser("generate", help="write synthetic image + label pairs from a model folder")
@@ -151,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=int, default=1000, help=f"slices to sample from a model, 2..{MAX_EVALUATE_COUNT} (default 1000)"
     )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of sampling and metrics (default 0)")
-    evaluate.add_argument("--size", type=int, default=128, help="slice size when --synthetic is cases (default 128)")
+    size = OPTIONS["size"].default
+    evaluate.add_argument(
+        "--size", type=int, default=size, help=f"slice size when --synthetic is cases (default {size})"
+    )
     evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
     evaluate.add_argument("--unet-steps", type=int, default=1500, help="U-Net steps per arm (default 1500)")
     evaluate.epilog = "(*) an nnU-Net dataset folder, a CSV/JSON pairs file, or a run's spec.json (its inputs)"
@@ -167,10 +119,10 @@ def spec_from_arguments(args) -> TrainSpec | None:
     inputs = [args.dataset, args.pairs_file, args.pair]
     if args.spec and any(inputs):
         raise BadInput("give either --spec or --dataset/--pairs-file/--pair, not both")
-    values = {}
-    for _, field, _, _ in TRAIN_OPTIONS:
-        if getattr(args, field) is not None:
-            values[field] = getattr(args, field)
+    values = dict(PRESETS[args.preset]) if args.preset else {}
+    for name in TRAIN_OPTIONS:
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     for flag in ("multi_gpu", "mixed_precision", "xla"):
         if getattr(args, flag):
             values[flag] = True

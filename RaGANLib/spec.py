@@ -2,6 +2,12 @@
 
 The Slicer module writes a spec file and starts `ragan train --spec <run>/spec.json`; the command line builds the
 same object from its flags. Paths inside a spec file may be relative to the file's folder.
+
+TrainSpec is the one table of training options: each field's metadata (see `option`) holds its help text, its valid
+range or choices, its `ragan train` flag, whether the Slicer panel shows it and what each preset sets it to. The
+validation below, the flags and help of `ragan train` (cli.py), the presets (`ragan train --preset` and the panel's
+preset box) and the Slicer parameter node's choices and ranges (RaGANModuleLib/training_options.py) are all read from
+it, so an option is declared once.
 """
 
 import dataclasses
@@ -26,53 +32,149 @@ MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2
 CPU_WIDTH = {64: 16, 128: 16, 256: 12, 512: 8}
 GPU_WIDTH_FACTOR = 2
 WIDTH_RANGE = (4, 128)
+# The presets: size, steps and batch by name ("quick look" is the panel's default); the other options stay as given.
+PRESET_NAMES = ("quick look", "standard", "high quality")
+
+
+def augment_setting(text: str) -> float | str:
+    """The --augment flag's value: a probability when the text reads as a number, else the text (which
+    option_problem then accepts only as 'ada')."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def option(
+    default,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    flag: bool = True,
+    default_text: str | None = None,
+    panel: bool | tuple = False,
+    presets: tuple | None = None,
+    parse=None,
+    **rule,
+):
+    """A TrainSpec field and what is known about it.
+
+    help: what the option does, for `ragan train --help` (which adds the choices or range and the default).
+    choices: the values it takes. rule: number_problem's rule (whole, low, high, above, multiple) for a number.
+    flag: `ragan train` has a `--name-with-dashes` flag of the field's kind for it (False: no flag, or one of its own
+    shape written in cli.py). default_text: the default in words where the value alone says too little.
+    panel: the Slicer panel shows it (a tuple: offered as these texts, read as the flag reads them).
+    presets: the values the presets of PRESET_NAMES set, in that order.
+    parse: how the flag's (and the panel's) text becomes a value; default: int for a whole number, float for another
+    number, else the text.
+    """
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "rule": rule or None,
+        "flag": flag,
+        "default_text": default_text,
+        "panel": panel,
+        "presets": dict(zip(PRESET_NAMES, presets, strict=True)) if presets else {},
+        "parse": parse or ((int if rule.get("whole") else float) if rule else str),
+    }
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class TrainSpec:
-    """All options of one training run, with their defaults."""
+    """All options of one training run, with their defaults, ranges and help."""
 
     # Inputs: exactly one of dataset / pairs_file / pairs.
-    dataset: str | None = None  # nnU-Net v2 raw dataset folder (imagesTr/, labelsTr/, dataset.json)
-    pairs_file: str | None = None  # CSV (image,label[,case]) or JSON list of {"image", "label"[, "case"]}
-    pairs: list[list[str]] = dataclasses.field(default_factory=list)  # [[image, label], ...]
-    label_names: dict[str, str] = dataclasses.field(default_factory=dict)  # original label value -> name
-    label_colors: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # value -> [r, g, b] in 0..1
+    dataset: str | None = option(None, "nnU-Net v2 raw dataset folder (imagesTr/, labelsTr/, dataset.json)", flag=False)
+    pairs_file: str | None = option(None, "CSV (image,label[,case]) or JSON list of pairs", flag=False)
+    pairs: list[list[str]] = option([], "[[image, label], ...]", flag=False)
+    label_names: dict[str, str] = option({}, "name a label value", flag=False)  # original value -> name
+    label_colors: dict[str, list[float]] = option({}, "label value -> [r, g, b] in 0..1", flag=False)
 
     # Preparation.
-    size: int = 128  # training slice size in pixels (square), 64..512
-    axis: str = "axial"  # slicing axis: axial, coronal or sagittal
-    spacing: float | None = None  # in-plane pixel spacing in mm; None: the largest field of view fits `size`
-    intensity: str = "auto"  # normalisation preset: auto, ct (HU window), mr or xray (robust percentiles)
-    ct_window: list[float] = dataclasses.field(default_factory=lambda: [-1000.0, 1000.0])  # HU kept for CT
-    slices: str = "labelled"  # which slices train: those with label, or all
-    empty_ratio: float = 0.0  # with slices=labelled: add this many empty slices per labelled one
+    size: int = option(
+        128,
+        "training slice size in pixels",
+        whole=True,
+        low=64,
+        high=512,
+        multiple=16,
+        panel=True,
+        presets=(64, 128, 256),
+    )
+    axis: str = option("axial", "slicing axis", choices=AXES, panel=True)
+    spacing: float | None = option(
+        None, "in-plane pixel spacing in mm", above=0, default_text="the largest case fits --size"
+    )
+    intensity: str = option(
+        "auto",
+        "intensity normalisation: a CT HU window (ct), or robust percentiles",
+        choices=INTENSITY_PRESETS,
+        panel=True,
+    )
+    ct_window: list[float] = option([-1000.0, 1000.0], "HU range kept for CT", flag=False)
+    slices: str = option("labelled", "which slices train: those with label, or all", choices=SLICE_CHOICES, panel=True)
+    empty_ratio: float = option(0.0, "with --slices labelled: empty slices added per labelled one", low=0)
 
     # Model and training.
-    arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
-    width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
-    #                           when the run starts or resumes
-    mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
-    steps: int = 2000  # total optimiser steps of the run
-    batch: int = 16  # global batch size (split over replicas)
-    lr: float = 0.0002  # Adam learning rate of both networks
-    r1_gamma: float = 1.0  # weight of the R1 gradient penalty on real pairs
-    ema_halflife: float = 200.0  # steps after which an old generator weight counts half in the EMA copy
-    augment: float | str = 0.5  # probability of each augmentation (0 disables), or "ada": adapted while training
-    class_balance: float = 0.5  # share of draws that pick a class first, then a slice holding it (0: uniform slices)
-    seed: int = 0  # seeds data order, initial weights and previews
+    arch: str = option("residual", "network family, see RaGANLib/networks.py", choices=ARCHITECTURES)
+    width: int | None = option(
+        None,
+        "network channels at full resolution, doubling per halving",
+        whole=True,
+        low=WIDTH_RANGE[0],
+        high=WIDTH_RANGE[1],
+        default_text=f"by device: 16 on a CPU up to 128 px, {GPU_WIDTH_FACTOR}x on a GPU",
+    )  # None: by device (default_width) when the run starts or resumes
+    mode: str = option(
+        "joint", "joint: image and label from noise; conditional: an image for a given label", choices=MODES, panel=True
+    )
+    steps: int = option(2000, "total training steps", whole=True, low=1, panel=True, presets=(600, 4000, 20000))
+    batch: int = option(16, "batch size, split over the GPUs", whole=True, low=1, panel=True, presets=(8, 16, 16))
+    lr: float = option(0.0002, "Adam learning rate of both networks", above=0)
+    r1_gamma: float = option(1.0, "weight of the R1 gradient penalty on real pairs", low=0)
+    ema_halflife: float = option(
+        200.0, "steps after which an old generator weight counts half in the EMA copy", above=0, flag=False
+    )
+    augment: float | str = option(
+        0.5,
+        "probability of each augmentation, 0: none; or ada: adapted while training",
+        default_text="0.5",
+        panel=("0.5", "ada", "0.25", "0"),
+        parse=augment_setting,
+    )
+    class_balance: float = option(
+        0.5,
+        "share of training draws that pick a class, then a slice holding it, so rare classes are in the batches; "
+        "0 draws slices uniformly",
+        low=0,
+        high=1,
+    )
+    seed: int = option(
+        0, "random seed of data order, initial weights and previews", whole=True, low=0, high=MAX_SEED, panel=True
+    )
 
     # Run control.
-    checkpoint_every: int = 250  # steps between checkpoints (a killed run loses at most this many)
-    preview_every: int = 250  # steps between preview grids
-    log_every: int = 10  # steps between progress events and TensorBoard scalars
-    score_every: int = 250  # steps between scores of the EMA generator; the best becomes model/ (0: the last step)
-    keep_checkpoints: int = 3  # newest checkpoints kept
-    multi_gpu: bool = False  # MirroredStrategy over all local GPUs (TF_CONFIG set: MultiWorkerMirroredStrategy)
-    mixed_precision: bool = False  # float16 compute on GPUs
-    xla: bool = False  # XLA-compile the train step (GPUs)
+    checkpoint_every: int = option(
+        250, "steps between checkpoints; a killed run loses at most this many", whole=True, low=1
+    )
+    preview_every: int = option(250, "steps between previews", whole=True, low=1)
+    log_every: int = option(10, "steps between progress reports and TensorBoard scalars", whole=True, low=1)
+    score_every: int = option(
+        250,
+        "steps between quality scores of the generator; the best-scoring step becomes the model; 0: the last step",
+        whole=True,
+        low=0,
+    )
+    keep_checkpoints: int = option(3, "newest checkpoints kept", whole=True, low=1, flag=False)
+    multi_gpu: bool = option(False, "use all local GPUs (TF_CONFIG set: all hosts' GPUs)", flag=False)
+    mixed_precision: bool = option(False, "float16 compute on GPUs", flag=False)
+    xla: bool = option(False, "XLA-compile the train step", flag=False)
 
-    version: int = SPEC_VERSION
+    version: int = option(SPEC_VERSION, "the spec file's format", whole=True, low=1, high=SPEC_VERSION, flag=False)
 
     # Options that change the data or the networks: a run can only resume with the same values.
     IDENTITY = (
@@ -157,17 +259,9 @@ def default_width(size: int, gpu: bool) -> int:
     return width * GPU_WIDTH_FACTOR if gpu else width
 
 
-def augment_setting(text: str) -> float | str:
-    """The --augment flag's value: a probability when the text reads as a number, else the text (which
-    option_problem then accepts only as 'ada')."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def number_problem(value, whole: bool = False, low=None, high=None, above=None) -> str | None:
-    """Why `value` is not an acceptable number, or None: a finite (whole) number, low <= value <= high, > above."""
+def number_problem(value, whole: bool = False, low=None, high=None, above=None, multiple=None) -> str | None:
+    """Why `value` is not an acceptable number, or None: a finite (whole) number, low <= value <= high, > above, a
+    multiple of `multiple`."""
     if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
         return "must be a whole number" if whole else "must be a number"
     if not math.isfinite(value):
@@ -178,46 +272,63 @@ def number_problem(value, whole: bool = False, low=None, high=None, above=None) 
         return f"must be at least {low}"
     if high is not None and value > high:
         return f"must be at most {high}"
+    if multiple is not None and value % multiple:
+        return f"must be a multiple of {multiple}"
     return None
 
 
-NUMBERS = {  # option -> the rule of number_problem
-    "steps": {"whole": True, "low": 1},
-    "batch": {"whole": True, "low": 1},
-    "lr": {"above": 0},
-    "r1_gamma": {"low": 0},
-    "ema_halflife": {"above": 0},
-    "class_balance": {"low": 0, "high": 1},
-    "seed": {"whole": True, "low": 0, "high": MAX_SEED},
-    "empty_ratio": {"low": 0},
-    "checkpoint_every": {"whole": True, "low": 1},
-    "preview_every": {"whole": True, "low": 1},
-    "log_every": {"whole": True, "low": 1},
-    "score_every": {"whole": True, "low": 0},
-    "keep_checkpoints": {"whole": True, "low": 1},
-    "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
+OPTIONS = {field.name: field for field in dataclasses.fields(TrainSpec)}  # the option table, by name
+PRESETS = {
+    name: {o: f.metadata["presets"][name] for o, f in OPTIONS.items() if f.metadata["presets"]} for name in PRESET_NAMES
 }
-CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES, "mode": MODES}
+
+
+def flag_of(name: str) -> str:
+    """The `ragan train` flag of an option: `--r1-gamma` for r1_gamma."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_option(name: str, text: str):
+    """An option's value from the text of its flag or of the panel; text that does not read as one stays text, for
+    option_problem to refuse."""
+    try:
+        return OPTIONS[name].metadata["parse"](text) if name in OPTIONS else text
+    except ValueError:
+        return text
+
+
+def describe_option(name: str) -> str:
+    """An option's help with its choices or range and its default, as `ragan train --help` shows it."""
+    field = OPTIONS[name]
+    meta, rule = field.metadata, field.metadata["rule"] or {}
+    if meta["choices"]:
+        limits = f"one of {', '.join(meta['choices'])}"
+    elif "low" in rule and "high" in rule:
+        limits = f"{rule['low']}..{rule['high']}"
+    elif "low" in rule:
+        limits = f"at least {rule['low']}"
+    elif "above" in rule:
+        limits = f"above {rule['above']}"
+    else:
+        limits = None
+    if rule.get("multiple"):
+        limits += f", a multiple of {rule['multiple']}"
+    default = f"default {meta['default_text'] or field.default}"
+    return f"{meta['help']} ({'; '.join(filter(None, (limits, default)))})"
 
 
 def option_problem(name: str, value) -> str | None:
     """Why `value` cannot be the training option `name`, or None when it can."""
-    if name in NUMBERS:
-        return number_problem(value, **NUMBERS[name])
-    if name in CHOICES:
-        return (
-            None if isinstance(value, str) and value in CHOICES[name] else f"must be one of {', '.join(CHOICES[name])}"
-        )
-    if name == "size":
-        if number_problem(value, whole=True) or not (64 <= value <= 512 and value % 16 == 0):
-            return "must be a multiple of 16 between 64 and 512"
-    elif name == "width":
-        low, high = WIDTH_RANGE
-        problem = None if value is None else number_problem(value, whole=True, low=low, high=high)
-        return problem and f"must be a whole number of channels in {low}..{high}"
-    elif name == "spacing":
-        return None if value is None else number_problem(value, above=0) and "must be a positive number of mm"
-    elif name == "ct_window":
+    field = OPTIONS.get(name)
+    meta = field.metadata if field else {}
+    if meta.get("rule"):
+        if value is None and field.default is None:  # an option whose default is "decided later" (width, spacing)
+            return None
+        return number_problem(value, **meta["rule"])
+    if meta.get("choices"):
+        choices = meta["choices"]
+        return None if isinstance(value, str) and value in choices else f"must be one of {', '.join(choices)}"
+    if name == "ct_window":
         if (
             not (isinstance(value, list) and len(value) == 2 and not any(number_problem(v) for v in value))
             or not value[0] < value[1]

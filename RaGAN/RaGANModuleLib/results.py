@@ -44,6 +44,39 @@ def orient_views(slice_nodes, axis: str) -> None:
         slice_node.SetOrientation(axis.capitalize())  # Slicer's presets: "Axial", "Coronal", "Sagittal"
 
 
+def show_side_by_side(layout_manager, real_case, volume, segmentation, axis: str) -> None:
+    """Real case on the left (Red), synthetic on the right (Yellow), each with its labels, views linked, both turned to
+    the model's slicing axis (the synthetic stack shows one training-like slice at a time). `layout_manager` is
+    Slicer's (slicer.app.layoutManager()); `real_case` has .image and .label nodes, or is None."""
+    import slicer
+
+    layout_manager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+    orient_views([layout_manager.sliceWidget(v).mrmlSliceNode() for v in ("Red", "Yellow")], axis)
+    for view_name, shown in (("Red", real_case.image if real_case else None), ("Yellow", volume)):
+        slice_widget = layout_manager.sliceWidget(view_name)
+        composite = slice_widget.mrmlSliceCompositeNode()
+        composite.SetBackgroundVolumeID(shown.GetID() if shown else None)
+        composite.SetLabelVolumeID(None)
+        composite.SetLinkedControl(True)
+        slice_widget.sliceLogic().FitSliceToAll()
+    _show_only_in(segmentation, "vtkMRMLSliceNodeYellow")
+    if real_case is None:
+        return
+    if real_case.label.IsA("vtkMRMLSegmentationNode"):
+        _show_only_in(real_case.label, "vtkMRMLSliceNodeRed")
+    else:
+        layout_manager.sliceWidget("Red").mrmlSliceCompositeNode().SetLabelVolumeID(real_case.label.GetID())
+
+
+def _show_only_in(segmentation, slice_node_id: str) -> None:
+    display = segmentation.GetDisplayNode()
+    if display is None:
+        segmentation.CreateDefaultDisplayNodes()
+        display = segmentation.GetDisplayNode()
+    display.RemoveAllViewNodeIDs()
+    display.AddViewNodeID(slice_node_id)
+
+
 def model_classes(model_folder: Path) -> list:
     """The model's label classes other than background (RaGANLib.model_info.LabelClass: value, name, color)."""
     return [c for c in read_model(model_folder).classes if c.value != 0]

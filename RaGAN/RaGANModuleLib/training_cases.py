@@ -2,7 +2,7 @@
 
     cases = [TrainingCase(ct_node, segmentation_node)]
     exported = export_cases(scene, cases, run_folder)     # marks the run folder; <run>/cases/case-000_image.nrrd, ...
-    write_spec(run_folder, exported, TRAINING_PRESETS["quick look"] | {"seed": 1})
+    write_spec(run_folder, exported, {"size": 64, "steps": 600, "seed": 1})
 
 A segmentation is exported to a labelmap on the image's grid. Segments are matched across cases by name, so "liver"
 gets the same label value in every case; a labelmap volume keeps its values, named by its colour table. Nothing
@@ -18,13 +18,6 @@ import slicer
 
 from RaGANModuleLib import scene_files
 from RaGANModuleLib.locations import import_ragan_lib
-
-# Size, steps and batch that each preset sets; the advanced options stay as the user left them.
-TRAINING_PRESETS = {
-    "quick look": {"size": 64, "steps": 600, "batch": 8},
-    "standard": {"size": 128, "steps": 4000, "batch": 16},
-    "high quality": {"size": 256, "steps": 20000, "batch": 16},
-}
 
 
 @dataclasses.dataclass
@@ -134,12 +127,11 @@ def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> Exported
 
 def write_spec(run_folder: Path, exported: ExportedCases, options: dict) -> Path:
     """Write `<run>/spec.json` for `ragan train`, checked by RaGANLib's own TrainSpec (the one source of options).
-    An "augment" option may be the panel's text ("ada" or a probability), read as `ragan train --augment` reads it."""
+    An option given as text (the panel's augment: "ada" or a probability) is read as its `ragan train` flag reads it."""
     import_ragan_lib()
-    from RaGANLib.spec import TrainSpec, augment_setting
+    from RaGANLib.spec import TrainSpec, parse_option
 
-    if isinstance(options.get("augment"), str):
-        options = {**options, "augment": augment_setting(options["augment"])}
+    options = {name: parse_option(name, value) if isinstance(value, str) else value for name, value in options.items()}
     spec = TrainSpec(
         pairs=exported.pairs,
         label_names={str(v): n for v, n in exported.label_names.items()},

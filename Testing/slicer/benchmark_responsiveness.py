@@ -13,7 +13,7 @@ import time
 
 from RaGANModuleLib import demo_data, training_cases
 from RaGANModuleLib.trainer_job import JobState
-from slicer_test_support import needs_trainer
+from slicer_test_support import module_logic, needs_trainer
 
 
 def first(job, kind: str | None, timeout_s: float = 300) -> float:
@@ -29,8 +29,8 @@ def first(job, kind: str | None, timeout_s: float = 300) -> float:
 
 
 @needs_trainer
-def test_time_to_first_status_progress_and_loaded_result(ragan_module, scene, tmp_path):
-    logic = ragan_module.RaGANLogic()
+def test_time_to_first_status_progress_and_loaded_result(scene, tmp_path):
+    logic = module_logic()
     started = time.monotonic()
     logic.trainerCheck(refresh=True)  # the panel does this when it opens, not when Train is pressed
     check_s = time.monotonic() - started

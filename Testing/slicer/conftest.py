@@ -78,74 +78,41 @@ def ct_with_segmentation(scene):
     return volume, segmentation, labels
 
 
-@pytest.fixture
-def not_started(monkeypatch):
-    """Jobs are made but their child is not started: tests with it check what would be started."""
-    from RaGANModuleLib.trainer_job import TrainerJob
-
-    monkeypatch.setattr(TrainerJob, "start", lambda job: None)
-
-
-class _Settings:
-    """qt.QSettings as the module uses it: a key -> value store shared by all instances."""
-
-    values: dict = {}
-
-    def value(self, key, default=None):
-        return self.values.get(key, default)
-
-    def setValue(self, key, value):
-        self.values[key] = value
-
-
-class SelfTest(unittest.TestCase):
-    """Slicer's ScriptedLoadableModuleTest as the module's self-test uses it: a TestCase whose delayDisplay messages
-    are kept (in Slicer they show on screen and in the log)."""
-
-    messages: list = []
-
-    def delayDisplay(self, message, msec=None):
-        self.messages.append(message)
-
-
 @pytest.fixture(scope="module")
 def ragan_module(tmp_path_factory):
-    """RaGAN.py imported outside Slicer: the few Slicer/Qt names it needs at import time are stand-ins, so its Logic
-    (which does the module's work through RaGANModuleLib) runs against a real MRML scene.
-
-    The trainer Python is set in the stand-in settings to this test's Python, as a user would set it in the
-    Environment panel.
-    """
+    """RaGAN.py imported outside Slicer, for what it declares (module, parameter node, sample data): the few Slicer/Qt
+    names it needs at import time are stand-ins. Its logic, views and self-test live in RaGANModuleLib and are tested
+    without them."""
     import types
 
+    class GuiClass:
+        def __init__(self, parent=None):
+            super().__init__()  # as Slicer's ScriptedLoadableModuleLogic does
+            self.parent = parent
+
+    gui_class = GuiClass
     stand_ins = {
-        "qt": types.SimpleNamespace(QSettings=_Settings),
+        "qt": types.SimpleNamespace(),
         "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=type(
-                "ScriptedLoadableModule", (), {"__init__": lambda self, parent: setattr(self, "parent", parent)}
-            ),
-            ScriptedLoadableModuleLogic=type("ScriptedLoadableModuleLogic", (), {}),
-            ScriptedLoadableModuleTest=SelfTest,
-            ScriptedLoadableModuleWidget=type("ScriptedLoadableModuleWidget", (), {}),
+            ScriptedLoadableModule=gui_class,
+            ScriptedLoadableModuleLogic=gui_class,
+            ScriptedLoadableModuleTest=unittest.TestCase,
+            ScriptedLoadableModuleWidget=gui_class,
         ),
         "slicer.parameterNodeWrapper": types.SimpleNamespace(
-            parameterNodeWrapper=lambda cls: cls, Choice=lambda *a: a, WithinRange=lambda *a: a
+            parameterNodeWrapper=lambda cls: cls,
+            parameterPack=lambda cls: cls,
+            Choice=lambda *a: a,
+            WithinRange=lambda *a: a,
         ),
         "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
     }
-    app = types.SimpleNamespace(
-        slicerHome=str(tmp_path_factory.mktemp("slicer-home")),
-        testingEnabled=lambda: True,
-        startupEnvironment=None,
-        connections=[],
-    )
+    app = types.SimpleNamespace(connections=[])
     app.connect = lambda signal, slot: app.connections.append((signal, slot))  # Qt's signal connection, recorded
     with pytest.MonkeyPatch.context() as patch:
         for name, module in stand_ins.items():
             patch.setitem(sys.modules, name, module)
         patch.setattr(slicer, "app", app, raising=False)
-        patch.setattr(slicer.util, "startupEnvironment", lambda: dict(__import__("os").environ))
-        patch.setattr(_Settings, "values", {"RaGAN/TrainerPython": sys.executable})
         sys.modules.pop("RaGAN", None)
         import RaGAN
 

@@ -48,6 +48,26 @@ def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=
     return node
 
 
+def module_logic(python: str = sys.executable, start=True):
+    """The module's logic (RaGANLogic without the Environment panel's settings) with `python` as the trainer's Python,
+    as a user would choose it there, and this process's environment. start=False: jobs are made but their child is
+    not started (tests with it check what would be started)."""
+    from RaGANModuleLib.logic import ModuleLogic, Trainer
+    from RaGANModuleLib.trainer_job import TrainerJob
+
+    return ModuleLogic(Trainer(python, dict(os.environ)), TrainerJob.start if start else lambda job: None)
+
+
+def view_until_ended(view, timeout_s: float) -> None:
+    """Poll a job view (RaGANModuleLib.panel) as the panel's timer does until it reports the job's end."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not view.poll():
+        assert time.monotonic() < deadline, f"the job did not end within {timeout_s} s: {view.status}"
+        time.sleep(0.1)
+
+
 def bare_python(folder) -> str:
     """A real Python without TensorFlow or Keras: a fresh virtual environment without pip."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)

@@ -12,7 +12,7 @@ import pytest
 import slicer
 from RaGANModuleLib import environment
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
-from slicer_test_support import bare_python
+from slicer_test_support import bare_python, module_logic
 
 
 class Recorder:
@@ -170,30 +170,26 @@ def test_the_check_reads_versions_without_importing_tensorflow(tmp_path):
     assert environment.check_trainer_python(sys.executable, refresh=True) is not check
 
 
-def test_a_python_without_tensorflow_disables_training_before_anything_is_written(ragan_module, scene, tmp_path):
+def test_a_python_without_tensorflow_disables_training_before_anything_is_written(scene, tmp_path):
     from RaGANModuleLib import demo_data, training_cases
 
     python = bare_python(tmp_path / "bare")
-    ragan_module.qt.QSettings().setValue("RaGAN/TrainerPython", python)
-    try:
-        logic = ragan_module.RaGANLogic()
-        check = logic.trainerCheck()
-        assert not check.ready
-        assert "tensorflow is not installed (RaGAN needs tensorflow>=2.20,<3)" in check.reason
-        assert "keras is not installed" in check.reason and python in check.reason
-        volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
-        cases = [training_cases.TrainingCase(volume, segmentation)]
-        output = tmp_path / "runs"
-        with pytest.raises(environment.TrainerNotReady, match="tensorflow is not installed"):
-            logic.startTraining(scene, cases, {"steps": 4}, output, "cpu")
-        assert not output.exists(), "no run folder for a trainer that cannot start"
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "spec.json").write_text("{}")
-        with pytest.raises(environment.TrainerNotReady):
-            logic.resumeTraining(tmp_path / "run", "cpu")
-        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["spec.json"]
-    finally:
-        ragan_module.qt.QSettings().setValue("RaGAN/TrainerPython", sys.executable)
+    logic = module_logic(python)
+    check = logic.trainerCheck()
+    assert not check.ready
+    assert "tensorflow is not installed (RaGAN needs tensorflow>=2.20,<3)" in check.reason
+    assert "keras is not installed" in check.reason and python in check.reason
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
+    cases = [training_cases.TrainingCase(volume, segmentation)]
+    output = tmp_path / "runs"
+    with pytest.raises(environment.TrainerNotReady, match="tensorflow is not installed"):
+        logic.startTraining(scene, cases, {"steps": 4}, output, "cpu")
+    assert not output.exists(), "no run folder for a trainer that cannot start"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "spec.json").write_text("{}")
+    with pytest.raises(environment.TrainerNotReady):
+        logic.resumeTraining(tmp_path / "run", "cpu")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["spec.json"]
 
 
 def test_versions_below_the_pins_are_named_with_the_version_to_install(tmp_path):

@@ -23,13 +23,20 @@ def ui_widgets() -> dict[str, ElementTree.Element]:
 
 
 def parameter_fields() -> set[str]:
+    """The parameter node's fields: those RaGAN.py declares and the training options added from TrainSpec."""
+    from RaGANModuleLib.training_options import PANEL_OPTIONS
+
     tree = ast.parse(MODULE_SOURCE.read_text())
     parameters = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RaGANParameterNode")
-    return {n.target.id for n in parameters.body if isinstance(n, ast.AnnAssign)}
+    return {n.target.id for n in parameters.body if isinstance(n, ast.AnnAssign)} | set(PANEL_OPTIONS)
 
 
 def test_every_widget_the_module_uses_exists_in_the_ui_file():
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_SOURCE.read_text()))
+    """Widgets the widget names as self.ui.NAME, and the buttons it and panel.py name by text ("trainButton")."""
+    source = MODULE_SOURCE.read_text()
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    for text in (source, (MODULE_FOLDER / "RaGANModuleLib" / "panel.py").read_text()):
+        used |= set(re.findall(r'"(\w+Button)"', text))
     assert len(used) > 15, "the pattern should find the panel's widgets"
     missing = sorted(used - set(ui_widgets()))
     assert not missing, f"RaGAN.py uses widgets that RaGAN.ui does not have: {missing}"
@@ -46,24 +53,88 @@ def test_every_bound_widget_names_a_parameter_of_the_parameter_node():
     assert not unknown, f"widgets bound to parameters RaGANParameterNode lacks: {unknown}"
 
 
+def bound_parameter(widget) -> str | None:
+    return next(
+        (p.find("string").text for p in widget.findall("property") if p.get("name") == "SlicerParameterName"), None
+    )
+
+
+def number_property(widget, name: str) -> int | None:
+    found = [p.find("number").text for p in widget.findall("property") if p.get("name") == name]
+    return int(found[0]) if found else None
+
+
 def test_every_choice_parameter_offers_the_same_items_as_its_combo_box():
-    """The wrapper selects combo box items by text: a preset named differently in .ui and .py would never apply."""
+    """The wrapper selects combo box items by text: a choice named differently in .ui and in the parameter node (the
+    spec, for training options) would never apply."""
+    from RaGANModuleLib import training_options
+
     source = MODULE_SOURCE.read_text()
+    checked = set()
     for name, widget in ui_widgets().items():
         if widget.get("class") != "QComboBox":
             continue
         items = [item.find("property/string").text for item in widget.findall("item")]
-        parameter = next(
-            p.find("string").text for p in widget.findall("property") if p.get("name") == "SlicerParameterName"
-        )
-        choice = re.search(rf"{parameter}: Annotated\[str, Choice\((.+?)\)\]", source).group(1)
-        expected = items if not choice.startswith("list(") else ["quick look", "standard", "high quality"]
-        if choice.startswith("["):
-            assert ast.literal_eval(choice) == items, f"{name}: .ui offers {items}, .py {choice}"
+        parameter = bound_parameter(widget)
+        if parameter in training_options.PANEL_OPTIONS:
+            expected = training_options.panel_choices(parameter)
+        elif parameter == "preset":
+            expected = list(training_options.PRESETS)
         else:
-            from RaGANModuleLib.training_cases import TRAINING_PRESETS
+            expected = ast.literal_eval(re.search(rf"{parameter}: Annotated\[str, Choice\((.+?)\)\]", source).group(1))
+        assert items == expected, f"{name}: .ui offers {items}, the parameter node {expected}"
+        checked.add(parameter)
+    assert {"preset", "device", "axis", "intensity", "slices", "augment", "mode"} <= checked
 
-            assert list(TRAINING_PRESETS) == items == expected, f"{name}: .ui offers {items}"
+
+def test_every_training_option_spin_box_has_the_spec_range_step_and_default():
+    """The panel's spin boxes for training options allow what `ragan train` allows (cut to a spin box's int), step by
+    the size's multiple, and start at the quick-look preset's values: all read from TrainSpec."""
+    from RaGANModuleLib import training_options
+
+    from RaGANLib.spec import OPTIONS
+
+    spin_boxes = {bound_parameter(w): w for w in ui_widgets().values() if w.get("class") == "QSpinBox"}
+    numbers = [name for name in training_options.PANEL_OPTIONS if training_options.panel_choices(name) is None]
+    assert set(numbers) == {"size", "steps", "batch", "seed"}
+    for name in numbers:
+        widget = spin_boxes[name]
+        low, high = training_options.panel_range(name)
+        shown = (number_property(widget, "minimum"), number_property(widget, "maximum"))
+        assert shown == (low, high), f"{name}: .ui allows {shown}, the spec {low}..{high}"
+        assert number_property(widget, "value") == training_options.panel_default(name), name
+        multiple = OPTIONS[name].metadata["rule"].get("multiple")
+        if multiple:
+            assert number_property(widget, "singleStep") == multiple, name
+
+
+def test_any_training_option_can_join_the_panel_with_the_specs_choices_and_range():
+    """Adding an option to the panel is `panel=True` on its TrainSpec field (and a widget in RaGAN.ui): its parameter
+    node type comes from the spec, whole numbers, other numbers, choices and switches alike."""
+    import typing
+
+    from RaGANModuleLib import training_options
+
+    from RaGANLib.spec import OPTIONS
+
+    def choice(items):
+        return ("choice", items)
+
+    def within_range(low, high):
+        return ("range", low, high)
+
+    shown = {}
+    for name, field in OPTIONS.items():
+        if field.metadata["choices"] or field.metadata["rule"] or isinstance(field.default, bool):
+            shown[name] = training_options.panel_annotation(name, choice, within_range)
+    assert typing.get_args(shown["axis"]) == (str, ("choice", ["axial", "coronal", "sagittal"]))
+    assert typing.get_args(shown["size"]) == (int, ("range", 64, 512))
+    assert typing.get_args(shown["r1_gamma"]) == (float, ("range", 0.0, float(training_options.SPIN_BOX_MAX)))
+    assert typing.get_args(shown["class_balance"]) == (float, ("range", 0.0, 1.0))
+    assert typing.get_args(shown["lr"])[1][1] == 0.0, "above 0: the spin box starts at 0, the spec refuses it"
+    assert typing.get_args(shown["seed"]) == (int, ("range", 0, 2**31 - 1)), "cut to a spin box's int"
+    assert shown["xla"] is bool
+    assert len(shown) >= 24
 
 
 def test_ruff_finds_no_undefined_names_in_the_module():

@@ -1,10 +1,15 @@
-"""RaGAN.py's Logic, the calls the panel and the self-test make, on a real scene (Slicer's GUI classes stood in)."""
+"""The module's logic (RaGANModuleLib/logic.py, RaGANLogic in RaGAN.py), the calls the panel and the self-test make, on
+a real scene; and what RaGAN.py declares to Slicer (its GUI classes stood in)."""
 
 import json
+import logging
 import sys
 
 import pytest
 from RaGANModuleLib import demo_data, training_cases
+from RaGANModuleLib.environment import TrainerNotReady
+from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
+from slicer_test_support import module_logic
 
 
 def test_module_declares_its_category_and_help(ragan_module):
@@ -15,16 +20,24 @@ def test_module_declares_its_category_and_help(ragan_module):
     assert "Needs 3D Slicer 5.10 or 5.12 (Python 3.12)" in parent.helpText, "the supported Slicers are stated"
 
 
+def test_the_modules_logic_is_made_as_slicer_makes_it(ragan_module):
+    """Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__(): the Qt-free logic must come first."""
+    logic = ragan_module.RaGANLogic()
+    assert isinstance(logic, ragan_module.ModuleLogic) and callable(logic.startTraining)
+
+
 def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
+    from RaGANLib.spec import PRESETS
+
     parameters = ragan_module.RaGANParameterNode
     assert parameters.preset == "quick look"
-    quick = training_cases.TRAINING_PRESETS["quick look"]
+    quick = PRESETS["quick look"]
     assert (parameters.size, parameters.steps, parameters.batch) == (quick["size"], quick["steps"], quick["batch"])
     assert parameters.outputFolder.name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
 
 
-def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(ragan_module, scene, tmp_path, not_started):
-    logic = ragan_module.RaGANLogic()
+def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(scene, tmp_path):
+    logic = module_logic(start=False)
     volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
     cases = [training_cases.TrainingCase(volume, segmentation)]
 
@@ -48,8 +61,8 @@ def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(ragan_module
     assert job.environment()["CUDA_VISIBLE_DEVICES"] == "-1" and job.run_folder == run
 
 
-def test_options_the_trainer_refuses_leave_no_run_folder(ragan_module, scene, tmp_path, not_started):
-    logic = ragan_module.RaGANLogic()
+def test_options_the_trainer_refuses_leave_no_run_folder(scene, tmp_path):
+    logic = module_logic(start=False)
     volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
     cases = [training_cases.TrainingCase(volume, segmentation)]
     with pytest.raises(Exception, match="size must be a multiple of 16"):
@@ -57,8 +70,8 @@ def test_options_the_trainer_refuses_leave_no_run_folder(ragan_module, scene, tm
     assert not list(tmp_path.iterdir())
 
 
-def test_resume_and_generate_refuse_folders_that_are_not_runs_or_models(ragan_module, tmp_path, not_started):
-    logic = ragan_module.RaGANLogic()
+def test_resume_and_generate_refuse_folders_that_are_not_runs_or_models(tmp_path):
+    logic = module_logic(start=False)
     with pytest.raises(ValueError, match="not a RaGAN run folder"):
         logic.resumeTraining(tmp_path, "auto")
     with pytest.raises(ValueError, match="not a RaGAN model folder"):
@@ -70,11 +83,37 @@ def test_resume_and_generate_refuse_folders_that_are_not_runs_or_models(ragan_mo
     assert job.arguments[-1] == "--resume"
 
 
-def test_without_a_chosen_python_slicers_own_is_used(ragan_module, monkeypatch):
-    monkeypatch.setitem(ragan_module.qt.QSettings.values, "RaGAN/TrainerPython", "")
-    logic = ragan_module.RaGANLogic()
-    assert logic.trainerPython().endswith(("PythonSlicer", "PythonSlicer.exe"))
-    assert logic.trainerEnvironment() is None, "PythonSlicer needs Slicer's own environment"
+def test_the_environment_settings_choose_the_trainer(tmp_path):
+    """No chosen Python: Slicer's own PythonSlicer with Slicer's environment; a chosen one gets the environment Slicer
+    started with; a trainer command replaces the Python; one that cannot be read stops every job with its reason."""
+    asked = []
+
+    def startup_environment():
+        asked.append(True)
+        return {"PATH": "/usr/bin"}
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "PythonSlicer").write_text("")
+    own = trainer_from_settings("", "", tmp_path, startup_environment)
+    assert own == Trainer(str(tmp_path / "bin" / "PythonSlicer")) and not asked, "PythonSlicer: Slicer's environment"
+    chosen = trainer_from_settings(sys.executable, "ssh gpu-box ragan", tmp_path, startup_environment)
+    assert chosen == Trainer(sys.executable, {"PATH": "/usr/bin"}, ("ssh", "gpu-box", "ragan"))
+    unreadable = trainer_from_settings(sys.executable, "ssh 'gpu-box", tmp_path, startup_environment)
+    assert "the trainer command cannot be read" in unreadable.problem
+    logic = ModuleLogic(unreadable, lambda job: pytest.fail("nothing may start"))
+    assert not logic.trainerCheck().ready and logic.trainerCheck().reason == unreadable.problem
+    with pytest.raises(TrainerNotReady, match="cannot be read"):
+        logic.startGenerate(tmp_path, 4, 0, "cpu")
+
+
+def test_the_logic_logs_what_it_starts_to_slicers_log(scene, tmp_path, caplog):
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64))
+    with caplog.at_level(logging.INFO, logger="RaGAN"):
+        job, run = module_logic(start=False).startTraining(
+            scene, [training_cases.TrainingCase(volume, segmentation)], {"steps": 10, "size": 64}, tmp_path, "cpu"
+        )
+    assert f"1 training case(s) written to {run}" in caplog.text
+    assert f"started {sys.executable} -m RaGANLib train --spec {run / 'spec.json'}" in caplog.text
 
 
 def test_the_phantom_case_is_offered_in_sample_data_and_made_without_a_download(

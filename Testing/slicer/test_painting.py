@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from RaGANModuleLib import painting, scene_files, training_cases
+from RaGANModuleLib import painting, panel, scene_files, training_cases
 from RaGANModuleLib.trainer_job import JobState
-from slicer_test_support import TINY_TRAINING, needs_trainer
+from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
 
 CLASSES = [
     {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
@@ -82,12 +82,12 @@ def test_painting_is_offered_for_conditional_models_only_and_otherwise_says_why(
 
 
 def test_paint_writes_the_segmentation_beside_the_model_and_starts_generate_labels(
-    ragan_module, scene, ct_with_segmentation, tmp_path, not_started
+    scene, ct_with_segmentation, tmp_path
 ):
     volume, segmentation, labels = ct_with_segmentation
     model = model_folder(tmp_path)
 
-    job, folder, scan = ragan_module.RaGANLogic().startPaint(scene, segmentation, model, 5, "cpu")
+    job, folder, scan = module_logic(start=False).startPaint(scene, segmentation, model, 5, "cpu")
 
     assert folder == tmp_path / "painted-001" and scan.GetID() == volume.GetID(), "the volume it was drawn on"
     assert job.command == [
@@ -110,11 +110,9 @@ def test_paint_writes_the_segmentation_beside_the_model_and_starts_generate_labe
     assert not (folder / "painted").exists(), "generate gets a new folder to paint into"
 
 
-def test_paint_refuses_in_plain_words_and_writes_nothing(
-    ragan_module, scene, ct_with_segmentation, tmp_path, not_started
-):
+def test_paint_refuses_in_plain_words_and_writes_nothing(scene, ct_with_segmentation, tmp_path):
     volume, segmentation, _ = ct_with_segmentation
-    logic = ragan_module.RaGANLogic()
+    logic = module_logic(start=False)
     model = model_folder(tmp_path)
     (tmp_path / "joint").mkdir()
     with pytest.raises(ValueError, match="joint model"):
@@ -133,12 +131,12 @@ def test_paint_refuses_in_plain_words_and_writes_nothing(
 
 
 @needs_trainer
-def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(ragan_module, scene, tmp_path):
+def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(scene, tmp_path):
     """The panel's path: train in conditional mode from the scene, paint a lesion into the case's segmentation (as
     with Segment Editor), and get a synthetic scan for it on the case's grid."""
     from RaGANModuleLib import demo_data
 
-    logic = ragan_module.RaGANLogic()
+    logic = module_logic()
     volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))
     cases = [training_cases.TrainingCase(volume, segmentation)]
     job, run = logic.startTraining(scene, cases, TINY_TRAINING | {"mode": "conditional"}, tmp_path, "cpu")
@@ -156,8 +154,12 @@ def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(
     edited = np.where(drawn, 2, original)
 
     job, folder, scan = logic.startPaint(scene, segmentation, run / "model", 3, "cpu")
-    assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
-    painted, painted_segmentation = logic.loadPainted(scene, job.finished["outputs"], run / "model", scan)
+    view = panel.PaintView(job, run / "model", folder, training_cases.TrainingCase(scan, segmentation))
+    view_until_ended(view, 180)  # as the panel's timer polls it
+    assert view.failure is None, f"{job.message}\n{job.log_tail()}"
+    painted, painted_segmentation = logic.loadPainted(scene, view.outputs, view.modelFolder, view.source.image)
+    view.loaded(painted)
+    assert view.status == f"Loaded '{painted.GetName()}': a synthetic scan for '{segmentation.GetName()}'."
 
     assert folder.parent == run and scan.GetID() == volume.GetID()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from RaGANModuleLib import dataset_export, results, scene_files
-from slicer_test_support import make_volume
+from slicer_test_support import make_volume, module_logic
 
 CLASSES = [
     {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
@@ -183,7 +183,7 @@ def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(g
         results.model_classes(model)
 
 
-def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(generated, ragan_module, tmp_path):
+def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(generated, tmp_path):
     """The trainer's Python here has Keras 3.15.x: a model saved by Keras 3.16 is refused before anything starts."""
     model, _, _ = generated
     info = json.loads((model / "model.json").read_text())
@@ -193,7 +193,7 @@ def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(g
     assert results.read_model_info(model, keras="3.16.2")["versions"]["keras"] == "3.16.0"
     assert results.read_model_info(model)["classes"] == CLASSES, "without the trainer's version: not judged"
 
-    logic = ragan_module.RaGANLogic()
+    logic = module_logic()
     installed = logic.trainerCheck().versions["keras"]
     saved = f"{int(installed.split('.')[0])}.{int(installed.split('.')[1]) + 1}.0"
     (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": saved}}))

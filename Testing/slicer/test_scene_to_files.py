@@ -129,8 +129,9 @@ def test_slices_are_counted_as_the_trainer_cuts_them_for_a_sagittally_acquired_v
 def test_spec_names_the_files_and_options_the_trainer_reads(scene, ct_with_segmentation, tmp_path):
     volume, segmentation, _ = ct_with_segmentation
     exported = training_cases.export_cases(scene, [TrainingCase(volume, segmentation)], tmp_path)
+    from RaGANLib.spec import PRESETS
 
-    path = training_cases.write_spec(tmp_path, exported, training_cases.TRAINING_PRESETS["quick look"] | {"seed": 7})
+    path = training_cases.write_spec(tmp_path, exported, PRESETS["quick look"] | {"seed": 7})
 
     spec = json.loads(path.read_text())
     assert spec["pairs"] == [["cases/case-000_image.nrrd", "cases/case-000_label.nrrd"]]

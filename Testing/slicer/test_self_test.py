@@ -1,37 +1,55 @@
-"""The in-Slicer self-test (RaGANTest in RaGAN.py) run here on a real MRML scene, Slicer's GUI classes stood in:
+"""The in-Slicer self-test (RaGANModuleLib/self_test.py, RaGANTest in RaGAN.py) run here on a real MRML scene:
 without TensorFlow (as on Slicer's extension build machines) its TensorFlow-free parts run and it says what it left
 out; with TensorFlow the training round trip runs too."""
 
 import json
 import sys
+import unittest
 
 import pytest
 import slicer
-from slicer_test_support import bare_python, needs_trainer
+from RaGANModuleLib.self_test import SelfTest
+from slicer_test_support import bare_python, module_logic, needs_trainer
+
+
+class SelfTestHere(SelfTest, unittest.TestCase):
+    """SelfTest as RaGANTest runs it in Slicer, with the trainer's Python given and delayDisplay's messages kept (in
+    Slicer they show on screen and in the log)."""
+
+    __test__ = False  # pytest would collect the parts one by one; runTest runs them as Slicer does
+    python = sys.executable
+    messages: list = []
+
+    def logic(self):
+        return module_logic(self.python)
+
+    def delayDisplay(self, message, msec=None):
+        self.messages.append(message)
 
 
 @pytest.fixture
-def self_test(ragan_module, scene, tmp_path, monkeypatch):
-    """RaGANTest on `scene` (as slicer.mrmlScene) with Slicer's temporary folder in tmp_path; returns its messages."""
+def self_test(scene, tmp_path, monkeypatch):
+    """The self-test on `scene` (as slicer.mrmlScene) with Slicer's temporary folder in tmp_path; run(python) returns
+    its messages."""
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     (tmp_path / "slicer-temp").mkdir()
-    monkeypatch.setattr(slicer.app, "temporaryPath", str(tmp_path / "slicer-temp"), raising=False)
-    monkeypatch.setattr(ragan_module.RaGANTest, "messages", [])
+    monkeypatch.setattr(slicer, "app", type("App", (), {"temporaryPath": str(tmp_path / "slicer-temp")}), raising=False)
+    monkeypatch.setattr(SelfTestHere, "messages", [])
 
-    def run():
-        ragan_module.RaGANTest().runTest()
-        return ragan_module.RaGANTest.messages
+    def run(python):
+        monkeypatch.setattr(SelfTestHere, "python", python)
+        SelfTestHere().runTest()
+        return SelfTestHere.messages
 
     return run
 
 
-def test_without_tensorflow_the_self_test_runs_its_other_parts_and_says_which(
-    self_test, ragan_module, tmp_path, monkeypatch
-):
-    python = bare_python(tmp_path / "bare")
-    monkeypatch.setitem(ragan_module.qt.QSettings.values, "RaGAN/TrainerPython", python)
+def test_the_modules_test_class_is_this_self_test(ragan_module):
+    assert issubclass(ragan_module.RaGANTest, SelfTest) and ragan_module.RaGANTest.logic is not SelfTest.logic
 
-    messages = self_test()
+
+def test_without_tensorflow_the_self_test_runs_its_other_parts_and_says_which(self_test, tmp_path):
+    messages = self_test(bare_python(tmp_path / "bare"))
 
     last = messages[-1]
     assert last.startswith("RaGAN self-test passed. Parts run: scene export; stored synthetic result loaded and "), last
@@ -43,9 +61,7 @@ def test_without_tensorflow_the_self_test_runs_its_other_parts_and_says_which(
 
 
 @needs_trainer
-def test_with_tensorflow_the_self_test_also_trains_generates_and_loads(self_test, ragan_module, monkeypatch):
-    monkeypatch.setitem(ragan_module.qt.QSettings.values, "RaGAN/TrainerPython", sys.executable)
-
-    messages = self_test()
+def test_with_tensorflow_the_self_test_also_trains_generates_and_loads(self_test):
+    messages = self_test(sys.executable)
 
     assert messages[-1].endswith("; training round trip."), messages[-1]

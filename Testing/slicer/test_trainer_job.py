@@ -7,6 +7,7 @@ grandchild holds on, and crash.
 
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -14,9 +15,9 @@ import time
 
 import numpy as np
 import pytest
-from RaGANModuleLib import demo_data, environment, results, scene_files, training_cases
+from RaGANModuleLib import demo_data, environment, panel, results, scene_files, training_cases
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, train_arguments
-from slicer_test_support import TINY_TRAINING, needs_trainer
+from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
 
 
 def stand_in_trainer(tmp_path, main_code: str):
@@ -127,13 +128,13 @@ def wait_for(job: TrainerJob, kind: str, timeout_s: float = 180) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, ragan_module):
+def trained(tmp_path_factory):
     """One tiny training run of a phantom case, started by the module's Logic as the Train button does."""
     import slicer
 
     scene = slicer.vtkMRMLScene()
     volume, segmentation = demo_data.add_phantom_case(scene, seed=1, shape=(12, 64, 64))
-    logic = ragan_module.RaGANLogic()
+    logic = module_logic()
     cases = [training_cases.TrainingCase(volume, segmentation)]
     job, run = logic.startTraining(scene, cases, TINY_TRAINING, tmp_path_factory.mktemp("trained"), "cpu")
     job.wait(timeout_s=300)
@@ -159,14 +160,43 @@ def test_training_runs_and_its_events_arrive_in_order(trained):
 
 
 @needs_trainer
+def test_the_training_view_turns_the_runs_events_into_progress_previews_losses_and_the_model(trained):
+    """The events the panel's timer took from the job while it ran, shown as the panel shows them."""
+    scene, run, job, _ = trained
+    view = panel.TrainingView(job, scene)
+    assert view.status == "Starting the trainer (loading TensorFlow)..." and view.lossChart.rows == 0
+    shown = []
+    for event in job.events:
+        view.take(event)
+        shown.append((event["event"], view.status, view.step, view.total))
+    started = next(s for s in shown if s[0] == "started")
+    assert started[1].startswith("Training on ") and started[3] == TINY_TRAINING["steps"]
+    first = next(s for s in shown if s[0] == "progress")
+    assert re.fullmatch(r"Step 1/6, [\d.]+ images/s, \d+m\d\ds left\.", first[1]) and first[2:] == (1, 6)
+    assert view.lossChart.rows == sum(e["event"] == "progress" for e in job.events)
+    volume, label = view.newPreview
+    assert volume.GetImageData().GetDimensions()[:2] == (64, 64) and label is not None, "the last preview to show"
+
+    assert view.poll() and not view.poll(), "the end is reported once"
+    assert view.failure is None and view.model == run / "model"
+    assert view.status == f"Training finished. Model: {run / 'model'}"
+
+
+@needs_trainer
 def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_names(trained):
+    """Through the generate view as the panel does: what to load comes from the job's `finished` event."""
     scene, run, _, logic = trained
     source = scene.GetFirstNodeByName("RaGAN phantom 1")
     job, out = logic.startGenerate(run / "model", count=3, seed=5, device="cpu")
     assert out.parent == run, "generated slices are kept beside the model they came from"
-    assert job.wait(timeout_s=180) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
+    view = panel.GenerateView(job, run / "model", out)
+    view_until_ended(view, 180)
+    assert view.failure is None, f"{job.message}\n{job.log_tail()}"
+    assert view.outputs == job.finished["outputs"] and view.status == "Generated; loading..."
 
-    volume, segmentation = logic.loadGenerated(scene, job.finished["outputs"], run / "model", sourceNode=source)
+    volume, segmentation = logic.loadGenerated(scene, view.outputs, view.modelFolder, sourceNode=source)
+    view.loaded(volume)
+    assert view.status.startswith("Loaded 'RaGAN synthetic image' (3 slices).")
 
     info = results.read_model_info(run / "model")
     assert volume.GetImageData().GetDimensions() == (info["slice"]["size"], info["slice"]["size"], 3)
@@ -237,10 +267,12 @@ def test_an_error_event_is_a_failure_with_the_trainers_own_words(scene, tmp_path
 
     job = TrainerJob(train_arguments(run), python=sys.executable, run_folder=run, device="cpu")
     job.start()
+    view = panel.TrainingView(job, scene)
+    view_until_ended(view, 120)
 
-    assert job.wait(timeout_s=120) == JobState.FAILED
-    assert job.exit_code == 2
+    assert job.state == JobState.FAILED and job.exit_code == 2
     assert "case-000_image.nrrd" in job.message and "(bad_input)" in job.message
+    assert view.failure == job.message and view.status == f"Training failed: {job.message}" and view.model is None
 
 
 @needs_trainer
