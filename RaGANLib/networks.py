@@ -40,11 +40,13 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def modulate(x, label, name: str):
+def modulate(x, label, name: str, smooth: bool = False):
     """SPADE-style: scale (1 + gamma) and shift (beta) each normalised feature per pixel, both computed from the
     one-hot label map averaged down to the resolution of `x`."""
     factor = label.shape[1] // x.shape[1]
     here = layers.AveragePooling2D(factor, name=f"{name}_label")(label) if factor > 1 else label
+    if smooth:
+        here = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(here)
     hidden = layers.Conv2D(LABEL_FEATURES, 3, padding="same", activation="relu", name=f"{name}_hidden")(here)
     gamma = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_gamma")(hidden)
     beta = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_beta")(hidden)
@@ -52,7 +54,9 @@ def modulate(x, label, name: str):
     return layers.Add(name=f"{name}_shifted")([scaled, beta])
 
 
-def _generator(size: int, classes: int, width: int, name: str, residual: bool, conditional: bool) -> keras.Model:
+def _generator(
+    size: int, classes: int, width: int, name: str, residual: bool, conditional: bool, net: str = "plain"
+) -> keras.Model:
     """Latent vector -> 4x4 features -> per doubling: upsample (nearest; bilinear when residual), 2 convolutions
     (plus the upsampled input when residual) -> image + class probabilities; conditional: label map + latent ->
     the same path with every normalisation modulated by the label -> image."""
@@ -61,7 +65,7 @@ def _generator(size: int, classes: int, width: int, name: str, residual: bool, c
 
     def norm(x, name):
         x = pixel_norm(x, name)
-        return modulate(x, label_map, f"{name}_mod") if conditional else x
+        return modulate(x, label_map, f"{name}_mod", net == "smooth-labels") if conditional else x
 
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
     x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
@@ -100,7 +104,7 @@ class MinibatchStddev(layers.Layer):
         return ops.concatenate([x, ops.zeros_like(x[..., :1]) + ops.cast(spread, x.dtype)], axis=-1)
 
 
-def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras.Model:
+def _discriminator(size: int, classes: int, width: int, residual: bool, net: str = "plain") -> keras.Model:
     """Image + label channels -> per halving: 2 convolutions and downsampling (plus the downsampled input when
     residual) down to 4x4 -> (minibatch deviation and a convolution when residual) -> one realness score."""
     pair = keras.Input((size, size, 1 + classes), name="pair")
@@ -109,6 +113,9 @@ def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras
     resolution = size
     while resolution > 4:
         filters = channels_at(resolution // 2, size, width)
+        if net == "label-scales" and resolution < size:
+            label = layers.AveragePooling2D(size // resolution, name=f"label{resolution}")(pair[..., 1:])
+            x = layers.Concatenate(name=f"with_label{resolution}")([x, label])
         block_input = x
         for k, count in enumerate((channels_at(resolution, size, width), filters)):
             x = layers.Conv2D(count, 3, padding="same", name=f"conv{resolution}_{k}")(x)
@@ -132,16 +139,18 @@ def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras
 
 
 def build_generator(
-    arch: str, size: int, classes: int, width: int, name: str = "generator", mode: str = "joint"
+    arch: str, size: int, classes: int, width: int, name: str = "generator", mode: str = "joint", net: str = "plain"
 ) -> keras.Model:
     """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]
     (joint), or [one-hot label [batch, size, size, classes], latent] -> image [batch, size, size, 1] (conditional)."""
-    return _generator(size, classes, width, name, residual=_is_residual(arch), conditional=mode == "conditional")
+    return _generator(
+        size, classes, width, name, residual=_is_residual(arch), conditional=mode == "conditional", net=net
+    )
 
 
-def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:
+def build_discriminator(arch: str, size: int, classes: int, width: int, net: str = "plain") -> keras.Model:
     """The discriminator of an architecture family: [batch, size, size, 1 + classes] -> [batch, 1] scores."""
-    return _discriminator(size, classes, width, residual=_is_residual(arch))
+    return _discriminator(size, classes, width, residual=_is_residual(arch), net=net)
 
 
 def _is_residual(arch: str) -> bool:

@@ -18,6 +18,7 @@ INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
 MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
+CONDITIONAL_NETS = ("plain", "label-scales", "smooth-labels")  # SCREENING
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
 # laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many (3.5-4.6 M parameters per
@@ -53,6 +54,7 @@ class TrainSpec:
     width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
     #                           when the run starts or resumes
     mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
+    conditional_net: str = "plain"  # SCREENING
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
     lr: float = 0.0002  # Adam learning rate of both networks
@@ -90,6 +92,7 @@ class TrainSpec:
         "arch",
         "width",
         "mode",
+        "conditional_net",
         "batch",
         "seed",
     )
@@ -197,7 +200,14 @@ NUMBERS = {  # option -> the rule of number_problem
     "keep_checkpoints": {"whole": True, "low": 1},
     "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
 }
-CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES, "mode": MODES}
+CHOICES = {
+    "axis": AXES,
+    "intensity": INTENSITY_PRESETS,
+    "slices": SLICE_CHOICES,
+    "arch": ARCHITECTURES,
+    "mode": MODES,
+    "conditional_net": CONDITIONAL_NETS,
+}
 
 
 def option_problem(name: str, value) -> str | None:
