@@ -12,13 +12,14 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-SPEC_VERSION = 2  # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width
+# 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `smooth_labels`; a spec of
+# version 1 or 2 without it trained the conditional generator on the hard label map.
+SPEC_VERSION = 3
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
 MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
-CONDITIONAL_NETS = ("plain", "label-scales", "smooth-labels")  # SCREENING
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
 # laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many (3.5-4.6 M parameters per
@@ -54,7 +55,7 @@ class TrainSpec:
     width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
     #                           when the run starts or resumes
     mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
-    conditional_net: str = "plain"  # SCREENING
+    smooth_labels: bool = True  # conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/networks)
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
     lr: float = 0.0002  # Adam learning rate of both networks
@@ -92,7 +93,7 @@ class TrainSpec:
         "arch",
         "width",
         "mode",
-        "conditional_net",
+        "smooth_labels",
         "batch",
         "seed",
     )
@@ -132,6 +133,8 @@ class TrainSpec:
         spec.validate(where)
         if spec.version == 1 and spec.width is None:  # written before --width: its networks had the CPU width
             spec.width = default_width(spec.size, gpu=False)
+        if spec.version < 3 and "smooth_labels" not in data:  # its networks modulated from the hard label map
+            spec.smooth_labels = False
         if base is not None:
             spec.resolve_paths(base)
         return spec
@@ -200,14 +203,7 @@ NUMBERS = {  # option -> the rule of number_problem
     "keep_checkpoints": {"whole": True, "low": 1},
     "version": {"whole": True, "low": 1, "high": SPEC_VERSION},
 }
-CHOICES = {
-    "axis": AXES,
-    "intensity": INTENSITY_PRESETS,
-    "slices": SLICE_CHOICES,
-    "arch": ARCHITECTURES,
-    "mode": MODES,
-    "conditional_net": CONDITIONAL_NETS,
-}
+CHOICES = {"axis": AXES, "intensity": INTENSITY_PRESETS, "slices": SLICE_CHOICES, "arch": ARCHITECTURES, "mode": MODES}
 
 
 def option_problem(name: str, value) -> str | None:
@@ -257,6 +253,6 @@ def option_problem(name: str, value) -> str | None:
             for k, c in value.items()
         ):
             return "must map label values to [r, g, b] colours with each part in 0..1"
-    elif name in ("multi_gpu", "mixed_precision", "xla"):
+    elif name in ("smooth_labels", "multi_gpu", "mixed_precision", "xla"):
         return None if isinstance(value, bool) else "must be true or false"
     return None
