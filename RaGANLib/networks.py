@@ -12,11 +12,12 @@ A conditional generator (`--mode conditional`) takes a one-hot label map [size, 
 and makes the image only: the same upsampling path from the latent (which gives one label varied images), with every
 normalised feature map scaled and shifted per pixel by amounts computed from the label map at that resolution (SPADE-
 style modulation), so that the label's edges reach every resolution. The label map that computes each modulation is
-smoothed by a 3x3 box first (`smooth_labels`, the default since spec version 3): modulated from the hard one-hot map,
-600 steps on the phantom drew organs and lesions as bright outlines with little fill and vessels with beaded rims,
-because the modulation's 3x3 convolutions see a hard edge as a feature of its own; from the smoothed map the regions
-are filled (docs/conditional-vs-joint-phantom.md). Its discriminator is the joint one, fed the synthetic image with
-the label it was made for.
+smoothed by a 3x3 box first (`smooth_labels`, the default since spec version 3). Modulated from the hard one-hot map,
+600 steps on the phantom drew organs and lesions as bright outlines with little fill and vessels with beaded rims: the
+modulation's 3x3 convolutions see a hard edge as a pattern of its own, a cheap place for the generator to put what
+the discriminator checks first (that an intensity edge lies where the label's edge is). From the smoothed map the
+edge is a ramp and the regions come out filled (docs/conditional-vs-joint-phantom.md, sharpness). Its discriminator is
+the joint one, fed the synthetic image with the label it was made for.
 
 The joint generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
 probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels

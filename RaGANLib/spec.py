@@ -13,7 +13,8 @@ from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
 # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `smooth_labels`; a spec of
-# version 1 or 2 without it trained the conditional generator on the hard label map.
+# version 1 or 2 (or without version, read as 2) that does not name it trained the conditional generator on the hard
+# label map.
 SPEC_VERSION = 3
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
@@ -126,6 +127,9 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
+        # Written before version 3 (no version: read as 2): its conditional generator modulated from the hard label map.
+        if data.get("version", 2) in (1, 2) and "smooth_labels" not in data:
+            data = {**data, "smooth_labels": False}
         try:
             spec = cls(**data)
         except TypeError as error:
@@ -133,8 +137,6 @@ class TrainSpec:
         spec.validate(where)
         if spec.version == 1 and spec.width is None:  # written before --width: its networks had the CPU width
             spec.width = default_width(spec.size, gpu=False)
-        if spec.version < 3 and "smooth_labels" not in data:  # its networks modulated from the hard label map
-            spec.smooth_labels = False
         if base is not None:
             spec.resolve_paths(base)
         return spec
