@@ -18,7 +18,10 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-SPEC_VERSION = 2  # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width
+# 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `smooth_labels`; a spec of
+# version 1 or 2 (or without version, read as 2) that does not name it trained the conditional generator on the hard
+# label map.
+SPEC_VERSION = 3
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
@@ -132,6 +135,9 @@ class TrainSpec:
     mode: str = option(
         "joint", "joint: image and label from noise; conditional: an image for a given label", choices=MODES, panel=True
     )
+    smooth_labels: bool = option(
+        True, "conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/networks.py)", flag=False
+    )
     steps: int = option(2000, "total training steps", whole=True, low=1, panel=True, presets=(600, 4000, 20000))
     batch: int = option(16, "batch size, split over the GPUs", whole=True, low=1, panel=True, presets=(8, 16, 16))
     lr: float = option(0.0002, "Adam learning rate of both networks", above=0)
@@ -192,6 +198,7 @@ class TrainSpec:
         "arch",
         "width",
         "mode",
+        "smooth_labels",
         "batch",
         "seed",
     )
@@ -224,6 +231,9 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
+        # Written before version 3 (no version: read as 2): its conditional generator modulated from the hard label map.
+        if data.get("version", 2) in (1, 2) and "smooth_labels" not in data:
+            data = {**data, "smooth_labels": False}
         try:
             spec = cls(**data)
         except TypeError as error:
@@ -358,6 +368,6 @@ def option_problem(name: str, value) -> str | None:
             for k, c in value.items()
         ):
             return "must map label values to [r, g, b] colours with each part in 0..1"
-    elif name in ("multi_gpu", "mixed_precision", "xla"):
+    elif name in ("smooth_labels", "multi_gpu", "mixed_precision", "xla"):
         return None if isinstance(value, bool) else "must be true or false"
     return None

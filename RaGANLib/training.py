@@ -105,10 +105,14 @@ class GanTrainer:
             reporter.notice("mixed precision needs a GPU; training in float32")
         with strategy.scope():
             keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-            self.generator = build_generator(spec.arch, spec.size, self.classes, width, mode=spec.mode)
+            self.generator = build_generator(
+                spec.arch, spec.size, self.classes, width, mode=spec.mode, smooth_labels=spec.smooth_labels
+            )
             self.discriminator = build_discriminator(spec.arch, spec.size, self.classes, width)
             keras.mixed_precision.set_global_policy("float32")
-            self.ema = build_generator(spec.arch, spec.size, self.classes, width, "generator_ema", spec.mode)
+            self.ema = build_generator(
+                spec.arch, spec.size, self.classes, width, "generator_ema", spec.mode, spec.smooth_labels
+            )
             self.ema.set_weights(self.generator.get_weights())
             self.g_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
             self.d_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)

@@ -108,6 +108,30 @@ def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom
     assert digests[0] == digests[1]
 
 
+def smoothing_layers(model_folder) -> list[str]:
+    """The names of the label-smoothing layers in a model folder's saved generator (read from the Keras file)."""
+    with zipfile.ZipFile(model_folder / "generator.keras") as saved:
+        config = json.loads(saved.read("config.json"))
+    return [layer["name"] for layer in config["config"]["layers"] if layer["name"].endswith("_smooth")]
+
+
+def test_new_runs_modulate_from_smoothed_labels_and_a_run_from_before_resumes_with_hard_ones(conditional, tmp_path):
+    new, _ = conditional
+    spec = json.loads((new / "spec.json").read_text())
+    assert spec["smooth_labels"] is True and spec["version"] == 3
+    assert len(smoothing_layers(new / "model")) == 9  # every modulation: 4x4, two per doubling to 64 px
+    # A run folder written before spec version 3 (no smooth_labels) resumes with the generator it was trained with.
+    old = tmp_path / "run"
+    shutil.copytree(new, old)
+    spec = {k: v for k, v in spec.items() if k != "smooth_labels"} | {"version": 2}
+    (old / "spec.json").write_text(json.dumps(spec))
+    resumed = ragan("train", "--resume", "--out", old, "--steps", 7, "--score-every", "0")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 6
+    assert json.loads((old / "spec.json").read_text())["smooth_labels"] is False  # now written out
+    assert smoothing_layers(old / "model") == []
+
+
 def test_generate_count_paints_moved_training_labels_and_writes_pairs_like_joint(conditional, tmp_path):
     run, _ = conditional
     found = []
