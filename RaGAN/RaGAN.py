@@ -113,7 +113,7 @@ class RaGANParameterNode:
     slices: Annotated[str, Choice(["labelled", "all"])] = "labelled"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     augment: Annotated[str, Choice(["0.5", "ada", "0.25", "0"])] = "0.5"  # as --augment takes it: a probability or ada
-    mode: Annotated[str, Choice(["joint", "conditional"])] = "joint"  # as --mode: conditional models can paint
+    mode: Annotated[str, Choice(["conditional", "joint"])] = "conditional"  # as --mode: conditional models can paint
 
     modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
     count: Annotated[int, WithinRange(1, 100000)] = 16

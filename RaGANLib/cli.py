@@ -51,7 +51,7 @@ TRAIN_OPTIONS = [
         "--mode",
         "mode",
         str,
-        f"{' or '.join(MODES)}: image and label from noise, or an image for a label (default joint)",
+        f"{' or '.join(MODES)}: image and label from noise, or an image for a label (default conditional)",
     ),
     ("--steps", "steps", int, "total training steps (default 2000)"),
     ("--batch", "batch", int, "batch size (default 16)"),
@@ -190,6 +190,8 @@ def spec_from_arguments(args) -> TrainSpec | None:
             pairs_file=str(args.pairs_file.resolve()) if args.pairs_file else None,
             pairs=[[str(Path(i).resolve()), str(Path(label).resolve())] for i, label in (args.pair or [])],
         )
+        if args.resume and args.mode is None and saved and saved.exists():  # the run's mode, whatever today's default
+            values["mode"] = TrainSpec.load(saved).mode
     elif args.resume and saved and saved.exists():
         spec = TrainSpec.load(saved)
     elif args.resume:

@@ -12,7 +12,11 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-SPEC_VERSION = 2  # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width
+# 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `mode` defaults to
+# conditional; a spec of version 1 or 2 without `mode`, or one without `version` (read as 2), means joint, the default
+# when it was written, so a run made then resumes in its own mode.
+SPEC_VERSION = 3
+OLD_MODE = "joint"  # the mode a spec.json before version 3 means when it does not name one
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
@@ -52,7 +56,7 @@ class TrainSpec:
     arch: str = "residual"  # network family: residual, or the dcgan baseline (RaGANLib/networks.py)
     width: int | None = None  # channels at full resolution (doubling per halving); None: by device (default_width)
     #                           when the run starts or resumes
-    mode: str = "joint"  # joint: image and label from noise; conditional: an image for a given label (+ noise)
+    mode: str = "conditional"  # conditional: an image for a given label (+ noise); joint: image and label from noise
     steps: int = 2000  # total optimiser steps of the run
     batch: int = 16  # global batch size (split over replicas)
     lr: float = 0.0002  # Adam learning rate of both networks
@@ -122,6 +126,8 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
+        if data.get("version", 2) in (1, 2) and "mode" not in data:
+            data = {**data, "mode": OLD_MODE}
         try:
             spec = cls(**data)
         except TypeError as error:
