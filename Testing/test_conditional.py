@@ -27,9 +27,9 @@ SCORED = ["--score-every", "3"]
 
 @pytest.fixture(scope="module")
 def conditional(phantom_dataset, tmp_path_factory):
-    """A tiny run in the default mode, conditional (6 steps, checkpoints and scores at 3 and 6)."""
+    """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
     run = tmp_path_factory.mktemp("conditional") / "run"
-    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED)
+    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED, "--mode", "conditional")
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
