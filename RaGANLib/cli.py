@@ -142,6 +142,8 @@ def spec_from_arguments(args) -> TrainSpec | None:
             pairs_file=str(args.pairs_file.resolve()) if args.pairs_file else None,
             pairs=[[str(Path(i).resolve()), str(Path(label).resolve())] for i, label in (args.pair or [])],
         )
+        if args.resume and args.mode is None and saved and saved.exists():  # the run's mode, whatever today's default
+            values["mode"] = TrainSpec.load(saved).mode
     elif args.resume and saved and saved.exists():
         spec = TrainSpec.load(saved)
     elif args.resume:

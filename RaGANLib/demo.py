@@ -3,7 +3,11 @@
 <out>/data/        phantom CT cases as an nnU-Net v2 raw dataset (the usual input form)
 <out>/run/         the training run folder (spec, checkpoints, TensorBoard logs, previews, model/)
 <out>/synthetic/   generated pairs (NRRD volumes, nnU-Net dataset, preview)
-<out>/preview.png  real phantom slices above synthetic ones, each plain and with labels overlaid
+<out>/preview.png  real phantom label slices, the synthetic image the model paints for each, and the real image
+
+The demo trains the conditional mode, the default (on the phantom benchmark with 5 cases, level with the joint mode at
+25% synthetic and better at 50%: docs/conditional-vs-joint-phantom.md); its preview puts what the model makes next to
+what it should resemble.
 """
 
 import shutil
@@ -25,6 +29,7 @@ def demo_spec(data: Path, steps: int) -> TrainSpec:
         label_names=phantom.CLASS_NAMES,
         label_colors=phantom.CLASS_COLORS,
         size=64,
+        mode="conditional",  # run_demo's preview paints real labels
         ct_window=[-250.0, 350.0],  # a soft-tissue window: the organs differ by tens of HU
         steps=steps,
         batch=16,
@@ -57,14 +62,17 @@ def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
         return out / "run" / "previews"
     generated = generate(Path(finished["model"]), 32, 1, out / "synthetic", Reporter(reporter.json_lines))
 
+    # What a user gets, beside what it should look like: real label slices spread over the training set, the image
+    # the model paints for each, and the real image of that label.
     cache = load_cache(out / "run" / "cache", spec, reporter)
     colors = [c.color for c in cache.label_classes]
     chosen = np.linspace(0, len(cache.images) - 1, 16).astype(int)
-    real = preview.grid(np.asarray(cache.images[chosen], np.float32), np.asarray(cache.labels[chosen]), colors)
+    labels = np.asarray(cache.labels[chosen])
     generator, description = load(Path(finished["model"]))
-    images, labels = sample(generator, 16, 1, description.latent_size)
-    synthetic = preview.grid(images, labels, colors)
-    picture = preview.titled([("real phantom slices", real), (f"synthetic after {finished['step']} steps", synthetic)])
+    images, _ = sample(generator, len(chosen), 1, description.latent_size, iter(labels))
+    triplets = preview.side_by_side(labels, images, np.asarray(cache.images[chosen], np.float32), colors)
+    title = f"real label | synthetic image painted for it (model of step {finished['model_step']}) | real image"
+    picture = preview.titled([(title, triplets)])
     preview.save_png(picture, out / "preview.png")
     reporter.notice(f"demo done: preview {out / 'preview.png'}, synthetic pairs in {generated['nnunet']}")
     return out / "preview.png"

@@ -18,15 +18,16 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, read_json
 from RaGANLib.runfolder import write_json_atomic
 
-# 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `smooth_labels`; a spec of
-# version 1 or 2 (or without version, read as 2) that does not name it trained the conditional generator on the hard
-# label map.
+# 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `mode` defaults to
+# conditional, and `smooth_labels`; a spec of version 1 or 2 (or without version, read as 2) that does not name them
+# means joint and the hard label map, the defaults when it was written, so a run made then resumes as it trained.
 SPEC_VERSION = 3
+OLD_MODE = "joint"  # the mode a spec.json before version 3 means when it does not name one
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
-MODES = ("joint", "conditional")  # the generator invents image and label together, or paints an image for a label
+MODES = ("conditional", "joint")  # the generator paints an image for a label, or invents image and label together
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
 # laptop trains 64 px slices at about 80 images/s). A GPU gets GPU_WIDTH_FACTOR times as many (3.5-4.6 M parameters per
@@ -133,7 +134,10 @@ class TrainSpec:
         default_text=f"by device: 16 on a CPU up to 128 px, {GPU_WIDTH_FACTOR}x on a GPU",
     )  # None: by device (default_width) when the run starts or resumes
     mode: str = option(
-        "joint", "joint: image and label from noise; conditional: an image for a given label", choices=MODES, panel=True
+        "conditional",
+        "conditional: an image for a given label (+ noise); joint: image and label from noise",
+        choices=MODES,
+        panel=True,
     )
     smooth_labels: bool = option(
         True, "conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/networks.py)", flag=False
@@ -231,9 +235,10 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
-        # Written before version 3 (no version: read as 2): its conditional generator modulated from the hard label map.
-        if data.get("version", 2) in (1, 2) and "smooth_labels" not in data:
-            data = {**data, "smooth_labels": False}
+        # Written before version 3 (no version: read as 2): joint by default, and a conditional generator that
+        # modulated from the hard label map.
+        if data.get("version", 2) in (1, 2):
+            data = {"mode": OLD_MODE, "smooth_labels": False, **data}
         try:
             spec = cls(**data)
         except TypeError as error:

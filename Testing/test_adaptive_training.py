@@ -23,7 +23,7 @@ from RaGANLib.training import GanTrainer, checkpoint_digest, choose_strategy
 
 STEPS, BATCH = 32, 4
 OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]
-OPTIONS += ["--preview-every", "1000", "--lr", "0.0005", "--augment", "ada"]
+OPTIONS += ["--preview-every", "1000", "--lr", "0.0005", "--augment", "ada", "--mode", "joint"]  # as TINY
 QUIET = Reporter(stream=open(os.devnull, "w"))
 
 
@@ -104,7 +104,7 @@ def test_a_checkpoint_without_augmentation_state_resumes_with_p_from_zero(straig
 
 
 def test_the_whole_train_step_compiles_with_xla_and_updates_p_inside(phantom_dataset, tmp_path):
-    spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=8, steps=20, augment="ada", xla=True)
+    spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=8, steps=20, augment="ada", xla=True, mode="joint")
     data = prepare(spec, tmp_path / "cache", QUIET)
     trainer = GanTrainer(spec, data, choose_strategy(spec, QUIET), QUIET)
     batches = trainer.dataset(data, 0)

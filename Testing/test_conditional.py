@@ -1,5 +1,5 @@
-"""Label-conditioned synthesis for real: `ragan train --mode conditional` and `ragan generate` (--count, --labels) in a
-subprocess on small phantom data, next to a joint model that must keep working as before.
+"""Label-conditioned synthesis for real: `ragan train` in the conditional mode (the default) and `ragan generate`
+(--count, --labels) in a subprocess on small phantom data, next to a joint model that must keep working as before.
 
 The story: a researcher trains a conditional model, stops and resumes it (bit-identical to an uninterrupted run),
 generates pairs from the training labels, paints a synthetic volume for a label volume of their own on its grid, is
@@ -19,6 +19,8 @@ from PIL import Image
 from ragan_testing import REPOSITORY, TINY, events_of, ragan
 
 from RaGANLib import phantom
+from RaGANLib.cli import build_parser, spec_from_arguments
+from RaGANLib.spec import TrainSpec
 
 SCORED = ["--score-every", "3"]
 
@@ -27,17 +29,17 @@ SCORED = ["--score-every", "3"]
 def conditional(phantom_dataset, tmp_path_factory):
     """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
     run = tmp_path_factory.mktemp("conditional") / "run"
-    result = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *TINY, *SCORED)
+    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED, "--mode", "conditional")
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
 
 @pytest.fixture(scope="module")
 def joint(phantom_dataset, tmp_path_factory):
-    """A tiny joint run (the default mode), 2 steps, with networks half the CPU's default width."""
+    """A tiny joint run, 2 steps, with networks half the CPU's default width."""
     run = tmp_path_factory.mktemp("joint") / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
-    steps += ["--width", "8"]
+    steps += ["--width", "8", "--mode", "joint"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
@@ -235,6 +237,39 @@ def test_mode_is_validated_like_every_option(phantom_dataset, tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     result = ragan("train", "--spec", tmp_path / "spec.json")
     assert result.returncode == 2 and "mode must be one of" in events_of(result.stdout)[-1]["message"]
+
+
+def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_resumes_joint(joint, tmp_path):
+    """Conditional became the default with spec version 3. A spec of version 1 or 2, or without a version, that names
+    no mode means joint, the default it was written under: a run started from such a spec.json resumes as the joint
+    run it is, from its joint checkpoint, and its spec.json stays as written. Resumed by its flags without --mode, a
+    run keeps its own mode too; a new run gets the default."""
+    for old in ({"version": 1}, {"version": 2}, {}):
+        assert TrainSpec.from_json({"dataset": "data", **old}, "old spec").mode == "joint"
+    assert TrainSpec.from_json({"dataset": "data", "version": 3}, "new spec").mode == "conditional"
+    assert TrainSpec.from_json({"dataset": "data", "version": 2, "mode": "conditional"}, "spec").mode == "conditional"
+
+    run = tmp_path / "run"
+    shutil.copytree(joint, run)
+    spec = json.loads((run / "spec.json").read_text())
+    assert spec["mode"] == "joint" and spec["version"] == 3
+    del spec["mode"], spec["version"]  # as a hand-written spec.json the run was started with
+    (run / "spec.json").write_text(json.dumps(spec))
+    written = (run / "spec.json").read_bytes()
+
+    def mode(*flags) -> str:
+        return spec_from_arguments(build_parser().parse_args(["train", *map(str, flags)])).mode
+
+    assert mode("--dataset", spec["dataset"], "--out", run, "--resume") == "joint"
+    assert mode("--dataset", spec["dataset"], "--out", run, "--resume", "--mode", "conditional") == "conditional"
+    assert mode("--dataset", spec["dataset"], "--out", tmp_path / "new") == "conditional"
+
+    result = ragan("train", "--resume", "--out", run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    started = next(e for e in events_of(result.stdout) if e["event"] == "started")
+    assert started["resumed"] is True and started["step"] == 2
+    assert json.loads((run / "model" / "model.json").read_text())["mode"] == "joint"
+    assert (run / "spec.json").read_bytes() == written
 
 
 def test_a_painted_lesion_changes_the_image_where_it_was_drawn(conditional, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 
+from PIL import Image
 from ragan_testing import events_of, ragan
 
 
@@ -12,7 +13,9 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert kinds.count("finished") == 2  # training, then generation
     demo = tmp_path / "demo"
     assert json.loads((demo / "data" / "dataset.json").read_text())["numTraining"] == 8
-    assert (demo / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    # The conditional mode's triplets (label | synthetic | real, 96 px cells), 4 to a row, under a title line.
+    assert Image.open(demo / "preview.png").size == (4 * 3 * 96, 22 + 4 * 96)
+    assert json.loads((demo / "run" / "model" / "model.json").read_text())["mode"] == "conditional"
     assert (demo / "synthetic" / "synthetic_image.nrrd").exists()
     assert len(list((demo / "synthetic" / "nnunet" / "labelsTr").iterdir())) == 32
 

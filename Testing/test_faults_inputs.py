@@ -290,8 +290,9 @@ PATIENT = "Doe^Jane_19700101"  # a patient-like name planted in the input paths 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A tiny real run on one case whose folder and file names hold a patient's name, with the label on a grid
-    slightly off the image's (so that the resampling notice is written)."""
+    """A tiny real joint run on one case whose folder and file names hold a patient's name, with the label on a grid
+    slightly off the image's (so that the resampling notice is written); joint, so that a model.json calling it
+    conditional is a fault."""
     root = tmp_path_factory.mktemp("faults")
     folder = root / PATIENT
     image, label = phantom_pair(folder, 0)

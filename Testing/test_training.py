@@ -36,8 +36,10 @@ EVENT_FIELDS = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run on two phantom cases whose headers and folder name carry a patient's identity; --mixed-precision
-    runs too (on a CPU it trains in float32 and says so); --score-every 0: the model is the last step's, unscored."""
+    """A tiny joint run on two phantom cases whose headers and folder name carry a patient's identity (the joint
+    model's own labels and share rules are checked below; test_conditional.py has the conditional ones);
+    --mixed-precision runs too (on a CPU it trains in float32 and says so); --score-every 0: the model is the last
+    step's, unscored."""
     root = tmp_path_factory.mktemp("trained")
     pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
     arguments = [a for image, label in pairs for a in ("--pair", image, label)] + ["--score-every", "0"]
@@ -202,14 +204,15 @@ def test_no_patient_identity_or_source_path_reaches_model_or_outputs(trained, tm
 def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "RaGANLib", "train", *map(str, arguments), "--out", str(run), "--events", "json"]
     options = ["--size", "64", "--batch", "4", "--steps", steps, "--checkpoint-every", every, "--log-every", "1"]
-    options += ["--preview-every", "1000"]
+    options += ["--preview-every", "1000", "--mode", "joint"]  # as TINY
     return subprocess.Popen(command + list(map(str, options)), stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint_and_keeps_its_best_model(phantom_dataset, tmp_path):
     """Scored every 4 steps; killed after step 6 (the best so far, step 4's, is kept), resumed to step 12. The model
     is the best-scoring step's EMA generator, from before or after the kill; in this seeded run step 8 scores best
-    and the last step worse, so the model is not the last step's, which stays a checkpoint."""
+    and the last step worse, so the model is not the last step's, which stays a checkpoint (the joint mode: the
+    scores are this seed's and this mode's)."""
     import keras
 
     run = tmp_path / "run"

@@ -28,6 +28,8 @@ needs_trainer = pytest.mark.skipif(
 
 # Tiny training settings: a few steps on 64x64 slices, enough for every event kind to appear.
 TINY_TRAINING = {"size": 64, "steps": 6, "batch": 4, "checkpoint_every": 3, "preview_every": 3, "log_every": 1}
+TINY_TRAINING |= {"mode": "joint"}  # as TINY (Testing/ragan_testing.py); the module's default, conditional, trains in
+#                                     test_module_logic.py and test_painting.py
 
 
 def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=(12.0, -30.0, 40.0)):

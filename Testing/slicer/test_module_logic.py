@@ -34,6 +34,7 @@ def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
     quick = PRESETS["quick look"]
     assert (parameters.size, parameters.steps, parameters.batch) == (quick["size"], quick["steps"], quick["batch"])
     assert parameters.outputFolder.name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
+    assert parameters.mode == "conditional", "the panel trains the mode `ragan train` does by default"
 
 
 def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(scene, tmp_path):
