@@ -14,6 +14,7 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
+from RaGANLib.runfolder import block_stop_signals
 from RaGANLib.spec import (
     ARCHITECTURES,
     AXES,
@@ -219,6 +220,7 @@ def check_sampling_options(args) -> None:
 
 
 def run_train(args, reporter: Reporter) -> dict:
+    block_stop_signals(True)  # before numpy starts its threads: train() takes the stop signals in this thread only
     from RaGANLib.training import train
 
     spec = spec_from_arguments(args)
