@@ -220,22 +220,26 @@ def check_sampling_options(args) -> None:
 
 
 def run_train(args, reporter: Reporter) -> dict:
-    block_stop_signals(True)  # before numpy starts its threads: train() takes the stop signals in this thread only
-    from RaGANLib.training import train
+    # Blocked before numpy starts its threads; train() unblocks them once its handlers are in place, this on any exit.
+    block_stop_signals(True)
+    try:
+        from RaGANLib.training import train
 
-    spec = spec_from_arguments(args)
-    root = args.out or (args.spec.resolve().parent if args.spec else None)
-    if root is None:
-        raise BadInput("give the run folder with --out")
-    return train(
-        spec,
-        root,
-        reporter,
-        resume=args.resume,
-        accept_changed_inputs=args.accept_changed_inputs,
-        spec_file=args.spec,
-        started=STARTED,
-    )
+        spec = spec_from_arguments(args)
+        root = args.out or (args.spec.resolve().parent if args.spec else None)
+        if root is None:
+            raise BadInput("give the run folder with --out")
+        return train(
+            spec,
+            root,
+            reporter,
+            resume=args.resume,
+            accept_changed_inputs=args.accept_changed_inputs,
+            spec_file=args.spec,
+            started=STARTED,
+        )
+    finally:
+        block_stop_signals(False)
 
 
 def run_info(reporter: Reporter) -> dict:
