@@ -173,9 +173,15 @@ INTENSITY_OPERATIONS = (gamma, brightness_contrast, noise, blur)
 
 def augment_pairs(pairs: tf.Tensor, p, seed: tf.Tensor) -> tf.Tensor:
     """Augment a batch of [batch, size, size, 1 + classes] pairs (image channel first, one-hot labels); `seed` is a
-    stateless seed (shape [2]). A plain p of 0 skips all work."""
-    if isinstance(p, (int, float)) and p <= 0:
-        return pairs
+    stateless seed (shape [2]). A p of 0 skips all work: a plain number when traced, a tensor (ADA's variable, which
+    starts at 0 and may stay there for long) when run. At p 0 every operation is exactly the identity, in values and
+    gradients, so the skip changes nothing but the time."""
+    if isinstance(p, (int, float)):
+        return _augmented(pairs, p, seed) if p > 0 else pairs
+    return tf.cond(p > 0, lambda: _augmented(pairs, p, seed), lambda: pairs)
+
+
+def _augmented(pairs: tf.Tensor, p, seed: tf.Tensor) -> tf.Tensor:
     seeds = tf.random.experimental.stateless_split(seed, num=2 + len(INTENSITY_OPERATIONS))
     pairs = cutout(geometric(pairs, p, seeds[0]), p, seeds[1])
     image = pairs[..., :1]

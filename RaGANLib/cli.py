@@ -14,6 +14,7 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
+from RaGANLib.runfolder import block_stop_signals
 from RaGANLib.spec import MAX_SEED, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
@@ -173,21 +174,26 @@ def check_sampling_options(args) -> None:
 
 
 def run_train(args, reporter: Reporter) -> dict:
-    from RaGANLib.training import train
+    # Blocked before numpy starts its threads; train() unblocks them once its handlers are in place, this on any exit.
+    block_stop_signals(True)
+    try:
+        from RaGANLib.training import train
 
-    spec = spec_from_arguments(args)
-    root = args.out or (args.spec.resolve().parent if args.spec else None)
-    if root is None:
-        raise BadInput("give the run folder with --out")
-    return train(
-        spec,
-        root,
-        reporter,
-        resume=args.resume,
-        accept_changed_inputs=args.accept_changed_inputs,
-        spec_file=args.spec,
-        started=STARTED,
-    )
+        spec = spec_from_arguments(args)
+        root = args.out or (args.spec.resolve().parent if args.spec else None)
+        if root is None:
+            raise BadInput("give the run folder with --out")
+        return train(
+            spec,
+            root,
+            reporter,
+            resume=args.resume,
+            accept_changed_inputs=args.accept_changed_inputs,
+            spec_file=args.spec,
+            started=STARTED,
+        )
+    finally:
+        block_stop_signals(False)
 
 
 def run_info(reporter: Reporter) -> dict:

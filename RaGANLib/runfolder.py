@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from RaGANLib.errors import BadInput, DiskFull
 
 STOP_FILE = "STOP"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a trainer checkpoints and stops on these, as on a STOP file
 STOP_SLACK_S = 2.0  # a STOP made while the trainer process was starting, before it read the clock, still counts
 
 
@@ -139,3 +141,12 @@ class RunFolder:
     def prune_checkpoints(self, keep: int) -> None:
         for _, path in self.list_checkpoints()[keep:]:
             path.unlink(missing_ok=True)
+
+
+def block_stop_signals(block: bool) -> None:
+    """Block (or unblock) STOP_SIGNALS in the calling thread; the threads it starts meanwhile inherit the block.
+    `ragan train` blocks them before numpy and TensorFlow start their threads and unblocks them once RaGAN's handlers
+    are in place: a stop signal then reaches the main thread only, never TensorFlow's own SIGTERM handler (see
+    RaGANLib.training._join_hosts), and one that came meanwhile arrives then. Windows has no signal masks."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, STOP_SIGNALS)

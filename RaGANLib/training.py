@@ -33,7 +33,7 @@ from RaGANLib.events import Reporter
 from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
 from RaGANLib.layouts import move_label
 from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
-from RaGANLib.runfolder import RunFolder, write_bytes_atomic
+from RaGANLib.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals, write_bytes_atomic
 from RaGANLib.seeds import offset_seed, stream
 from RaGANLib.spec import TrainSpec, default_width
 
@@ -203,8 +203,7 @@ class GanTrainer:
         def step(batch, ema_beta):
             results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
             results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
-            for average, current in zip(self.ema.weights, self.generator.weights):
-                average.assign(ema_beta * average + (1 - ema_beta) * tf.cast(current, average.dtype))
+            self._update_ema(ema_beta)
             if self.adaptive:
                 images = float(self.spec.batch)
                 sign_sum = self.ada_sums[0] + results["real_sign"] * images
@@ -214,6 +213,12 @@ class GanTrainer:
             return results
 
         return step
+
+    def _update_ema(self, beta) -> None:
+        import tensorflow as tf
+
+        for average, current in zip(self.ema.weights, self.generator.weights):
+            average.assign(beta * average + (1 - beta) * tf.cast(current, average.dtype))
 
     def step(self, batch, step: int) -> dict:
         # The EMA starts short and grows to its half-life, so early previews already show something.
@@ -438,10 +443,6 @@ def train(
     is prepared again from the files as they are now)."""
     run = RunFolder(root, started=time.time() if started is None else started)
     wanted = spec or _saved_spec(run)
-    if strategy is None and wanted is not None and several_hosts(wanted):
-        # Before any other TensorFlow op of this process, and before the stop handlers below: making the strategy
-        # installs TensorFlow's own SIGTERM handler in place of Python's.
-        strategy = choose_strategy(wanted, reporter)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
     # left half-written.
     with stop_requests() as stop:
@@ -449,6 +450,12 @@ def train(
         def stop_reason():
             return stop["signal"] or ("stop file" if run.stop_requested() else None)
 
+        try:
+            if strategy is None and wanted is not None and several_hosts(wanted):
+                strategy = _join_hosts(wanted, reporter, stop["take_signals"])
+        finally:
+            block_stop_signals(False)  # a stop signal held since `ragan train` started arrives now, at RaGAN's handlers
+        hosts = strategy is not None and _several_hosts_strategy(strategy)
         chief = strategy is None or strategy.extended.should_checkpoint
         with contextlib.ExitStack() as scratch:
             folder, options = run, (resume, accept_changed_inputs, spec_file)
@@ -460,7 +467,10 @@ def train(
                 options = (False, False, None)
                 scratch.callback(setattr, reporter, "run_folder", None)  # from then on events reach stdout only
             try:
-                spec, data = _prepare_run(spec, folder, reporter, *options, stop_reason)
+                # Several hosts prepare to the end: a worker that left here would leave the others waiting in their
+                # first collective; a stop during preparation takes effect, agreed, before the first step.
+                prepare_stop = (lambda: None) if hosts else stop_reason
+                spec, data = _prepare_run(spec, folder, reporter, *options, prepare_stop)
             except PreparationStopped as reason:
                 reporter.notice(f"stop requested ({reason}) while preparing; nothing was trained")
                 if chief:
@@ -516,18 +526,48 @@ def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_
 @contextlib.contextmanager
 def stop_requests():
     """While inside, SIGTERM and SIGINT only set the yielded flag (the loop then checkpoints and stops); the
-    previous handlers come back afterwards, so a program that trains several runs can still be interrupted."""
+    previous handlers come back afterwards, so a program that trains several runs can still be interrupted.
+    `stop["take_signals"]()` installs the handlers again after a library replaced them."""
     stop = {"signal": None}
 
     def request_stop(number, _frame):
         stop["signal"] = signal.Signals(number).name
 
-    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    def take_signals():
+        return {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
+
+    stop["take_signals"] = take_signals
+    previous = take_signals()
     try:
         yield stop
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _join_hosts(spec: TrainSpec, reporter: Reporter, take_signals):
+    """MultiWorkerMirroredStrategy for several hosts, made with the stop signals blocked in this thread (train()
+    unblocks them once RaGAN's handlers are back).
+
+    Making it starts TensorFlow's coordination service agent, which installs TensorFlow's own C++ SIGTERM handler
+    (tsl's SigtermNotifier) and then waits until every host has connected. That handler only sets a flag that a
+    thread polls once a second to post a preemption notice into the cluster's key-value store (for TensorFlow's
+    PreemptionCheckpointHandler, which RaGAN does not use); it neither stops the process nor its collectives, and
+    before the hosts are connected the notice is not even posted. A SIGTERM it takes is lost: the worker trains on to
+    the end. Blocked here (and in the threads numpy and TensorFlow start, which inherit the mask: `ragan train`
+    blocks the signals before importing either, runfolder.block_stop_signals), a signal stays pending until RaGAN's
+    handlers are back, then stops the run before its first step."""
+    reporter.notice("waiting for the other hosts of TF_CONFIG's cluster to connect")
+    block_stop_signals(True)
+    strategy = choose_strategy(spec, reporter)  # before any other TensorFlow op of this process
+    take_signals()
+    return strategy
+
+
+def _several_hosts_strategy(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _train_prepared(
@@ -539,7 +579,7 @@ def _train_prepared(
     device = describe_device()
     # Several hosts: only the chief writes into the run folder; all agree on where they start and when they stop.
     chief = strategy.extended.should_checkpoint
-    hosts = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    hosts = _several_hosts_strategy(strategy)
     everywhere = _mean_over_workers(strategy) if hosts else None
 
     # Construct networks; restore.
@@ -547,6 +587,20 @@ def _train_prepared(
     start = trainer.load_checkpoint(run, reporter, set_aside=chief) if resume else 0
     if hosts and everywhere([float(everywhere([start])[0] != start)])[0] > 0:  # one differs: all see it
         raise RuntimeError(f"the workers found different checkpoints in '{run.checkpoints}' (this one step {start})")
+
+    def agreed_stop() -> str | None:
+        """Why to stop now; on several hosts any worker's request counts, so that all stop at the same step."""
+        reason = stop_reason()
+        if hosts and everywhere([1.0 if reason else 0.0])[0] > 0:
+            reason = reason or "another worker's stop request"
+        return reason
+
+    reason = hosts and agreed_stop()  # a stop while the hosts connected or prepared
+    if reason:
+        reporter.notice(f"stop requested ({reason}) before step {start + 1}; nothing was trained")
+        if chief:
+            run.clear_stop()
+        return reporter.emit("finished", reason="stopped", step=start, model=None)
     if start == 0 and chief:
         trainer.best.write(run)  # nothing scored yet: a best.npz that an earlier start left goes
     if resume and start == 0:
@@ -657,9 +711,7 @@ def _train_prepared(
                     tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
                 window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
-            reason = stop_reason()
-            if hosts and everywhere([1.0 if reason else 0.0])[0] > 0:  # a stop anywhere stops all at this step
-                reason = reason or "another worker's stop request"
+            reason = agreed_stop()
             if reason:
                 trainer.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({reason}) at step {step}")

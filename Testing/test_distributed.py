@@ -4,9 +4,11 @@ and the float16 path of `--mixed-precision` forced on the CPU."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 from ragan_testing import REPOSITORY, TINY, events_of, ragan, read_until
@@ -79,29 +81,60 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def start_worker(index: int, ports: list[int], dataset, run, scratch, *extra) -> subprocess.Popen:
+    """One host's trainer of a two-host cluster on 127.0.0.1, started as a launcher starts it: the same command on
+    every host, only TF_CONFIG's task index differs."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    environment = {
+        **os.environ,
+        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        "TMPDIR": str(scratch),  # where a worker other than the chief keeps its copy of the slices
+        "TF_NUM_INTRAOP_THREADS": "1",  # two trainers share the CPU cores
+    }
+    arguments = ["train", "--dataset", dataset, "--out", run, "--multi-gpu", *TINY, "--steps", "3", *extra]
+    command = [sys.executable, "-m", "RaGANLib", *map(str, arguments), "--events", "json"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY, env=environment)
+
+
 def start_workers(dataset, run, scratch, *extra) -> list[subprocess.Popen]:
-    """Two hosts' trainers on 127.0.0.1, started alike but for TF_CONFIG's task index, as a launcher starts them."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    workers = []
-    for index in range(2):
-        environment = {
-            **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-            "TMPDIR": str(scratch),  # where a worker other than the chief keeps its copy of the slices
-            "TF_NUM_INTRAOP_THREADS": "1",  # two trainers share the CPU cores
-        }
-        arguments = ["train", "--dataset", dataset, "--out", run, "--multi-gpu", *TINY, "--steps", "3", *extra]
-        command = [sys.executable, "-m", "RaGANLib", *map(str, arguments), "--events", "json"]
-        workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY, env=environment))
-    return workers
+    ports = free_ports(2)
+    return [start_worker(index, ports, dataset, run, scratch, *extra) for index in range(2)]
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} (exit code {process.poll()})")
 
 
 def test_two_hosts_train_as_one_stop_together_and_resume(phantom_dataset, tmp_path):
-    """MultiWorkerMirroredStrategy from TF_CONFIG with two worker processes: a STOP file in the shared run folder
-    stops both at the same step (each may see it at another step: they agree after every step); only the chief
-    writes into the run folder (checkpoint, events, model); both resume from that checkpoint and complete."""
+    """MultiWorkerMirroredStrategy from TF_CONFIG with two worker processes. A SIGTERM to a worker while it waits for
+    the others to connect (when TensorFlow's own SIGTERM handler, which only posts a preemption notice, is in place)
+    stops both before the first step. A STOP file in the shared run folder stops both at the same step (each may see
+    it at another step: they agree after every step); only the chief writes into the run folder (checkpoint, events,
+    model); both resume from that checkpoint and complete."""
     run, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
+    ports = free_ports(2)
+    worker = start_worker(1, ports, phantom_dataset, run, scratch)
+    # Its server is up: TensorFlow made its SIGTERM handler before starting it, and waits for the chief to connect.
+    wait_until_listening(ports[1], worker)
+    worker.send_signal(signal.SIGTERM)
+    chief = start_worker(0, ports, phantom_dataset, run, scratch)
+    ends = [events_of(process.communicate(timeout=300)[0]) for process in (chief, worker)]
+    assert [chief.returncode, worker.returncode] == [0, 0], ends
+    assert [(e[-1]["event"], e[-1]["reason"], e[-1]["step"], e[-1]["model"]) for e in ends] == [
+        ("finished", "stopped", 0, None)
+    ] * 2
+    reasons = ["another worker's stop request", "SIGTERM"]
+    for events, reason in zip(ends, reasons):
+        assert f"stop requested ({reason}) before step 1; nothing was trained" in [e.get("message") for e in events]
+    assert list((run / "checkpoints").iterdir()) == [] and not (run / "model").exists()
+
     chief, worker = start_workers(phantom_dataset, run, scratch)
     read_until(worker, lambda e: e["event"] == "started")
     (run / "STOP").touch()

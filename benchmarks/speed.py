@@ -12,6 +12,15 @@ Per slice size, in one process, on phantom CT cases made on the spot:
 - generate: synthetic slices per second from the EMA generator.
 Timings skip the first steps (graph tracing and compilation). Not a test: it prints figures and asserts nothing.
 Wall-clock figures vary with the machine's load; run it on an idle machine and report the spread of a few runs.
+
+    .venv/bin/python benchmarks/speed.py --breakdown --sizes 64 --steps 20 --repeats 5
+
+--breakdown: where RaGAN's step loses time against the plain loop. RaGAN's step with one extra switched off at a
+time (the input pipeline: one batch drawn once and reused; augmentation; R1; the EMA; hard synthetic labels), all
+built once in one process and timed in turns, `--repeats` rounds: each variant's speed over the plain loop's of the
+same round (a loaded machine slows all of a round alike), median and range over the rounds. The minibatch standard
+deviation is part of the discriminator in both loops, so it is no extra. The training loop's own per-step
+bookkeeping (stop file, stop flag) is timed apart, in microseconds per step.
 """
 
 import argparse
@@ -70,8 +79,9 @@ def ragan_step(spec: TrainSpec, data, steps: int, xla: bool, reporter: Reporter)
     return {"images_per_s": steps * spec.batch / seconds, "input_wait": waiting / seconds, "trainer": trainer}
 
 
-def plain_keras_loop(trainer, spec: TrainSpec, steps: int) -> dict:
-    """The same two networks (fresh weights) in the textbook loop: the speed without RaGAN's extras."""
+def plain_keras_step(trainer, spec: TrainSpec):
+    """The same two networks (fresh weights) in the textbook loop, the speed without RaGAN's extras: a function that
+    runs it for a number of steps (after WARM_UP untimed ones) and returns its images/s."""
     import keras
     import tensorflow as tf
 
@@ -106,12 +116,82 @@ def plain_keras_loop(trainer, spec: TrainSpec, steps: int) -> dict:
         return d_loss
 
     latents = tf.constant(rng.standard_normal((2, spec.batch, trainer.latent_size)), tf.float32)
-    for number in range(steps + WARM_UP):
-        if number == WARM_UP:
-            began = time.perf_counter()
-        loss = step(latents)
-    float(loss)
-    return {"images_per_s": steps * spec.batch / (time.perf_counter() - began)}
+
+    def run(steps: int) -> float:
+        for number in range(steps + WARM_UP):
+            if number == WARM_UP:
+                began = time.perf_counter()
+            loss = step(latents)
+        float(loss)
+        return steps * spec.batch / (time.perf_counter() - began)
+
+    return run
+
+
+EXTRAS = ("input pipeline", "augmentation", "R1", "EMA", "hard labels")
+
+
+def breakdown(spec: TrainSpec, data, steps: int, repeats: int, reporter: Reporter) -> dict:
+    """Images/s ratios to the plain loop of RaGAN's step in full and with each extra switched off: per variant the
+    list of per-round ratios."""
+    import tensorflow as tf
+
+    from RaGANLib.training import GanTrainer
+
+    spec = dataclasses.replace(spec, steps=(steps + WARM_UP) * repeats)  # the steps each pipeline draws
+
+    class Without(GanTrainer):
+        """RaGAN's trainer with one extra switched off (the benchmark's only; training has no such switch)."""
+
+        def __init__(self, extra: str | None):
+            self.extra = extra
+            augment = 0.0 if extra == "augmentation" else spec.augment
+            super().__init__(dataclasses.replace(spec, augment=augment), data, tf.distribute.get_strategy(), reporter)
+
+        def _fake_pair(self, latents, layouts):
+            if self.extra == "hard labels" and layouts is None:
+                return self.generator(latents, training=True)
+            return super()._fake_pair(latents, layouts)
+
+        def _update_ema(self, beta) -> None:
+            if self.extra != "EMA":
+                super()._update_ema(beta)
+
+    variants = {"full": Without(None)} | {f"without {extra}": Without(extra) for extra in EXTRAS}
+    pipelines = {name: trainer.dataset(data, 0) for name, trainer in variants.items()}
+    fixed = next(pipelines["without input pipeline"])
+    plain = plain_keras_step(variants["full"], spec)
+    counters = dict.fromkeys(variants, 0)
+
+    def timed(name: str) -> float:
+        """Images/s of `steps` steps of one variant (after WARM_UP untimed ones)."""
+        trainer = variants[name]
+        for number in range(steps + WARM_UP):
+            if number == WARM_UP:
+                began = time.perf_counter()
+            batch = fixed if name == "without input pipeline" else next(pipelines[name])
+            step, counters[name] = counters[name], counters[name] + 1  # from 0: the warm-up traces the R1 step too
+            losses = trainer.step(batch, 1 if name == "without R1" else step)  # step 1 never computes R1
+        float(losses["d_loss"])
+        return steps * spec.batch / (time.perf_counter() - began)
+
+    ratios = {name: [] for name in variants}
+    for _ in range(repeats):
+        reference = plain(steps)
+        for name in variants:
+            ratios[name].append(timed(name) / reference)
+    return ratios
+
+
+def bookkeeping_us(work: Path) -> float:
+    """Microseconds per step of the training loop's stop check (STOP file stat, stop flag)."""
+    from RaGANLib.runfolder import RunFolder
+
+    run = RunFolder(work, started=time.time())
+    began = time.perf_counter()
+    for _ in range(10_000):
+        run.stop_requested()
+    return (time.perf_counter() - began) / 10_000 * 1e6
 
 
 def generate_speed(trainer, count: int = 256) -> float:
@@ -130,7 +210,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=4, help="phantom cases to prepare per size")
     parser.add_argument("--xla", choices=["both", "off", "on"], default="both")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--breakdown", action="store_true", help="RaGAN's step without each extra in turn (XLA off)")
+    parser.add_argument("--repeats", type=int, default=5, help="--breakdown: timing rounds")
     args = parser.parse_args()
+    if args.breakdown:
+        return main_breakdown(args)
 
     import tensorflow as tf
 
@@ -149,13 +233,41 @@ def main() -> None:
                     measured = ragan_step(spec, data, args.steps, xla, reporter)
                     trainer = measured.pop("trainer")
                     row["ragan"] = measured
-                    row["plain"] = plain_keras_loop(trainer, dataclasses.replace(spec, xla=xla), args.steps)
+                    plain = plain_keras_step(trainer, dataclasses.replace(spec, xla=xla))
+                    row["plain"] = {"images_per_s": plain(args.steps)}
                     row["generate_per_s"] = generate_speed(trainer)
                 except Exception as error:  # noqa: BLE001 - a failing configuration is a figure of the benchmark
                     row["failed"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
                 rows.append(row)
                 print(format_row(row), flush=True)
     table = markdown(rows, device, tf.__version__, args)
+    print("\n" + table)
+    if args.markdown:
+        args.markdown.write_text(table, encoding="utf-8")
+
+
+def main_breakdown(args) -> None:
+    import tensorflow as tf
+
+    from RaGANLib.training import describe_device
+
+    reporter = Reporter(stream=io.StringIO())
+    lines = [
+        f"Device: {describe_device()}; TensorFlow {tf.__version__}; batch 16; XLA off; {args.steps} timed steps per "
+        f"variant and round after {WARM_UP} warm-up steps, {args.repeats} rounds. Command: `python benchmarks/speed.py "
+        f"--breakdown --sizes {' '.join(map(str, args.sizes))} --steps {args.steps} --repeats {args.repeats}`.",
+        "",
+        "| size | RaGAN's step | / plain Keras loop: median | range |",
+        "|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="ragan-speed-") as work:
+        for size in args.sizes:
+            spec, data, _ = prepared(size, args.cases, Path(work), reporter)
+            for name, ratios in breakdown(spec, data, args.steps, args.repeats, reporter).items():
+                lines.append(f"| {size} | {name} | {np.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |")
+                print(lines[-1], flush=True)
+        lines += ["", f"The training loop's stop check: {bookkeeping_us(Path(work)):.0f} microseconds per step."]
+    table = "\n".join(lines) + "\n"
     print("\n" + table)
     if args.markdown:
         args.markdown.write_text(table, encoding="utf-8")
