@@ -79,7 +79,10 @@ def _generator(
     for level in range(int(math.log2(size // 4))):
         resolution = 8 * 2**level
         filters = channels_at(resolution, size, width)
-        up = layers.UpSampling2D(2, interpolation="bilinear" if residual else "nearest", name=f"up{resolution}")(x)
+        # float32 under mixed precision too: the resize computes in float32 whatever its input, and XLA refuses its
+        # gradient inside a float16 graph ("different precisions ... ResizeBilinearGrad").
+        interpolation = "bilinear" if residual else "nearest"
+        up = layers.UpSampling2D(2, interpolation=interpolation, dtype="float32", name=f"up{resolution}")(x)
         x = up
         for k in range(2):
             x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)

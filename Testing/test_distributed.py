@@ -47,8 +47,8 @@ def test_mirrored_strategy_over_two_replicas_trains_and_exports(phantom_dataset,
 
 def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_float32(phantom_dataset, tmp_path):
     """RAGAN_FORCE_MIXED_PRECISION runs the GPU's float16 path on the CPU: the networks compute in float16, the
-    optimisers scale the losses (their dynamic loss scale is kept in the checkpoint), and the exported generator is
-    float32 and loads."""
+    optimisers scale the losses (their dynamic loss scale is kept in the checkpoint), the run resumes with --xla, and
+    the exported generator is float32 and loads."""
     environment = {**os.environ, "RAGAN_FORCE_MIXED_PRECISION": "1"}
     run = tmp_path / "run"
     steps = ["--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]  # float16 is slow on a CPU
@@ -64,6 +64,12 @@ def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_
         scalars = [float(a) for a in optimizers if a.shape == () and a.dtype.kind == "f"]
     loss_scales = [s for s in scalars if s >= 1 and np.log2(s) == round(np.log2(s))]  # the others: learning rates
     assert len(loss_scales) == 2, scalars
+    # The GPU advice is --mixed-precision with --xla: XLA refused the float16 graph's resize gradient once.
+    result = ragan("train", "--resume", "--out", run, "--steps", "2", "--xla", env=environment, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    assert next(e for e in events if e["event"] == "started")["precision"] == "mixed_float16"
+    assert events[-1]["event"] == "finished" and (events[-1]["reason"], events[-1]["step"]) == ("completed", 2)
     generator, _ = model_folder.load(run / "model")
     assert generator.dtype_policy.name == "float32"
     assert {w.dtype for w in generator.weights} == {"float32"}
