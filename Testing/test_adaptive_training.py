@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from ragan_testing import TINY, events_of, ragan, read_until, start_ragan
+from ragan_testing import events_of, ragan, read_until, start_ragan
 
 from RaGANLib import augment
 from RaGANLib.events import Reporter
@@ -119,15 +119,3 @@ def test_the_whole_train_step_compiles_with_xla_and_updates_p_inside(phantom_dat
     for with_r1, compiled in trainer._steps.items():  # each step traced once, lowered to XLA as a whole
         assert compiled.experimental_get_tracing_count() == 1, with_r1
         assert "HloModule" in compiled.experimental_get_compiler_ir(batch, np.float32(0.9))(stage="hlo")
-
-
-def test_ragan_train_with_xla_runs_to_the_end(phantom_dataset, tmp_path):
-    """`--xla` from the command line to an exported model. One step keeps it cheap: it compiles the step with R1 (the
-    larger graph); the test above compiles both variants of the step."""
-    steps = [*TINY, "--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]  # later flags win
-    result = ragan("train", "--dataset", phantom_dataset, "--out", tmp_path / "run", *steps, "--xla", timeout=400)
-    assert result.returncode == 0, result.stdout + result.stderr
-    events = events_of(result.stdout)
-    assert events[-1]["event"] == "finished" and events[-1]["reason"] == "completed" and events[-1]["step"] == 1
-    assert [e["augment_p"] for e in events if e["event"] == "progress"] == [0.5]
-    assert (tmp_path / "run" / "model" / "generator.keras").is_file()

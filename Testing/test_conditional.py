@@ -231,7 +231,7 @@ def test_joint_models_generate_as_before_also_from_a_model_json_without_mode(joi
 def test_mode_is_validated_like_every_option(phantom_dataset, tmp_path):
     result = ragan("train", "--dataset", phantom_dataset, "--mode", "painted", "--out", tmp_path / "run")
     assert result.returncode == 2
-    assert "--mode must be one of joint, conditional" in events_of(result.stdout)[-1]["message"]
+    assert "--mode must be one of conditional, joint" in events_of(result.stdout)[-1]["message"]
     assert not (tmp_path / "run").exists()
     spec = {"dataset": str(phantom_dataset), "mode": 3}
     (tmp_path / "spec.json").write_text(json.dumps(spec))

@@ -64,7 +64,9 @@ def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_
         scalars = [float(a) for a in optimizers if a.shape == () and a.dtype.kind == "f"]
     loss_scales = [s for s in scalars if s >= 1 and np.log2(s) == round(np.log2(s))]  # the others: learning rates
     assert len(loss_scales) == 2, scalars
-    # The GPU advice is --mixed-precision with --xla: XLA refused the float16 graph's resize gradient once.
+    # The GPU advice is --mixed-precision with --xla: XLA refused the float16 graph's resize gradient once. This is also
+    # the test of `ragan train --xla` from the command line to an exported model (test_adaptive_training compiles the
+    # float32 step in-process).
     result = ragan("train", "--resume", "--out", run, "--steps", "2", "--xla", env=environment, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     events = events_of(result.stdout)

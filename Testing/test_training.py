@@ -331,7 +331,7 @@ def test_class_balance_puts_a_rare_class_in_the_batches_and_draws_the_same_batch
     data = PreparedData(np.zeros((40, 64, 64), np.float16), labels, {"classes": classes})
     held = {}
     for balance in (0.0, 0.5):
-        spec = TrainSpec(pairs=[["a", "b"]], size=64, batch=4, steps=100, class_balance=balance)
+        spec = TrainSpec(pairs=[["a", "b"]], size=64, batch=4, steps=100, class_balance=balance, mode="joint")
         trainer = GanTrainer(spec, data, tf.distribute.get_strategy(), Reporter())
         batches = [np.asarray(labels) for _, labels, _, _ in trainer.dataset(data, 0)]
         held[balance] = np.mean([(batch == 2).any() for batch in batches])
