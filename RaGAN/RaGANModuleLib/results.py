@@ -32,11 +32,6 @@ def read_model(model_folder: Path, keras: str | None = None):
         raise ValueError(str(error)) from None
 
 
-def read_model_info(model_folder: Path, keras: str | None = None) -> dict:
-    """`read_model`, as model.json's checked JSON data."""
-    return read_model(model_folder, keras).to_json()
-
-
 def orient_views(slice_nodes, axis: str) -> None:
     """Turn slice views to the model's slicing axis, so that a synthetic stack shows one slice at a time there (and
     the real case beside it is seen the same way)."""

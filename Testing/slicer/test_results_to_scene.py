@@ -177,7 +177,7 @@ def test_a_model_json_that_does_not_fit_the_schema_is_refused_naming_the_field(g
     info["classes"][2]["value"] = -1
     (model / "model.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match=r"classes\[2\]\.value must be at least 0"):
-        results.read_model_info(model)
+        results.read_model(model)
     (model / "model.json").write_text(json.dumps({**info, "generator": "/elsewhere/generator.keras"}))
     with pytest.raises(ValueError, match="field generator must be a file name inside the model folder"):
         results.model_classes(model)
@@ -189,9 +189,11 @@ def test_a_model_saved_by_a_newer_keras_is_refused_with_the_version_to_install(g
     info = json.loads((model / "model.json").read_text())
     (model / "model.json").write_text(json.dumps({**info, "versions": {"keras": "3.16.0", "tensorflow": "2.21.0"}}))
     with pytest.raises(ValueError, match=r'model\.json.*versions\.keras.*Keras 3\.16\.0.*"keras>=3\.16"'):
-        results.read_model_info(model, keras="3.15.1")
-    assert results.read_model_info(model, keras="3.16.2")["versions"]["keras"] == "3.16.0"
-    assert results.read_model_info(model)["classes"] == CLASSES, "without the trainer's version: not judged"
+        results.read_model(model, keras="3.15.1")
+    assert results.read_model(model, keras="3.16.2").versions["keras"] == "3.16.0"
+    assert [c.to_json() for c in results.read_model(model).classes] == CLASSES, (
+        "without the trainer's version: not judged"
+    )
 
     logic = module_logic()
     installed = logic.trainerCheck().versions["keras"]

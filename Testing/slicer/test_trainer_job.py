@@ -198,9 +198,9 @@ def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_
     view.loaded(volume)
     assert view.status.startswith("Loaded 'RaGAN synthetic image' (3 slices).")
 
-    info = results.read_model_info(run / "model")
-    assert volume.GetImageData().GetDimensions() == (info["slice"]["size"], info["slice"]["size"], 3)
-    assert np.allclose(volume.GetSpacing()[:2], info["slice"]["spacing"])
+    grid = results.read_model(run / "model").grid
+    assert volume.GetImageData().GetDimensions() == (grid.size, grid.size, 3)
+    assert np.allclose(volume.GetSpacing()[:2], grid.spacing)
     image = _array(volume)
     assert image.min() >= -1100 and image.max() <= 3100, "intensities in source units (HU), not [-1, 1]"
     segments = [segmentation.GetSegmentation().GetSegment(i) for i in scene_files.segment_ids(segmentation)]
