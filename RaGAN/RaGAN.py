@@ -159,6 +159,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         for button, slot in (
             ("addCaseButton", self.onAddCase),
             ("addAllCasesButton", self.onAddAllCases),
@@ -216,6 +217,11 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event) -> None:
         if self.training is not None:
             self.training.forgetScene()
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """A scene was opened into this one: its parameter node (an older RaGAN's too) is the one shown."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -540,7 +546,13 @@ class RaGANLogic(ModuleLogic, ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)  # which calls super().__init__(): ModuleLogic comes first
 
     def getParameterNode(self):
-        return RaGANParameterNode(super().getParameterNode())
+        """The module's parameter node; a scene saved by an older RaGAN gives its case list to it (once)."""
+        node = super().getParameterNode()
+        parameters = RaGANParameterNode(node)
+        old = [RaGANCase(image=case.image, label=case.label) for case in training_cases.take_old_scene_cases(node)]
+        if old:
+            parameters.cases = panel.with_cases(list(parameters.cases), old)
+        return parameters
 
 
 #

@@ -68,6 +68,28 @@ def cases_with_labels(scene) -> list[TrainingCase]:
     return cases
 
 
+# Scenes saved before the case list became RaGAN.py's RaGANCase parameter pack keep their cases in two parallel lists,
+# stored as Slicer's parameter node wrapper stores a list of nodes: "<name>_len" and a node reference "<name>_<i>".
+OLD_CASE_LISTS = ("caseImages", "caseLabels")
+
+
+def take_old_scene_cases(parameter_node) -> list[TrainingCase]:
+    """The training cases a scene saved by an older RaGAN keeps under the old parameter names (pairs whose nodes are no
+    longer in the scene left out), and those parameters removed from the node: a case list is read from them once."""
+    images, labels = (_old_node_list(parameter_node, name) for name in OLD_CASE_LISTS)
+    return [TrainingCase(image, label) for image, label in zip(images, labels) if image and label]
+
+
+def _old_node_list(parameter_node, name: str) -> list:
+    length = parameter_node.GetParameter(f"{name}_len")
+    nodes = [parameter_node.GetNodeReference(f"{name}_{i}") for i in range(int(length) if length.isdigit() else 0)]
+    for i in range(len(nodes)):
+        parameter_node.UnsetParameter(f"{name}_{i}")
+        parameter_node.RemoveNodeReferenceIDs(f"{name}_{i}")
+    parameter_node.UnsetParameter(f"{name}_len")
+    return nodes
+
+
 def label_array(scene, case: TrainingCase, values: dict[str, int] | None = None) -> np.ndarray:
     """The case's label as an array on the image's grid ([k, j, i]); segments get `values` by name (else 1, 2, ...)."""
     label = _label_on_image_grid(scene, case, values)

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import pytest
+import slicer
 from RaGANModuleLib import demo_data, training_cases
 from RaGANModuleLib.environment import TrainerNotReady
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
@@ -160,3 +161,36 @@ def test_the_phantom_case_is_offered_in_sample_data_and_made_without_a_download(
 def nodes_of(scene, class_name):
     collection = scene.GetNodesByClass(class_name)
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def test_a_scene_saved_with_the_old_case_lists_keeps_its_cases_once(scene):
+    """Before the RaGANCase parameter pack, the module saved its cases as two parallel node lists (caseImages,
+    caseLabels), as Slicer's parameter node wrapper writes a list of nodes; such a scene, saved and opened again, gives
+    its cases to the current list once, and the old parameters are gone from it."""
+    first = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
+    second = demo_data.add_phantom_case(scene, seed=1, shape=(4, 64, 64))
+    old = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    old.SetAttribute("ModuleName", "RaGAN")
+    for name, nodes in (("caseImages", [first[0], second[0]]), ("caseLabels", [first[1], second[1]])):
+        old.SetParameter(f"{name}_len", str(len(nodes)))
+        for i, node in enumerate(nodes):
+            old.SetParameter(f"{name}_{i}", "")
+            old.SetNodeReferenceID(f"{name}_{i}", node.GetID())
+    scene.SetSaveToXMLString(1)
+    scene.Commit()
+    opened = slicer.vtkMRMLScene()
+    opened.SetLoadFromXMLString(1)
+    opened.SetSceneXMLString(scene.GetSceneXMLString())
+    opened.Import()
+    parameters = opened.GetFirstNodeByClass("vtkMRMLScriptedModuleNode")
+
+    cases = training_cases.take_old_scene_cases(parameters)
+
+    assert [case.describe() for case in cases] == [
+        "RaGAN phantom 0 + RaGAN phantom 0 segmentation",
+        "RaGAN phantom 1 + RaGAN phantom 1 segmentation",
+    ]
+    assert all(case.image.GetScene() is opened for case in cases), "the nodes of the opened scene"
+    assert not [name for name in parameters.GetParameterNames() if name.startswith(("caseImages", "caseLabels"))]
+    assert parameters.GetNodeReference("caseImages_0") is None and parameters.GetNodeReference("caseLabels_1") is None
+    assert training_cases.take_old_scene_cases(parameters) == [], "read once"
