@@ -21,17 +21,9 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import (
-    dataset_export,
-    demo_data,
-    environment,
-    locations,
-    panel,
-    results,
-    training_cases,
-    training_options,
-)
+from RaGANModuleLib import demo_data, environment, locations, panel, results, training_cases, training_options
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
+from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.self_test import SelfTest
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
@@ -77,18 +69,10 @@ class RaGAN(ScriptedLoadableModule):
 
 
 def registerSampleData() -> None:
-    """The phantom demo case in the Sample Data module (category RaGAN): made on the spot, so it works offline."""
+    """The phantom demo case in the Sample Data module, which exists only once Slicer has started."""
     import SampleData
 
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="RaGAN",
-        sampleName="RaGANPhantomCT",
-        uris=[],  # nothing to download: customDownloader makes the case
-        fileNames=[],
-        nodeNames=[],
-        thumbnailFileName=str(locations.MODULE_FOLDER / "Resources" / "Icons" / "RaGANPhantomCT.png"),
-        customDownloader=lambda source: demo_data.add_phantom_case(slicer.mrmlScene),
-    )
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**demo_data.sample_data_source(lambda: slicer.mrmlScene))
 
 
 #
@@ -135,19 +119,16 @@ class RaGANParameterNode:
 
 
 class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Slicer makes this when the user first opens the module: Qt signals to the logic, and the job views'
-    (RaGANModuleLib.panel) state into Qt widgets."""
+    """Slicer makes this when the user first opens the module: Qt signals to the panel's actions
+    (RaGANModuleLib.panel_actions), and the state of their job views into Qt widgets."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
+        self.logic = self.actions = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.training = self.generating = self.painting = self.checking = None  # views of the jobs (panel.py)
-        self.result = None  # the generate or paint view started last: its status is shown
         self.countedAxis = None  # the slicing axis the cases table counts slices along
-        self.paintReason = panel.PaintReason()
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -156,6 +137,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RaGANLogic()
+        self.actions = PanelActions(self.logic, slicer.mrmlScene, _)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -191,14 +173,10 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.initializeParameterNode()
 
-    def views(self) -> list:
-        return [v for v in (self.training, self.generating, self.painting, self.checking) if v is not None]
-
     def cleanup(self) -> None:
         """Slicer calls this when the application closes: a running trainer is asked to stop."""
         self.timer.stop()
-        for view in self.views():
-            view.job.request_stop()
+        self.actions.stopAll()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -215,13 +193,12 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
-        if self.training is not None:
-            self.training.forgetScene()
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        if self.actions.training is not None:
+            self.actions.training.forgetScene()
+        self.onSceneEndImport(caller, event)
 
     def onSceneEndImport(self, caller, event) -> None:
-        """A scene was opened into this one: its parameter node (an older RaGAN's too) is the one shown."""
+        """Also after a scene was opened: its parameter node (an older RaGAN's too) is the one shown."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -240,30 +217,38 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
             self.updateCasesTable()
 
+    @contextlib.contextmanager
+    def attempt(self, failed: str):
+        """What a button does: a missing input is a warning, any other failure an error dialog headed `failed` (and
+        raised on, as Slicer's tryWithErrorDisplay does, into Slicer's log)."""
+        missing = None
+        with slicer.util.tryWithErrorDisplay(failed, waitCursor=True):
+            try:
+                yield
+            except NeedsInput as error:
+                missing = error
+        if missing is not None:  # after the wait cursor is gone
+            slicer.util.warningDisplay(str(missing))
+
     # Inputs panel.
 
     def cases(self) -> list:
         """The training cases whose nodes are still in the scene."""
         return [case for case in self._parameterNode.cases if case.image and case.label]
 
-    def addCases(self, pairs) -> None:
-        """Add (image, label) pairs not in the list yet."""
-        new = [RaGANCase(image=image, label=label) for image, label in pairs]
+    def addCases(self, cases) -> None:
+        """Add cases (anything with .image and .label) not in the list yet."""
+        new = [RaGANCase(image=case.image, label=case.label) for case in cases]
         self._parameterNode.cases = panel.with_cases(self.cases(), new)
         self.updateCasesTable()
 
     def onAddCase(self) -> None:
-        p = self._parameterNode
-        if not p.imageVolume or not p.labelNode:
-            slicer.util.warningDisplay(_("Select an image volume and its label first."))
-            return
-        self.addCases([(p.imageVolume, p.labelNode)])
+        with self.attempt(_("Could not add the case.")):
+            self.addCases([self.actions.chosenCase(self._parameterNode.imageVolume, self._parameterNode.labelNode)])
 
     def onAddAllCases(self) -> None:
-        found = training_cases.cases_with_labels(slicer.mrmlScene)
-        if not found and not self.cases():
-            slicer.util.warningDisplay(_("No volume in the scene has a segmentation or labelmap made on it."))
-        self.addCases([(c.image, c.label) for c in found])
+        with self.attempt(_("Could not add the cases.")):
+            self.addCases(self.actions.labelledCases(self.cases()))
 
     def onRemoveCases(self) -> None:
         rows = {index.row() for index in self.ui.casesTable.selectionModel().selectedRows()}
@@ -271,9 +256,9 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateCasesTable()
 
     def onDemoData(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Could not make the demo case."), waitCursor=True):
+        with self.attempt(_("Could not make the demo case.")):
             volume, segmentation = demo_data.add_phantom_case(slicer.mrmlScene, seed=len(self.cases()))
-            self.addCases([(volume, segmentation)])
+            self.addCases([RaGANCase(image=volume, label=segmentation)])
             self._parameterNode.imageVolume = volume
             self._parameterNode.labelNode = segmentation
             self._parameterNode.intensity = "ct"
@@ -296,97 +281,57 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             setattr(self._parameterNode, name, value)
 
     def onTrainOrStop(self) -> None:
-        if self.training is not None and self.training.running:
-            self.training.job.request_stop()
-            self.training.stopping()
-            self.showJobs()
-            return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
-            trainingOptions = training_options.spec_options(p)
-            job, _run = self.logic.startTraining(
-                slicer.mrmlScene, self.cases(), trainingOptions, Path(p.outputFolder), p.device
-            )
-            self.watchTraining(job)
+        with self.attempt(_("Could not start training.")):
+            options = training_options.spec_options(p)
+            if self.actions.trainOrStop(self.cases(), options, p.outputFolder, p.device):
+                self.showTraining()
+            self.watch()
 
     def onResume(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
             slicer.util.mainWindow(), _("Run folder to resume"), str(self._parameterNode.outputFolder)
         )
         if folder:
-            with slicer.util.tryWithErrorDisplay(_("Could not resume the run."), waitCursor=True):
-                self.watchTraining(self.logic.resumeTraining(Path(folder), self._parameterNode.device))
+            with self.attempt(_("Could not resume the run.")):
+                self.actions.resume(folder, self._parameterNode.device)
+                self.showTraining()
+                self.watch()
 
-    def watchTraining(self, job) -> None:
-        self.training = panel.TrainingView(job, slicer.mrmlScene, _)
+    def showTraining(self) -> None:
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotView)
-        slicer.modules.plots.logic().ShowChartInLayout(self.training.lossChart.chart)
-        self.watch()
+        slicer.modules.plots.logic().ShowChartInLayout(self.actions.training.lossChart.chart)
 
     def onShowLog(self) -> None:
-        view = self.training or self.result or self.checking
-        text = view.job.log_tail(60) if view else _("Nothing has run yet.")
+        text = self.actions.logTail()
         slicer.util.infoDisplay(_("The last lines of the trainer's log."), detailedText=text, windowTitle="RaGAN")
 
     # Generate panel.
 
     def onGenerate(self) -> None:
         p = self._parameterNode
-        modelFolder = panel.folder_or_none(p.modelFolder)
-        if modelFolder is None:
-            slicer.util.warningDisplay(_("Choose a model folder (the model/ folder of a training run)."))
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start generating."), waitCursor=True):
-            job, folder = self.logic.startGenerate(modelFolder, p.count, p.generateSeed, p.device)
-            source = self.cases()[0] if self.cases() else None
-            self.generating = self.result = panel.GenerateView(job, modelFolder, folder, source, _)
+        with self.attempt(_("Could not start generating.")):
+            self.actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, self.cases())
             self.watch()
 
     def onPaint(self) -> None:
         p = self._parameterNode
-        modelFolder = panel.folder_or_none(p.modelFolder)
-        with slicer.util.tryWithErrorDisplay(_("Could not synthesize an image for the segmentation."), waitCursor=True):
-            if not p.paintSegmentation:
-                raise ValueError(_("Pick the segmentation to synthesize an image for."))
-            job, folder, scan = self.logic.startPaint(
-                slicer.mrmlScene, p.paintSegmentation, modelFolder, p.generateSeed, p.device
-            )
-            case = training_cases.TrainingCase(scan, p.paintSegmentation)
-            self.painting = self.result = panel.PaintView(job, modelFolder, folder, case, _)
+        with self.attempt(_("Could not synthesize an image for the segmentation.")):
+            self.actions.paint(p.paintSegmentation, p.modelFolder, p.generateSeed, p.device)
             self.watch()
 
-    def loadResult(self, view) -> None:
-        """A generate or paint job ended: its failure shown, or its volume and segmentation loaded beside the real
-        case it was made for."""
-        if view.failure:
-            slicer.util.errorDisplay(view.failure, detailedText=view.job.log_tail(), windowTitle="RaGAN")
-            return
-        load = self.logic.loadGenerated if view is self.generating else self.logic.loadPainted
-        with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic result."), waitCursor=True):
-            source = view.source.image if view.source else None
-            volume, segmentation = load(slicer.mrmlScene, view.outputs, view.modelFolder, source)
-            axis = results.read_model(view.modelFolder).grid.axis
-            results.show_side_by_side(slicer.app.layoutManager(), view.source, volume, segmentation, axis)
-            view.loaded(volume)
+    def showResult(self, view) -> None:
+        """A generate or paint job ended well: its volume and segmentation loaded beside the real case it was made
+        for, in the views."""
+        with self.attempt(_("Could not load the synthetic result.")):
+            case, volume, segmentation, axis = self.actions.load(view)
+            results.show_side_by_side(slicer.app.layoutManager(), case, volume, segmentation, axis)
 
     def onExport(self) -> None:
         p = self._parameterNode
-        target, modelFolder = panel.folder_or_none(p.exportFolder), panel.folder_or_none(p.modelFolder)
-        if target is None or modelFolder is None:
-            slicer.util.warningDisplay(_("Choose a model folder and a dataset folder to export to."))
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not export the nnU-Net dataset."), waitCursor=True):
-            generated = self.generating.folder if self.generating else None
-            synthetic = generated / "nnunet" if p.exportSynthetic and generated else None
-            written, splits = self.logic.exportNnunet(target, modelFolder, p.exportReal, synthetic)
-            message = _("nnU-Net dataset written to {folder}.").format(folder=written)
-            if splits is not None:
-                message += " " + _(
-                    "Its splits_final.json validates on real cases only: copy it into "
-                    "nnUNet_preprocessed/{name}/ after nnUNetv2_plan_and_preprocess and before training."
-                ).format(name=written.name)
-            swamped = dataset_export.synthetic_share_warning(written, modelFolder)  # synthetic cases swamp real ones
-            if swamped:
+        with self.attempt(_("Could not export the nnU-Net dataset.")):
+            message, swamped = self.actions.export(p.exportFolder, p.modelFolder, p.exportReal, p.exportSynthetic)
+            if swamped:  # synthetic cases would swamp the real ones
                 self.ui.generateStatusLabel.text = swamped
                 slicer.util.warningDisplay(message + " " + swamped)
             else:
@@ -412,15 +357,11 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.pythonPathLineEdit.setFocus()
 
     def onCheckEnvironment(self) -> None:
-        self.checking = panel.EnvironmentView(self.logic.checkEnvironment(self._parameterNode.device), _)
+        self.actions.check(self._parameterNode.device)
         self.watch()
 
     def onInstallRequirements(self) -> None:
-        question = _(
-            "Install TensorFlow and Keras into Slicer's own Python? This downloads about 600 MB. Slicer's numpy, "
-            "SimpleITK and vtk stay as they are. Alternatively, choose another Python that has TensorFlow."
-        )
-        if not slicer.util.confirmOkCancelDisplay(question, windowTitle="RaGAN"):
+        if not slicer.util.confirmOkCancelDisplay(_(environment.INSTALL_QUESTION), windowTitle="RaGAN"):
             return
         failed = _("Installing the requirements failed.") + " " + environment.INSTALL_HELP
         with slicer.util.tryWithErrorDisplay(failed):
@@ -453,35 +394,30 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTimer(self) -> None:
         """Every few hundred milliseconds: the views take what the children reported; ended jobs are dealt with."""
-        for view in self.views():
-            if not view.poll():
-                continue
-            if view in (self.generating, self.painting):
-                self.loadResult(view)
-            elif view is self.training and view.model and self._parameterNode:  # None while the scene closes
-                self._parameterNode.modelFolder = view.model
-            elif view is self.training and view.failed:
-                slicer.util.errorDisplay(view.status, detailedText=view.job.log_tail(), windowTitle="RaGAN")
-        if not any(view.running for view in self.views()):
+        for view in self.actions.poll():
+            if view.error:
+                slicer.util.errorDisplay(view.error, detailedText=view.job.log_tail(), windowTitle="RaGAN")
+            elif view is self.actions.training:
+                if view.model and self._parameterNode:  # None while the scene closes
+                    self._parameterNode.modelFolder = view.model
+            elif view is not self.actions.checking:
+                self.showResult(view)
+        if not self.actions.running:
             self.timer.stop()
         self.showJobs()
 
     def showJobs(self) -> None:
-        """The views' state into the panel's labels, progress bar and views."""
-        if self.training is not None:
-            self.ui.trainingStatusLabel.text = self.training.status
-            self.ui.trainingProgressBar.maximum = self.training.total
-            self.ui.trainingProgressBar.value = self.training.step
-            if self.training.newPreview is not None:
-                volume, label = self.training.newPreview
+        """The views' state into the panel's labels, progress bar and the preview's slice view."""
+        for name, text in self.actions.statusTexts().items():
+            getattr(self.ui, name).text = text
+        training = self.actions.training
+        if training is not None:
+            self.ui.trainingProgressBar.maximum, self.ui.trainingProgressBar.value = training.total, training.step
+            preview = training.takePreview()
+            if preview is not None:
                 composite = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceCompositeNode()
-                composite.SetBackgroundVolumeID(volume.GetID())
-                composite.SetLabelVolumeID(label.GetID() if label else None)
-                self.training.newPreview = None
-        if self.result is not None:
-            self.ui.generateStatusLabel.text = self.result.status
-        if self.checking is not None:
-            self.ui.environmentStatusLabel.text = self.checking.status
+                composite.SetBackgroundVolumeID(preview[0].GetID())
+                composite.SetLabelVolumeID(preview[1].GetID() if preview[1] else None)
         self.updateButtons()
 
     def updateButtons(self, caller=None, event=None) -> None:
@@ -494,20 +430,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         trainer = self.logic.trainerCheck()  # cached: asks the trainer's Python only when it changed
         self.ui.trainerNotReadyWidget.visible = not trainer.ready
         self.ui.trainerNotReadyLabel.text = trainer.reason
-        modelFolder = panel.folder_or_none(p.modelFolder)
-        states = panel.buttons(
-            trainer,
-            self.training,
-            self.generating,
-            self.painting,
-            self.checking,
-            hasCases=bool(self.cases()),
-            modelFolder=modelFolder,
-            paintReason=self.paintReason(modelFolder),
-            paintSegmentation=bool(p.paintSegmentation),
-            exportFolder=panel.folder_or_none(p.exportFolder),
-            tr=_,
-        )
+        states = self.actions.buttons(trainer, bool(self.cases()), p.modelFolder, p.paintSegmentation, p.exportFolder)
         for name, state in states.items():
             button = getattr(self.ui, name)
             button.enabled = state.enabled

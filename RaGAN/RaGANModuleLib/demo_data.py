@@ -8,7 +8,7 @@ import slicer
 import vtk
 
 from RaGANModuleLib import scene_files
-from RaGANModuleLib.locations import import_ragan_lib
+from RaGANModuleLib.locations import MODULE_FOLDER, import_ragan_lib
 
 
 def add_phantom_case(scene, seed: int = 0, shape: tuple[int, int, int] = (20, 96, 96), name: str | None = None):
@@ -36,6 +36,20 @@ def add_phantom_case(scene, seed: int = 0, shape: tuple[int, int, int] = (20, 96
         volume.GetDisplayNode().SetAutoWindowLevel(False)
         volume.GetDisplayNode().SetWindowLevel(400, 40)  # abdomen window
     return volume, segmentation
+
+
+def sample_data_source(scene_of) -> dict:
+    """The phantom case as a source of Slicer's Sample Data module (category RaGAN), the arguments of its
+    registerCustomSampleDataSource: made on the spot in the scene `scene_of()` gives, so nothing is downloaded."""
+    return {
+        "category": "RaGAN",
+        "sampleName": "RaGANPhantomCT",
+        "uris": [],  # nothing to download: customDownloader makes the case
+        "fileNames": [],
+        "nodeNames": [],
+        "thumbnailFileName": str(MODULE_FOLDER / "Resources" / "Icons" / "RaGANPhantomCT.png"),
+        "customDownloader": lambda source: add_phantom_case(scene_of()),
+    }
 
 
 def _volume_from_array(scene, node_class: str, name: str, array: np.ndarray, spacing) -> object:

@@ -188,6 +188,10 @@ def slicer_packaging():
         return None
 
 
+INSTALL_QUESTION = (
+    "Install TensorFlow and Keras into Slicer's own Python? This downloads about 600 MB. Slicer's numpy, SimpleITK and "
+    "vtk stay as they are. Alternatively, choose another Python that has TensorFlow."
+)
 INSTALL_HELP = (
     "pip's output is in Slicer's Python console (View > Python Console) and in the application log "
     "(Help > Report a bug shows where it is)."

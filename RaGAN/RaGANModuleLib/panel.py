@@ -20,7 +20,8 @@ from RaGANModuleLib.trainer_job import JobState
 log = logging.getLogger("RaGAN")
 
 
-def _same(text: str) -> str:
+def untranslated(text: str) -> str:
+    """The `tr` of scripts and tests: texts as written."""
     return text
 
 
@@ -49,7 +50,7 @@ def with_cases(cases: list, new: list) -> list:
     return list(cases) + added
 
 
-def cases_table(scene, cases: list, axis: str, tr=_same) -> tuple[list[tuple[str, str, str]], str]:
+def cases_table(scene, cases: list, axis: str, tr=untranslated) -> tuple[list[tuple[str, str, str]], str]:
     """The cases table's rows (image, label, labelled slices along `axis`, counted as the trainer cuts them) and the
     summary line under it."""
     rows = [
@@ -69,7 +70,7 @@ def cases_table(scene, cases: list, axis: str, tr=_same) -> tuple[list[tuple[str
 class JobView:
     """One job as the panel shows it: a status line while it runs, and once it ended, whether it failed."""
 
-    def __init__(self, job, status: str, tr=_same):
+    def __init__(self, job, status: str, tr=untranslated):
         self.job = job
         self.tr = tr
         self.status = status
@@ -87,6 +88,11 @@ class JobView:
     def failure(self) -> str | None:
         """The message to show when the job ended without doing its work (failed, or stopped), else None."""
         return self.job.message or self.job.state.value if self.job.state != JobState.DONE else None
+
+    @property
+    def error(self) -> str | None:
+        """What the panel shows in an error dialog once the job ended (None: nothing, the status says it all)."""
+        return self.failure
 
     @property
     def outputs(self) -> dict:
@@ -114,7 +120,7 @@ class JobView:
 class TrainingView(JobView):
     """A training job: status, progress, the loss chart and the preview nodes in the scene, the model at the end."""
 
-    def __init__(self, job, scene, tr=_same):
+    def __init__(self, job, scene, tr=untranslated):
         super().__init__(job, tr("Starting the trainer (loading TensorFlow)..."), tr)
         self.scene = scene
         self.step = 0
@@ -128,6 +134,15 @@ class TrainingView(JobView):
         """The scene was closed: its chart and preview nodes are gone (a new chart is made with the next step)."""
         self.lossChart = None
         self.preview = None
+
+    @property
+    def error(self) -> str | None:
+        return self.status if self.failed else None  # stopped by the user: the status says so
+
+    def takePreview(self) -> tuple | None:
+        """The (volume, label or None) of a preview that arrived since the last call, for the panel to show once."""
+        preview, self.newPreview = self.newPreview, None
+        return preview
 
     def stopping(self) -> None:
         self.status = self.tr("Stopping: the trainer saves a checkpoint and exits...")
@@ -168,7 +183,7 @@ class TrainingView(JobView):
 class GenerateView(JobView):
     """A generate job: synthetic slices from `modelFolder` into `folder`, loaded beside `source` (a case, or None)."""
 
-    def __init__(self, job, modelFolder: Path, folder: Path, source=None, tr=_same):
+    def __init__(self, job, modelFolder: Path, folder: Path, source=None, tr=untranslated):
         super().__init__(job, tr("Generating..."), tr)
         self.modelFolder, self.folder, self.source = Path(modelFolder), Path(folder), source
 
@@ -188,7 +203,7 @@ class GenerateView(JobView):
 class PaintView(JobView):
     """A paint job: a synthetic scan for `case.label` (a segmentation) on the grid of `case.image`."""
 
-    def __init__(self, job, modelFolder: Path, folder: Path, case, tr=_same):
+    def __init__(self, job, modelFolder: Path, folder: Path, case, tr=untranslated):
         status = tr("Synthesizing an image for '{name}' (in {folder})...").format(
             name=case.label.GetName(), folder=folder
         )
@@ -207,8 +222,12 @@ class PaintView(JobView):
 class EnvironmentView(JobView):
     """The environment check (`ragan info`): what TensorFlow and device the trainer sees."""
 
-    def __init__(self, job, tr=_same):
+    def __init__(self, job, tr=untranslated):
         super().__init__(job, tr("Asking the trainer's Python (loading TensorFlow)..."), tr)
+
+    @property
+    def error(self) -> str | None:
+        return None  # the status label says what the trainer's Python lacks
 
     def end(self) -> None:
         self.status = environment.describe_environment(self.job)[1]
@@ -250,7 +269,7 @@ def buttons(
     paintReason: str | None,
     paintSegmentation: bool,
     exportFolder: Path | None,
-    tr=_same,
+    tr=untranslated,
 ) -> dict[str, Button]:
     """Which of the panel's buttons can be pressed now, by their .ui names, with text and tool tip where they vary."""
     isTraining = training is not None and training.running

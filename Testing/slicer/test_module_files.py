@@ -32,11 +32,15 @@ def parameter_fields() -> set[str]:
 
 
 def test_every_widget_the_module_uses_exists_in_the_ui_file():
-    """Widgets the widget names as self.ui.NAME, and the buttons it and panel.py name by text ("trainButton")."""
+    """Widgets the widget names as self.ui.NAME, and the buttons and labels it, panel.py and panel_actions.py name by
+    text ("trainButton", "trainingStatusLabel")."""
     source = MODULE_SOURCE.read_text()
     used = set(re.findall(r"self\.ui\.(\w+)", source))
-    for text in (source, (MODULE_FOLDER / "RaGANModuleLib" / "panel.py").read_text()):
-        used |= set(re.findall(r'"(\w+Button)"', text))
+    for text in (
+        source,
+        *((MODULE_FOLDER / "RaGANModuleLib" / f).read_text() for f in ("panel.py", "panel_actions.py")),
+    ):
+        used |= set(re.findall(r'"(\w+(?:Button|Label))"', text))
     assert len(used) > 15, "the pattern should find the panel's widgets"
     missing = sorted(used - set(ui_widgets()))
     assert not missing, f"RaGAN.py uses widgets that RaGAN.ui does not have: {missing}"

@@ -1,0 +1,149 @@
+"""What the panel's buttons do, without Qt: the requests they make of the module's logic from the parameter node's
+values, the jobs they started (each with its view, panel.py), what is loaded when a job ends, and the state the
+widget copies into its labels, progress bar and buttons. RaGAN.py's widget calls these and shows the outcome in Qt:
+
+    actions = PanelActions(logic, scene, tr)
+    actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, cases)   # NeedsInput: a warning to show
+    for view in actions.poll():                  # from the panel's timer: the views whose jobs have just ended
+        ...                                      # view.error: the message to show; actions.load(view): the result
+"""
+
+from pathlib import Path
+
+from RaGANModuleLib import dataset_export, panel, results, training_cases
+
+
+class NeedsInput(ValueError):
+    """A button was pressed before the user chose what it needs: the panel shows this as a warning, not an error."""
+
+
+class PanelActions:
+    """The panel's jobs on one scene, started with `logic` (RaGANModuleLib.logic.ModuleLogic); texts pass through
+    `tr` (Slicer's translation function in the panel)."""
+
+    def __init__(self, logic, scene, tr=panel.untranslated):
+        self.logic, self.scene, self.tr = logic, scene, tr
+        self.training: panel.TrainingView | None = None
+        self.generating: panel.GenerateView | None = None
+        self.painting: panel.PaintView | None = None
+        self.checking: panel.EnvironmentView | None = None
+        self.result: panel.GenerateView | panel.PaintView | None = None  # started last: its status is shown
+        self.paintReason = panel.PaintReason()
+
+    def views(self) -> list:
+        return [v for v in (self.training, self.generating, self.painting, self.checking) if v is not None]
+
+    @property
+    def running(self) -> bool:
+        return any(view.running for view in self.views())
+
+    def stopAll(self) -> None:
+        """Slicer closes: running jobs are asked to stop (a trainer saves its checkpoint)."""
+        for view in self.views():
+            view.job.request_stop()
+
+    def chosenCase(self, image, label) -> training_cases.TrainingCase:
+        if not image or not label:
+            raise NeedsInput(self.tr("Select an image volume and its label first."))
+        return training_cases.TrainingCase(image, label)
+
+    def labelledCases(self, known: list) -> list[training_cases.TrainingCase]:
+        """Every volume of the scene that has a label; NeedsInput when there is none and the list is empty too."""
+        found = training_cases.cases_with_labels(self.scene)
+        if not found and not known:
+            raise NeedsInput(self.tr("No volume in the scene has a segmentation or labelmap made on it."))
+        return found
+
+    def trainOrStop(self, cases: list, options: dict, outputFolder, device: str) -> panel.TrainingView | None:
+        """Stop the running training, or start one on `cases` in a new run folder under `outputFolder`: its view."""
+        if self.training is not None and self.training.running:
+            self.training.job.request_stop()
+            self.training.stopping()
+            return None
+        job, _run = self.logic.startTraining(self.scene, cases, options, Path(outputFolder), device)
+        return self.watchTraining(job)
+
+    def resume(self, runFolder, device: str) -> panel.TrainingView:
+        return self.watchTraining(self.logic.resumeTraining(Path(runFolder), device))
+
+    def watchTraining(self, job) -> panel.TrainingView:
+        self.training = panel.TrainingView(job, self.scene, self.tr)
+        return self.training
+
+    def generate(self, modelFolder, count: int, seed: int, device: str, cases: list) -> None:
+        """Start generating from the model folder; the result is loaded beside the first case when it ends."""
+        model = panel.folder_or_none(modelFolder)
+        if model is None:
+            raise NeedsInput(self.tr("Choose a model folder (the model/ folder of a training run)."))
+        job, folder = self.logic.startGenerate(model, count, seed, device)
+        self.generating = self.result = panel.GenerateView(job, model, folder, cases[0] if cases else None, self.tr)
+
+    def paint(self, segmentation, modelFolder, seed: int, device: str) -> None:
+        """Start painting a synthetic scan for `segmentation` on the grid of the volume it was drawn on."""
+        if not segmentation:
+            raise ValueError(self.tr("Pick the segmentation to synthesize an image for."))
+        model = panel.folder_or_none(modelFolder)
+        job, folder, scan = self.logic.startPaint(self.scene, segmentation, model, seed, device)
+        case = training_cases.TrainingCase(scan, segmentation)
+        self.painting = self.result = panel.PaintView(job, model, folder, case, self.tr)
+
+    def check(self, device: str) -> None:
+        self.checking = panel.EnvironmentView(self.logic.checkEnvironment(device), self.tr)
+
+    def poll(self) -> list:
+        """The views take what their jobs reported; returns those whose jobs have just ended."""
+        return [view for view in self.views() if view.poll()]
+
+    def load(self, view) -> tuple:
+        """A finished generate or paint job's volume and segmentation into the scene beside the case it was made for:
+        (that case or None, volume, segmentation, the slicing axis to show them along)."""
+        load = self.logic.loadGenerated if isinstance(view, panel.GenerateView) else self.logic.loadPainted
+        source = view.source.image if view.source else None
+        volume, segmentation = load(self.scene, view.outputs, view.modelFolder, source)
+        view.loaded(volume)
+        return view.source, volume, segmentation, results.read_model(view.modelFolder).grid.axis
+
+    def export(self, exportFolder, modelFolder, includeReal: bool, includeSynthetic: bool) -> tuple[str, str | None]:
+        """Write the nnU-Net dataset (the run's real cases, the last generated synthetic ones): the message to show,
+        and a warning when the synthetic cases would swamp the real ones (else None)."""
+        target, model = panel.folder_or_none(exportFolder), panel.folder_or_none(modelFolder)
+        if target is None or model is None:
+            raise NeedsInput(self.tr("Choose a model folder and a dataset folder to export to."))
+        generated = self.generating.folder if self.generating else None
+        synthetic = generated / "nnunet" if includeSynthetic and generated else None
+        written, splits = self.logic.exportNnunet(target, model, includeReal, synthetic)
+        message = self.tr("nnU-Net dataset written to {folder}.").format(folder=written)
+        if splits is not None:
+            message += " " + self.tr(
+                "Its splits_final.json validates on real cases only: copy it into "
+                "nnUNet_preprocessed/{name}/ after nnUNetv2_plan_and_preprocess and before training."
+            ).format(name=written.name)
+        return message, dataset_export.synthetic_share_warning(written, model)
+
+    def logTail(self) -> str:
+        """The last lines of the log of the training, else of the last result job, else of the environment check."""
+        view = self.training or self.result or self.checking
+        return view.job.log_tail(60) if view else self.tr("Nothing has run yet.")
+
+    def statusTexts(self) -> dict[str, str]:
+        """The status labels' texts by their .ui names, for the jobs started so far."""
+        labels = {"trainingStatusLabel": self.training, "generateStatusLabel": self.result}
+        labels["environmentStatusLabel"] = self.checking
+        return {name: view.status for name, view in labels.items() if view is not None}
+
+    def buttons(self, trainer, hasCases: bool, modelFolder, paintSegmentation, exportFolder) -> dict:
+        """panel.buttons for the parameter node's values and these jobs."""
+        model = panel.folder_or_none(modelFolder)
+        return panel.buttons(
+            trainer,
+            self.training,
+            self.generating,
+            self.painting,
+            self.checking,
+            hasCases=hasCases,
+            modelFolder=model,
+            paintReason=self.paintReason(model),
+            paintSegmentation=bool(paintSegmentation),
+            exportFolder=panel.folder_or_none(exportFolder),
+            tr=self.tr,
+        )
