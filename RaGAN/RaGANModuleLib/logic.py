@@ -134,13 +134,7 @@ class ModuleLogic:
     def exportNnunet(self, target: Path, modelFolder: Path, includeReal: bool, syntheticDataset: Path | None):
         """Real cases (the run's spec.json names them) and synthetic ones into an nnU-Net dataset: returns (folder,
         splits_final.json)."""
-        realPairs = []
-        spec = Path(modelFolder).parent / "spec.json"
-        if includeReal and spec.is_file():
-            locations.import_ragan_lib()
-            from RaGANLib.spec import TrainSpec
-
-            realPairs = [tuple(Path(p) for p in pair) for pair in TrainSpec.load(spec).pairs]
+        realPairs = dataset_export.run_pairs(modelFolder) if includeReal else []
         written = dataset_export.export_nnunet(target, modelFolder, realPairs, syntheticDataset)
         log.info("RaGAN: nnU-Net dataset written to %s", written[0])
         return written

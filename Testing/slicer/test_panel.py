@@ -3,8 +3,10 @@ pressed. The job views are tested on real trainer jobs in test_trainer_job.py.""
 
 from pathlib import Path
 
+import pytest
 from RaGANModuleLib import demo_data, panel, training_cases
 from RaGANModuleLib.environment import TrainerCheck
+from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
 from slicer_test_support import module_logic
 
@@ -94,3 +96,56 @@ def test_folder_parameters_and_durations_read_as_people_expect():
     assert panel.folder_or_none("") is None and panel.folder_or_none(".") is None
     assert panel.folder_or_none("/data/run") == Path("/data/run")
     assert (panel.duration(75), panel.duration(3 * 3600 + 120)) == ("1m15s", "3h02m")
+
+
+def test_the_panels_requests_say_what_is_missing_and_start_nothing(scene, tmp_path):
+    """Buttons pressed before their inputs are chosen: a warning naming what to choose (NeedsInput), or the logic's
+    refusal; no view, no folder."""
+    actions = PanelActions(module_logic(start=False), scene)
+    assert actions.logTail() == "Nothing has run yet." and actions.statusTexts() == {}
+    with pytest.raises(NeedsInput, match="Select an image volume and its label first"):
+        actions.chosenCase(None, None)
+    with pytest.raises(NeedsInput, match="No volume in the scene has a segmentation or labelmap"):
+        actions.labelledCases([])
+    with pytest.raises(NeedsInput, match="Choose a model folder"):
+        actions.generate(".", 4, 0, "cpu", [])
+    with pytest.raises(ValueError, match="not a RaGAN model folder"):
+        actions.generate(tmp_path, 4, 0, "cpu", [])
+    with pytest.raises(ValueError, match="Pick the segmentation to synthesize an image for"):
+        actions.paint(None, tmp_path, 0, "cpu")
+    assert actions.views() == [] and not list(tmp_path.iterdir())
+
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
+    assert actions.chosenCase(volume, segmentation) == training_cases.TrainingCase(volume, segmentation)
+    assert actions.labelledCases([]) == [training_cases.TrainingCase(volume, segmentation)]
+
+
+def test_train_then_stop_as_the_train_button_does(scene, tmp_path):
+    actions = PanelActions(module_logic(start=False), scene)
+    case = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64)))
+
+    view = actions.trainOrStop([case], {"steps": 10, "size": 64}, str(tmp_path), "cpu")
+
+    assert view is actions.training and (tmp_path / "run-001" / "spec.json").is_file()
+    assert actions.statusTexts() == {"trainingStatusLabel": "Starting the trainer (loading TensorFlow)..."}
+    assert actions.buttons(READY, True, None, None, tmp_path)["trainButton"].text == "Stop"
+    assert actions.trainOrStop([case], {}, str(tmp_path), "cpu") is None, "pressed again: stop"
+    assert actions.training.status.startswith("Stopping") and not (tmp_path / "run-002").exists()
+
+
+def test_ended_jobs_are_reported_once_with_the_error_to_show(scene, tmp_path):
+    """A trainer's Python that cannot start: the environment check ends with its status only; a generate job's and a
+    training's failure is the error the panel shows."""
+    logic = module_logic(str(tmp_path / "no-such-python"))
+    actions = PanelActions(logic, scene)
+    actions.check("cpu")
+    actions.generating = actions.result = panel.GenerateView(logic._job(["generate"], "cpu", None), tmp_path, tmp_path)
+    actions.watchTraining(logic._job(["train"], "cpu", None))
+
+    ended = actions.poll()
+
+    assert ended == [actions.training, actions.generating, actions.checking] and not actions.running
+    assert actions.poll() == [], "each end is reported once"
+    assert actions.checking.error is None and "no-such-python" in actions.statusTexts()["environmentStatusLabel"]
+    assert "could not start" in actions.generating.error
+    assert actions.training.error == actions.training.status and actions.training.status.startswith("Training failed")

@@ -7,12 +7,15 @@ end-to-end test in test_trainer_job.py does the same with the real trainer.
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from RaGANModuleLib import dataset_export, results, scene_files
+from RaGANModuleLib import dataset_export, panel, results, scene_files
+from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
+from RaGANModuleLib.trainer_job import JobState, TrainerJob
 from slicer_test_support import make_volume, module_logic
 
 CLASSES = [
@@ -311,3 +314,27 @@ def test_the_runs_real_pairs_for_the_nnunet_export_come_from_its_checked_spec_js
     assert spec.read_bytes() == before
     spec.unlink()
     assert dataset_export.run_pairs(model) == [], "a model folder outside a run folder has no real pairs"
+
+
+def test_the_panels_generate_result_loads_and_exports_with_its_message_and_warning(scene, generated, tmp_path):
+    """What the panel does when a generate job ended (PanelActions.load) and when Export is pressed after it: the
+    synthetic cases of that generate job's nnunet/ folder go into the dataset, and the message says where."""
+    model, outputs, _ = generated
+    actions = PanelActions(module_logic(start=False), scene)
+    job = TrainerJob(["generate"], sys.executable)
+    job.state, job.finished = JobState.DONE, {"event": "finished", "outputs": outputs}  # as poll() takes them
+    actions.generating = actions.result = panel.GenerateView(job, model, Path(outputs["image"]).parent)
+
+    source, volume, segmentation, axis = actions.load(actions.generating)
+
+    assert source is None and axis == "axial" and volume.GetImageData().GetDimensions() == (32, 32, 5)
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert actions.statusTexts() == {"generateStatusLabel": f"Loaded '{volume.GetName()}' (5 slices)."}
+    with pytest.raises(NeedsInput, match="Choose a model folder and a dataset folder"):
+        actions.export("", model, True, True)
+    synthetic_dataset(Path(outputs["image"]).parent / "nnunet", 2)
+
+    message, swamped = actions.export(tmp_path / "Dataset506_Panel", model, True, True)
+
+    assert message == f"nnU-Net dataset written to {tmp_path / 'Dataset506_Panel'}."
+    assert swamped is not None and "2 synthetic cases" in swamped
