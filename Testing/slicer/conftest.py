@@ -79,10 +79,11 @@ def ct_with_segmentation(scene):
 
 
 @pytest.fixture(scope="module")
-def ragan_module(tmp_path_factory):
-    """RaGAN.py imported outside Slicer, for what it declares (module, parameter node, sample data): the few Slicer/Qt
-    names it needs at import time are stand-ins. Its logic, views and self-test live in RaGANModuleLib and are tested
-    without them."""
+def ragan_module():
+    """RaGAN.py imported outside Slicer, for the few tests of what it declares to Slicer (module, parameter node
+    defaults, logic and test classes). Its import needs stand-ins for Qt (`qt`) and for the Qt-based parts of Slicer
+    that slicer-core lacks (ScriptedLoadableModule, parameterNodeWrapper, i18n, slicer.app); they are here only.
+    What RaGAN.py calls lives in RaGANModuleLib, tested on slicer-core's real scene without them."""
     import types
 
     class GuiClass:
@@ -90,14 +91,13 @@ def ragan_module(tmp_path_factory):
             super().__init__()  # as Slicer's ScriptedLoadableModuleLogic does
             self.parent = parent
 
-    gui_class = GuiClass
     stand_ins = {
         "qt": types.SimpleNamespace(),
         "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=gui_class,
-            ScriptedLoadableModuleLogic=gui_class,
+            ScriptedLoadableModule=GuiClass,
+            ScriptedLoadableModuleLogic=GuiClass,
             ScriptedLoadableModuleTest=unittest.TestCase,
-            ScriptedLoadableModuleWidget=gui_class,
+            ScriptedLoadableModuleWidget=GuiClass,
         ),
         "slicer.parameterNodeWrapper": types.SimpleNamespace(
             parameterNodeWrapper=lambda cls: cls,
@@ -105,14 +105,12 @@ def ragan_module(tmp_path_factory):
             Choice=lambda *a: a,
             WithinRange=lambda *a: a,
         ),
-        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
+        "slicer.i18n": types.SimpleNamespace(tr=str, translate=lambda context, text: text),
     }
-    app = types.SimpleNamespace(connections=[])
-    app.connect = lambda signal, slot: app.connections.append((signal, slot))  # Qt's signal connection, recorded
     with pytest.MonkeyPatch.context() as patch:
         for name, module in stand_ins.items():
             patch.setitem(sys.modules, name, module)
-        patch.setattr(slicer, "app", app, raising=False)
+        patch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda signal, slot: None), raising=False)
         sys.modules.pop("RaGAN", None)
         import RaGAN
 

@@ -118,37 +118,13 @@ def test_the_logic_logs_what_it_starts_to_slicers_log(scene, tmp_path, caplog):
     assert f"started {sys.executable} -m RaGANLib train --spec {run / 'spec.json'}" in caplog.text
 
 
-def test_the_phantom_case_is_offered_in_sample_data_and_made_without_a_download(
-    ragan_module, scene, monkeypatch, tmp_path
-):
-    """Once Slicer has started, the module registers the phantom with the Sample Data module (a stand-in here that
-    checks what Slicer's SampleDataSource requires); its button makes the case in the scene, offline."""
-    import types
+def test_the_phantom_case_is_offered_in_sample_data_and_made_without_a_download(scene):
+    """The source RaGAN.py registers with the Sample Data module once Slicer has started: what Slicer's
+    SampleDataSource requires (lists of one length), an icon, and a case made in the scene, offline."""
+    source = demo_data.sample_data_source(lambda: scene)
 
-    import slicer
-
-    registered = []
-
-    def register(category="Custom", **source):
-        lengths = {len(source[key]) for key in ("uris", "fileNames", "nodeNames")}
-        assert lengths == {0}, "Slicer's SampleDataSource needs lists of one length"
-        registered.append((category, source))
-
-    monkeypatch.setitem(
-        sys.modules,
-        "SampleData",
-        types.SimpleNamespace(SampleDataLogic=types.SimpleNamespace(registerCustomSampleDataSource=register)),
-    )
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    parent = type("Parent", (), {})()
-    ragan_module.RaGAN(parent)
-    signal, slot = slicer.app.connections[-1]
-    assert signal == "startupCompleted()"
-
-    slot()
-
-    ((category, source),) = registered
-    assert category == "RaGAN" and source["sampleName"] == "RaGANPhantomCT"
+    assert source["category"] == "RaGAN" and source["sampleName"] == "RaGANPhantomCT"
+    assert {len(source[key]) for key in ("uris", "fileNames", "nodeNames")} == {0}, "nothing to download"
     from PIL import Image
 
     assert Image.open(source["thumbnailFileName"]).size == (128, 128)
