@@ -1,9 +1,9 @@
 """RaGAN: train a GAN on a few labelled scans and load synthetic image + label slices back into the scene.
 
 Slicer's scripted-module shape (Module, parameter node, Widget, Logic, Test). The work happens elsewhere: the Qt-free
-RaGANModuleLib package (its logic.py starts the jobs and loads results, panel.py turns jobs' events into what the panel
-shows, self_test.py is the self-test) and, in a child process, the RaGANLib trainer. The widget here only wires Qt to
-them. Nothing here imports TensorFlow.
+RaGANModuleLib package (its logic.py starts the jobs and loads results, panel_actions.py is what each button does,
+panel.py turns jobs' events into what the panel shows, self_test.py is the self-test) and, in a child process, the
+RaGANLib trainer. The widget here only wires Qt to them. Nothing here imports TensorFlow.
 """
 
 import sys
