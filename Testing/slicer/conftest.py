@@ -110,7 +110,9 @@ def ragan_module():
     with pytest.MonkeyPatch.context() as patch:
         for name, module in stand_ins.items():
             patch.setitem(sys.modules, name, module)
-        patch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda signal, slot: None), raising=False)
+        app = types.SimpleNamespace(connections=[])
+        app.connect = lambda signal, slot: app.connections.append((signal, slot))  # Qt's connection, recorded
+        patch.setattr(slicer, "app", app, raising=False)
         sys.modules.pop("RaGAN", None)
         import RaGAN
 

@@ -19,6 +19,9 @@ def test_module_declares_its_category_and_help(ragan_module):
     assert parent.title == "RaGAN" and parent.categories == ["Image Synthesis"]
     assert "synthetic" in parent.helpText
     assert "Needs 3D Slicer 5.10 or 5.12 (Python 3.12)" in parent.helpText, "the supported Slicers are stated"
+    assert slicer.app.connections[-1] == ("startupCompleted()", ragan_module.registerSampleData), (
+        "the phantom is registered with Sample Data once Slicer has started (demo_data.sample_data_source)"
+    )
 
 
 def test_the_modules_logic_is_made_as_slicer_makes_it(ragan_module):
