@@ -10,6 +10,7 @@ else from the scene crosses over.
 """
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import slicer
 
 from RaGANModuleLib import scene_files
 from RaGANModuleLib.locations import import_ragan_lib
+
+log = logging.getLogger("RaGAN")  # Slicer shows Python logging in its log
 
 
 @dataclasses.dataclass
@@ -77,7 +80,10 @@ def take_old_scene_cases(parameter_node) -> list[TrainingCase]:
     """The training cases a scene saved by an older RaGAN keeps under the old parameter names (pairs whose nodes are no
     longer in the scene left out), and those parameters removed from the node: a case list is read from them once."""
     images, labels = (_old_node_list(parameter_node, name) for name in OLD_CASE_LISTS)
-    return [TrainingCase(image, label) for image, label in zip(images, labels) if image and label]
+    cases = [TrainingCase(image, label) for image, label in zip(images, labels) if image and label]
+    if images or labels:
+        log.info("RaGAN: %d training case(s) read from a scene an older RaGAN saved (of %d)", len(cases), len(images))
+    return cases
 
 
 def _old_node_list(parameter_node, name: str) -> list:

@@ -142,34 +142,45 @@ def nodes_of(scene, class_name):
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
 
 
-def test_a_scene_saved_with_the_old_case_lists_keeps_its_cases_once(scene):
+def test_a_scene_saved_with_the_old_case_lists_keeps_its_cases_once(scene, caplog):
     """Before the RaGANCase parameter pack, the module saved its cases as two parallel node lists (caseImages,
     caseLabels), as Slicer's parameter node wrapper writes a list of nodes; such a scene, saved and opened again, gives
-    its cases to the current list once, and the old parameters are gone from it."""
+    its cases to the current list once (a pair whose node was deleted left out), and the old parameters are gone."""
     first = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
     second = demo_data.add_phantom_case(scene, seed=1, shape=(4, 64, 64))
     old = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
     old.SetAttribute("ModuleName", "RaGAN")
-    for name, nodes in (("caseImages", [first[0], second[0]]), ("caseLabels", [first[1], second[1]])):
+    gone = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "deleted before the scene was saved")
+    images, labels = [first[0], second[0], first[0]], [first[1], second[1], gone]
+    for name, nodes in (("caseImages", images), ("caseLabels", labels)):
         old.SetParameter(f"{name}_len", str(len(nodes)))
         for i, node in enumerate(nodes):
             old.SetParameter(f"{name}_{i}", "")
             old.SetNodeReferenceID(f"{name}_{i}", node.GetID())
-    scene.SetSaveToXMLString(1)
-    scene.Commit()
+    scene.RemoveNode(gone)
     opened = slicer.vtkMRMLScene()
     opened.SetLoadFromXMLString(1)
-    opened.SetSceneXMLString(scene.GetSceneXMLString())
+    opened.SetSceneXMLString(scene_xml(scene))
     opened.Import()
     parameters = opened.GetFirstNodeByClass("vtkMRMLScriptedModuleNode")
 
-    cases = training_cases.take_old_scene_cases(parameters)
+    with caplog.at_level(logging.INFO, logger="RaGAN"):
+        cases = training_cases.take_old_scene_cases(parameters)
 
     assert [case.describe() for case in cases] == [
         "RaGAN phantom 0 + RaGAN phantom 0 segmentation",
         "RaGAN phantom 1 + RaGAN phantom 1 segmentation",
     ]
     assert all(case.image.GetScene() is opened for case in cases), "the nodes of the opened scene"
+    assert "2 training case(s) read from a scene an older RaGAN saved (of 3)" in caplog.text, "said in Slicer's log"
     assert not [name for name in parameters.GetParameterNames() if name.startswith(("caseImages", "caseLabels"))]
     assert parameters.GetNodeReference("caseImages_0") is None and parameters.GetNodeReference("caseLabels_1") is None
+    assert "caseImages" not in scene_xml(opened), "the old lists are not saved again"
     assert training_cases.take_old_scene_cases(parameters) == [], "read once"
+
+
+def scene_xml(scene) -> str:
+    """The scene as Slicer saves it in a .mrml file."""
+    scene.SetSaveToXMLString(1)
+    scene.Commit()
+    return scene.GetSceneXMLString()
