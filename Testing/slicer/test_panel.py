@@ -1,5 +1,6 @@
-"""What the panel shows (RaGANModuleLib/panel.py), without Qt: the cases table on a real scene and which buttons can be
-pressed. The job views are tested on real trainer jobs in test_trainer_job.py."""
+"""What the panel shows and does, without Qt: the cases table on a real scene, which buttons can be pressed (panel.py),
+and what the buttons ask of the logic and do when a job ends (panel_actions.py). The job views are tested on real
+trainer jobs in test_trainer_job.py, a generate result loaded and exported in test_results_to_scene.py."""
 
 from pathlib import Path
 
