@@ -34,6 +34,11 @@ def export_nnunet(
             f"nnU-Net finds only datasets named DatasetNNN_Name (three digits, then a name), e.g. Dataset501_RaGAN; "
             f"'{Path(target).name}' is not such a name"
         )
+    if not real_pairs and synthetic_dataset is None:  # refused before anything is written
+        raise ValueError(
+            f"no cases to export to '{Path(target).name}': no real cases (the model's run folder names none, or they "
+            "were left out) and no synthetic ones (generate some first, or include them)"
+        )
     info = read_model(model_folder)
     class_names = info.names  # in index order, as the schema requires
     index_of_value = {c.value: c.index for c in info.classes}

@@ -333,6 +333,11 @@ def test_the_panels_generate_result_loads_and_exports_with_its_message_and_warni
     with pytest.raises(NeedsInput, match="Choose a model folder and a dataset folder"):
         actions.export("", model, True, True)
     synthetic_dataset(Path(outputs["image"]).parent / "nnunet", 2)
+    with pytest.raises(ValueError, match="no cases to export to 'Dataset506_Panel': no real cases"):
+        actions.export(
+            tmp_path / "Dataset506_Panel", model, True, False
+        )  # the run has no spec.json, synthetic left out
+    assert not (tmp_path / "Dataset506_Panel").exists(), "nothing written"
 
     message, swamped = actions.export(tmp_path / "Dataset506_Panel", model, True, True)
 
