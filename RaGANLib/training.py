@@ -314,6 +314,7 @@ def train(
     `started`: when the command began (default now); a STOP file older than that is from an earlier run.
     A resume whose input files changed since preparation is refused unless `accept_changed_inputs` (then the cache
     is prepared again from the files as they are now)."""
+    # Initialize: stop requests, and the other hosts when there are several.
     run = RunFolder(root, started=time.time() if started is None else started)
     wanted = spec or _saved_spec(run)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
@@ -330,6 +331,8 @@ def train(
             block_stop_signals(False)  # a stop signal held since `ragan train` started arrives now, at RaGAN's handlers
         hosts = strategy is not None and _several_hosts_strategy(strategy)
         chief = strategy is None or strategy.extended.should_checkpoint
+
+        # Load the training set: the request and the inputs checked, the slices prepared (or reused).
         with contextlib.ExitStack() as scratch:
             folder, options = run, (resume, accept_changed_inputs, spec_file)
             if not chief:
@@ -349,6 +352,8 @@ def train(
                 if chief:
                     run.clear_stop()
                 return reporter.emit("finished", reason="stopped", step=0, model=None)
+
+            # Construct the networks, restore, train, export the model.
             return _train_prepared(spec, run, data, reporter, resume, strategy, stop_reason)
 
 
