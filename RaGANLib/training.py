@@ -7,14 +7,14 @@ train() reads by phase: initialize (check the request and the inputs, prepare th
 the networks and restore the newest usable checkpoint, train (progress, scores, checkpoints, previews), finish (the
 best-scoring step's EMA generator exported as the model). GanTrainer holds the networks, optimisers, the EMA of the
 generator and the compiled train step; each other part has its own module:
-    pipeline.py     the batches: slices drawn with class balance, latents and augmentation seeds, all from
-                    (seed, step), so a resumed run draws the same batches it would have drawn
-    networks.py     the network families and the generator contract
-    losses.py       non-saturating logistic GAN losses and the lazy R1 penalty on (augmented) real pairs
-    augment.py      differentiable augmentation of real and synthetic pairs (fixed probability, or adapted: ADA)
-    checkpoints.py  save, checksum, load the newest usable, set damaged ones aside
-    best_model.py   every `--score-every` steps the EMA generator is scored; the best step's weights become the model
-    preview.py      the previews, drawn from the EMA generator
+- RaGANLib/pipeline.py: the batches (slices drawn with class balance, latents, augmentation seeds), all from
+  (seed, step), so that a resumed run draws the same batches it would have drawn;
+- RaGANLib/networks.py: the network families and the generator contract;
+- RaGANLib/losses.py: non-saturating logistic GAN losses, the lazy R1 penalty on (augmented) real pairs;
+- RaGANLib/augment.py: differentiable augmentation of real and synthetic pairs (fixed, or adapted: ADA);
+- RaGANLib/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
+- RaGANLib/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
+- RaGANLib/preview.py: the previews, drawn from the EMA generator.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
 for a label layout (a batch's real labels, moved: RaGANLib.layouts) and the synthetic pair is (that image, that
