@@ -47,9 +47,9 @@ class BestModel:
 
     def score(self, generator) -> float:
         """The own-feature Frechet distance of the generator's fixed sample to the training slices."""
-        from RaGANLib.generate import sample
         from RaGANLib.quality.features import slice_features
         from RaGANLib.quality.metrics import frechet_distance, standardise
+        from RaGANLib.synthetic import sample
 
         layouts = None if self.layouts is None else iter(self.layouts)
         images, labels = sample(generator, SCORE_SLICES, self.latent_seed, self.latent_size, layouts)

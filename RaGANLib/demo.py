@@ -40,9 +40,10 @@ def demo_spec(data: Path, steps: int) -> TrainSpec:
 
 
 def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
-    from RaGANLib.generate import generate, sample
+    from RaGANLib.generate import generate
     from RaGANLib.model_folder import load
     from RaGANLib.prepare import load_cache
+    from RaGANLib.synthetic import sample
     from RaGANLib.training import train
 
     out = Path(out).resolve()

@@ -29,14 +29,14 @@ from RaGANLib.errors import BadInput, check_readable, free_bytes
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import label_values, read_image
 from RaGANLib.layouts import moved_layouts
-from RaGANLib.model_info import ModelInfo, SliceGrid
+from RaGANLib.model_info import ModelInfo
 from RaGANLib.nnunet import DatasetWriter
-from RaGANLib.prepare import from_slices, resample_slices, slice_directions, to_slices
+from RaGANLib.prepare import from_slices, resample_slices, to_slices
 from RaGANLib.seeds import stream
 from RaGANLib.segmentation_file import segmentation_header_lines
+from RaGANLib.synthetic import StackWriter, as_volume, sample, sample_chunks, source_intensities, to_source, value_types
 from RaGANLib.synthetic_share import share_figures, share_warning, supported_count
 
-BATCH = 32
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
 OUTPUTS = {
     "image": "synthetic_image.nrrd",
@@ -45,28 +45,8 @@ OUTPUTS = {
     "nnunet": "nnunet",
     "preview": "preview.png",
 }
-PREVIEW_SLICES = 16
-NRRD_TYPES = {"int16": "short", "float32": "float", "uint8": "unsigned char", "uint16": "unsigned short"}
 NIFTI_HEADER = 352  # bytes before the voxels of a .nii file
 SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file system overhead
-
-
-def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=None):
-    """`count` synthetic slices as successive ([-1, 1] images, class indices) chunks of up to BATCH slices.
-    A conditional generator needs `layouts`: an iterator of label slices (class indices), taken one per slice.
-
-    Latents are drawn in order from one generator seeded with `seed`, so slice i is the same whatever `count` is
-    and however the slices are chunked; memory does not grow with `count`."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, count, BATCH):
-        latents = rng.standard_normal((min(BATCH, count - start), latent_size)).astype(np.float32)
-        if layouts is None:
-            pairs = np.asarray(generator(latents, training=False))
-            yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
-        else:
-            labels = np.stack([next(layouts) for _ in latents]).astype(np.uint8)
-            one_hot = np.eye(generator.input_shape[0][-1], dtype=np.float32)[labels]
-            yield np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1), labels
 
 
 def training_layouts(model: Path, description: ModelInfo, seed: int):
@@ -75,104 +55,6 @@ def training_layouts(model: Path, description: ModelInfo, seed: int):
     if not description.conditional:
         return None
     return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"))
-
-
-def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> tuple[np.ndarray, np.ndarray]:
-    """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is."""
-    images, labels = zip(*sample_chunks(generator, count, seed, latent_size, layouts))
-    return np.concatenate(images), np.concatenate(labels)
-
-
-def value_types(description: ModelInfo) -> tuple[np.dtype, np.dtype]:
-    """Pixel types of the image (int16 HU for CT, else float32) and of the label (by the largest class value)."""
-    image = np.dtype(np.int16 if description.modality == "ct" else np.float32)
-    label = np.dtype(np.uint8 if max(c.value for c in description.classes) < 256 else np.uint16)
-    return image, label
-
-
-def to_source(images: np.ndarray, labels: np.ndarray, description: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
-    """Intensities in source units (int16 HU for CT) and labels with their original values."""
-    _, label_type = value_types(description)
-    lookup = np.array([c.value for c in description.classes], dtype=label_type)
-    return source_intensities(images, description), lookup[labels]
-
-
-def source_intensities(images: np.ndarray, description: ModelInfo) -> np.ndarray:
-    """[-1, 1] images in source units (int16 HU for CT)."""
-    image_type, _ = value_types(description)
-    values = description.intensity.inverse(images)
-    return (np.round(values) if image_type == np.int16 else values).astype(image_type)
-
-
-def as_volume(slices: np.ndarray, grid: SliceGrid) -> sitk.Image:
-    """A stack of slices as a volume with the grid's pixel spacing, slice thickness and slicing axis' orientation."""
-    volume = sitk.GetImageFromArray(np.ascontiguousarray(slices))
-    volume.SetSpacing((float(grid.spacing[1]), float(grid.spacing[0]), float(grid.thickness)))
-    columns, rows, stack = slice_directions(grid.axis)
-    volume.SetDirection([value for row in zip(columns, rows, stack) for value in row])  # row-major 3x3
-    return volume
-
-
-class StackWriter:
-    """An uncompressed NRRD volume of `count` slices written chunk by chunk, so that a stack larger than
-    memory can be written; the file appears under its name only when complete. `extra` header lines (`key:=value`)
-    follow the standard fields."""
-
-    def __init__(self, path: Path, count: int, size: int, dtype: np.dtype, grid: SliceGrid, extra=()):
-        self.path, self.count, self.dtype, self.written = Path(path), count, np.dtype(dtype), 0
-        self.temporary = self.path.with_name(f".{self.path.name}.tmp.nrrd")
-        rows, columns = grid.spacing
-        steps = zip(slice_directions(grid.axis), (columns, rows, grid.thickness))
-        directions = " ".join("(" + ",".join(repr(float(d * length)) for d in step) + ")" for step, length in steps)
-        header = [
-            "NRRD0004",
-            f"type: {NRRD_TYPES[self.dtype.name]}",
-            "dimension: 3",
-            "space: left-posterior-superior",
-            f"sizes: {size} {size} {count}",
-            f"space directions: {directions}",
-            "kinds: domain domain domain",
-            "endian: little",
-            "encoding: raw",
-            "space origin: (0,0,0)",
-            *extra,
-        ]
-        self.handle = open(self.temporary, "wb")
-        self.handle.write(("\n".join(header) + "\n\n").encode("ascii"))
-
-    def append(self, slices: np.ndarray) -> None:
-        self.handle.write(np.ascontiguousarray(slices, dtype=self.dtype.newbyteorder("<")).tobytes())
-        self.written += len(slices)
-
-    def finish(self) -> Path:
-        if self.written != self.count:
-            raise RuntimeError(f"{self.path.name}: {self.written} slices written, {self.count} declared")
-        self.handle.close()
-        self.temporary.replace(self.path)
-        return self.path
-
-    def abandon(self) -> None:
-        self.handle.close()
-        self.temporary.unlink(missing_ok=True)
-
-
-def write_volumes(folder: Path, values, originals, description: ModelInfo, stem: str = "synthetic") -> dict:
-    """Write image and label stacks (in source units, see `to_source`) as uncompressed NRRD; returns their paths."""
-    paths = {}
-    for key, array in (("image", values), ("label", originals)):
-        writer = StackWriter(folder / f"{stem}_{key}.nrrd", len(array), array.shape[-1], array.dtype, description.grid)
-        try:
-            writer.append(array)
-            paths[key] = str(writer.finish())
-        except BaseException:
-            writer.abandon()
-            raise
-    return paths
-
-
-def preview_picture(images, labels, description: ModelInfo, title: str):
-    grid = preview.grid(images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES], description.colors)
-    return preview.titled([(title, grid)])
 
 
 def output_bytes(count: int, description: ModelInfo) -> int:
@@ -291,7 +173,7 @@ def _write_outputs(staging: Path, generator, description: ModelInfo, count: int,
                 )
             index += len(images)
             pixel_counts += np.bincount(labels.ravel(), minlength=len(names))
-            first = first or (images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES])
+            first = first or (images[: preview.PREVIEW_SLICES], labels[: preview.PREVIEW_SLICES])
         for stack in stacks:
             stack.finish()
         cases.finish()
@@ -300,7 +182,7 @@ def _write_outputs(staging: Path, generator, description: ModelInfo, count: int,
             stack.abandon()
         cases.abandon()
         raise
-    picture = preview_picture(*first, description, f"synthetic, seed {seed}")
+    picture = preview.slices_picture(*first, description.colors, f"synthetic, seed {seed}")
     preview.save_png(picture, staging / OUTPUTS["preview"])
     return pixel_counts
 
@@ -355,11 +237,13 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
         for path, name in zip(files, names):
             images, indices = _paint_volume(generator, description, path, seed, staging, name)
             labelled = indices.reshape(len(indices), -1).any(axis=1)
-            shown[0].extend(images[labelled][: PREVIEW_SLICES - len(shown[0])])
-            shown[1].extend(indices[labelled][: PREVIEW_SLICES - len(shown[1])])
+            shown[0].extend(images[labelled][: preview.PREVIEW_SLICES - len(shown[0])])
+            shown[1].extend(indices[labelled][: preview.PREVIEW_SLICES - len(shown[1])])
             progress.advance(f"painted {name}")
         if shown[0]:
-            picture = preview_picture(np.stack(shown[0]), np.stack(shown[1]), description, f"painted, seed {seed}")
+            picture = preview.slices_picture(
+                np.stack(shown[0]), np.stack(shown[1]), description.colors, f"painted, seed {seed}"
+            )
             preview.save_png(picture, staging / LABEL_OUTPUTS["preview"])
         published = outputs.publish(staging, out, "generated", tuple(LABEL_OUTPUTS.values()))
     paths = {key: str(published[name]) for key, name in LABEL_OUTPUTS.items() if name in published}

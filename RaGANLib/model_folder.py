@@ -18,7 +18,7 @@ import numpy as np
 
 from RaGANLib import __version__, outputs
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import MODEL_JSON, ModelInfo, TrainingData, check_keras, read_model_info, write_model_info
+from RaGANLib.model_info import MODEL_JSON, ModelInfo, check_keras, read_model_info, write_model_info
 from RaGANLib.prepare import PreparedData
 from RaGANLib.runfolder import write_bytes_atomic
 
@@ -32,18 +32,10 @@ def model_description(data: PreparedData, spec, step: int) -> ModelInfo:
 
     return ModelInfo(
         classes=data.label_classes,
-        modality=data.meta["modality"],
+        modality=data.modality,
         intensity=data.normalisation,
         grid=data.grid,
-        training=TrainingData(
-            cases=data.meta["cases"],
-            slices=data.meta["slices"],
-            class_pixel_fraction=tuple(data.meta["class_pixel_fraction"]),
-            content_sha256=tuple(data.meta["content_sha256"]),
-            steps=step,
-            batch=spec.batch,
-            seed=spec.seed,
-        ),
+        training=data.training_data(spec, step),
         versions={
             "ragan": __version__,
             "tensorflow": tf.__version__,
@@ -86,6 +78,8 @@ def load(folder: Path):
     description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
+    from RaGANLib.networks import GeneratorContract
+
     where = f"'{folder / MODEL_JSON}'"
     check_keras(description, keras.__version__, where)
     path = folder / description.generator
@@ -96,13 +90,14 @@ def load(folder: Path):
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
     size, classes, conditional = description.grid.size, len(description.classes), description.conditional
+    contract = GeneratorContract(description.mode, size, classes)
     takes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
     if conditional != (len(takes) == 2):
         raise BadInput(
             f"{where}: field mode ({description.mode}) does not fit {path.name}, which takes "
             f"{len(takes)} input(s) (a conditional generator takes a label map and a latent vector)"
         )
-    if conditional and tuple(takes[0][1:]) != (size, size, classes):
+    if conditional and tuple(takes[0][1:]) != contract.inputs[0]:
         raise BadInput(
             f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
             f"which paints images for label maps of {takes[0][1:]}"
@@ -113,7 +108,7 @@ def load(folder: Path):
             f"{where}: field latent_size ({description.latent_size}) does not fit {path.name}, "
             f"which takes latent vectors of {latent[-1]}"
         )
-    if made != (size, size, 1 if conditional else 1 + classes):
+    if made != contract.output:
         raise BadInput(
             f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
             f"which makes {made[0]}x{made[1]} slices with {made[-1] - 1} classes"

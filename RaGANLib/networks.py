@@ -1,6 +1,6 @@
 """Where the model lives: the generator makes an image and its label together; the discriminator judges the pair.
 
-Two families (`--arch`):
+Two families (`--arch`; `FAMILIES`, `family(arch).generator(contract, width)`):
     dcgan      the baseline: upsample + 2 convolutions per doubling; plain strided-by-pooling discriminator.
     residual   residual blocks in both networks (each block's input, resized, is added to its output) and a
                minibatch standard deviation feature in the discriminator (it can see a batch that lacks variety,
@@ -19,12 +19,15 @@ the discriminator checks first (that an intensity edge lies where the label's ed
 edge is a ramp and the regions come out filled (docs/conditional-vs-joint-phantom.md, sharpness). Its discriminator is
 the joint one, fed the synthetic image with the label it was made for.
 
-The joint generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
-probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels
-one-hot (synthetic ones made hard in the train step). Both are plain Keras functional models built from standard
-layers only, so the generator saves in Keras' native format and loads with safe_mode=True anywhere.
+The generator contract (`GeneratorContract`): a joint generator takes a latent vector and makes 1 + K channels, the
+image (linear, about [-1, 1]; clipped when sampled) and K class probabilities (softmax; the label map is their
+argmax); a conditional one takes a one-hot label map and a latent vector and makes the image. The discriminator sees
+the same 1 + K channels, with labels one-hot (synthetic ones made hard in the train step). Both are plain Keras
+functional models built from standard layers only, so the generator saves in Keras' native format and loads with
+safe_mode=True anywhere.
 """
 
+import dataclasses
 import math
 
 import keras
@@ -143,28 +146,56 @@ def _discriminator(size: int, classes: int, width: int, residual: bool) -> keras
     return keras.Model(pair, score, name="discriminator")
 
 
-def build_generator(
-    arch: str,
-    size: int,
-    classes: int,
-    width: int,
-    name: str = "generator",
-    mode: str = "joint",
-    smooth_labels: bool = True,
-) -> keras.Model:
-    """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]
-    (joint), or [one-hot label [batch, size, size, classes], latent] -> image [batch, size, size, 1] (conditional,
-    modulated from the smoothed label map unless `smooth_labels` is false: runs from before spec version 3)."""
-    residual, conditional = _is_residual(arch), mode == "conditional"
-    return _generator(size, classes, width, name, residual, conditional, smooth_labels)
+@dataclasses.dataclass(frozen=True)
+class GeneratorContract:
+    """What a generator of `mode` takes and makes, per slice (without the batch axis): the trainer, the model folder
+    and `generate` rely on these shapes and on the class probabilities of a joint generator summing to 1."""
+
+    mode: str  # joint or conditional (spec.mode)
+    size: int
+    classes: int
+
+    @property
+    def inputs(self) -> tuple[tuple[int, ...], ...]:
+        """joint: the latent vector; conditional: the one-hot label map, then the latent vector."""
+        latent = (LATENT_SIZE,)
+        return ((self.size, self.size, self.classes), latent) if self.mode == "conditional" else (latent,)
+
+    @property
+    def output(self) -> tuple[int, ...]:
+        """joint: the image and K class probabilities (softmax); conditional: the image only."""
+        return (self.size, self.size, 1 if self.mode == "conditional" else 1 + self.classes)
 
 
-def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:
-    """The discriminator of an architecture family: [batch, size, size, 1 + classes] -> [batch, 1] scores."""
-    return _discriminator(size, classes, width, residual=_is_residual(arch))
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """An architecture family (`--arch`): its generator and discriminator, built for a slice size, K classes and a
+    width."""
+
+    name: str
+    residual: bool
+
+    def generator(
+        self,
+        contract: GeneratorContract,
+        width: int,
+        name: str = "generator",
+        smooth_labels: bool = True,
+    ) -> keras.Model:
+        """The generator that fulfils `contract`; a conditional one is modulated from the smoothed label map unless
+        `smooth_labels` is false (runs from before spec version 3)."""
+        conditional = contract.mode == "conditional"
+        return _generator(contract.size, contract.classes, width, name, self.residual, conditional, smooth_labels)
+
+    def discriminator(self, size: int, classes: int, width: int) -> keras.Model:
+        """[batch, size, size, 1 + classes] (image and one-hot label) -> [batch, 1] realness scores."""
+        return _discriminator(size, classes, width, residual=self.residual)
 
 
-def _is_residual(arch: str) -> bool:
-    if arch not in ("dcgan", "residual"):
+FAMILIES = {family.name: family for family in (Family("dcgan", residual=False), Family("residual", residual=True))}
+
+
+def family(arch: str) -> Family:
+    if arch not in FAMILIES:
         raise ValueError(f"unknown architecture '{arch}'")
-    return arch == "residual"
+    return FAMILIES[arch]

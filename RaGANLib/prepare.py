@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from RaGANLib.errors import BadInput, DiskFull, describe_space, read_json
 from RaGANLib.events import Reporter
 from RaGANLib.inputs import Case, file_hash, find_cases, read_case
-from RaGANLib.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid
+from RaGANLib.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid, TrainingData
 from RaGANLib.runfolder import write_json_atomic
 from RaGANLib.seeds import stream
 from RaGANLib.spec import TrainSpec
@@ -104,6 +104,23 @@ class PreparedData:
     @property
     def grid(self) -> SliceGrid:
         return SliceGrid.from_json(self.meta)
+
+    @property
+    def modality(self) -> str:
+        return self.meta["modality"]
+
+    def training_data(self, spec: TrainSpec, steps: int) -> TrainingData:
+        """model.json's summary of these slices as the training data of `spec`, trained for `steps` steps."""
+        meta = self.meta
+        return TrainingData(
+            cases=meta["cases"],
+            slices=meta["slices"],
+            class_pixel_fraction=tuple(meta["class_pixel_fraction"]),
+            content_sha256=tuple(meta["content_sha256"]),
+            steps=steps,
+            batch=spec.batch,
+            seed=spec.seed,
+        )
 
 
 def cache_key(spec: TrainSpec) -> str:

@@ -1,4 +1,5 @@
-"""Preview pictures: grids of synthetic (or real) slices, each shown plain and with its label overlaid."""
+"""Preview pictures: grids of synthetic (or real) slices, each shown plain and with its label overlaid, and the
+training previews drawn from a run's EMA generator (without the model-export code: RaGANLib/synthetic.py samples)."""
 
 import io
 from pathlib import Path
@@ -7,6 +8,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from RaGANLib.runfolder import write_bytes_atomic
+from RaGANLib.seeds import offset_seed
+from RaGANLib.synthetic import sample, to_source, write_volumes
+
+PREVIEW_SLICES = 16  # slices a preview shows
 
 
 def overlay(image: np.ndarray, label: np.ndarray, colors: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -56,6 +61,11 @@ def side_by_side(labels, synthetic, real, colors, columns: int = 4, cell: int = 
     return picture.resize((int(picture.width * scale), int(picture.height * scale)), Image.Resampling.NEAREST)
 
 
+def slices_picture(images, labels, colors, title: str) -> Image.Image:
+    """The first PREVIEW_SLICES slices under a title, plain and with labels overlaid."""
+    return titled([(title, grid(images[:PREVIEW_SLICES], labels[:PREVIEW_SLICES], colors))])
+
+
 def titled(parts: list[tuple[str, Image.Image]]) -> Image.Image:
     """Stack pictures vertically, each under a one-line title."""
     width = max(p.width for _, p in parts)
@@ -74,3 +84,31 @@ def save_png(picture: Image.Image, path: Path) -> None:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     write_bytes_atomic(path, buffer.getvalue())
+
+
+class TrainingPreview:
+    """A run's preview at a step, from the EMA generator and fixed latents, as a picture and as image and label
+    stacks in source units. Joint: the first PREVIEW_SLICES synthetic slices. Conditional: the same real slices each
+    time, as triplets of their label | the synthetic image painted for it | the real image."""
+
+    def __init__(self, data, spec, latent_size: int):
+        self.latent_seed = offset_seed(spec.seed, "preview")
+        self.latent_size, self.data, self.conditional = latent_size, data, spec.mode == "conditional"
+        self.shown = np.sort(np.random.default_rng(self.latent_seed).permutation(len(data.labels))[:PREVIEW_SLICES])
+
+    def write(self, generator, description, folder: Path, step: int) -> tuple[Image.Image, dict]:
+        """Write preview-STEP.png and the preview stacks into `folder` for `description` (the model.json the
+        generator would have now); returns the picture and the written files (png, image, label)."""
+        if self.conditional:
+            layouts = iter(np.asarray(self.data.labels[self.shown]))
+            images, labels = sample(generator, len(self.shown), self.latent_seed, self.latent_size, layouts)
+            real = np.asarray(self.data.images[self.shown], dtype=np.float32)
+            title = f"step {step}: label | synthetic | real"
+            picture = titled([(title, side_by_side(labels, images, real, description.colors))])
+        else:
+            images, labels = sample(generator, PREVIEW_SLICES, self.latent_seed, self.latent_size)
+            picture = slices_picture(images, labels, description.colors, f"step {step}")
+        png = folder / f"preview-{step:08d}.png"
+        save_png(picture, png)
+        volumes = write_volumes(folder, *to_source(images, labels, description), description, stem="preview")
+        return picture, {"png": str(png), **volumes}

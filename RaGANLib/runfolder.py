@@ -49,7 +49,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def is_temporary(path: Path) -> bool:
-    """A temp file of write_bytes_atomic (`.<name>.<process>.tmp`) or of generate.write_volumes (`.<name>.tmp.nrrd`)."""
+    """A temp file of write_bytes_atomic (`.<name>.<process>.tmp`) or of a StackWriter (`.<name>.tmp.nrrd`)."""
     return re.fullmatch(r"\..+\.(\d+\.tmp|tmp\.nrrd)", path.name) is not None
 
 

@@ -2,7 +2,7 @@
 
     rng = stream(spec.seed, "layouts")                 # np.random.Generator
     rng = stream(spec.seed, "empty slices", case)      # one generator per case
-    latents = offset_seed(spec.seed, "preview")        # an int seed for code that takes one (generate.sample)
+    latents = offset_seed(spec.seed, "preview")        # an int seed for code that takes one (synthetic.sample)
 
 The stream numbers and the offset are what the code used before they had names: every seeded result (checkpoints,
 previews, generated pairs, phantom cases, benchmark figures) stays bit for bit what it was. Streams with no number

@@ -3,11 +3,18 @@
     result = train(spec, Path("runs/liver"), Reporter(json_lines=True))          # a new run
     result = train(None, Path("runs/liver"), Reporter(), resume=True)            # continue it after a stop or crash
 
-Losses: non-saturating logistic GAN loss, R1 penalty on (augmented) real pairs every few steps, differentiable
-augmentation of both real and synthetic pairs (a fixed probability, or adapted while training: RaGANLib/augment.py),
-an exponential moving average (EMA) of the generator for sampling; every `--score-every` steps the EMA generator is
-scored and the best-scoring step's weights become the model (RaGANLib/best_model.py).
-All randomness comes from (seed, step): a resumed run draws the same batches it would have drawn.
+train() reads by phase: initialize (check the request and the inputs, prepare the slices: _prepare_run), construct
+the networks and restore the newest usable checkpoint, train (progress, scores, checkpoints, previews), finish (the
+best-scoring step's EMA generator exported as the model). GanTrainer holds the networks, optimisers, the EMA of the
+generator and the compiled train step; each other part has its own module:
+- RaGANLib/pipeline.py: the batches (slices drawn with class balance, latents, augmentation seeds), all from
+  (seed, step), so that a resumed run draws the same batches it would have drawn;
+- RaGANLib/networks.py: the network families and the generator contract;
+- RaGANLib/losses.py: non-saturating logistic GAN losses, the lazy R1 penalty on (augmented) real pairs;
+- RaGANLib/augment.py: differentiable augmentation of real and synthetic pairs (fixed, or adapted: ADA);
+- RaGANLib/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
+- RaGANLib/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
+- RaGANLib/preview.py: the previews, drawn from the EMA generator.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
 for a label layout (a batch's real labels, moved: RaGANLib.layouts) and the synthetic pair is (that image, that
@@ -16,8 +23,6 @@ layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses
 
 import contextlib
 import dataclasses
-import hashlib
-import io
 import os
 import signal
 import tempfile
@@ -26,19 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import model_folder, outputs, preview
+from RaGANLib import checkpoints, model_folder, outputs, pipeline
 from RaGANLib.best_model import BestModel
-from RaGANLib.errors import BadInput, Diverged, OutOfMemory
+from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
-from RaGANLib.generate import preview_picture, sample, to_source, write_volumes
-from RaGANLib.layouts import move_label
 from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
-from RaGANLib.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals, write_bytes_atomic
-from RaGANLib.seeds import offset_seed, stream
+from RaGANLib.preview import TrainingPreview
+from RaGANLib.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals
 from RaGANLib.spec import TrainSpec, default_width
 
-R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
-PREVIEW_COUNT = 16
 FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
 
 
@@ -87,13 +88,14 @@ class GanTrainer:
         import keras
         import tensorflow as tf
 
-        from RaGANLib.networks import LATENT_SIZE, build_discriminator, build_generator
+        from RaGANLib.networks import LATENT_SIZE, GeneratorContract, family
 
         spec = with_width(spec)
         self.spec, self.strategy = spec, strategy
         self.classes = len(data.classes)
         self.latent_size = LATENT_SIZE
-        width = spec.width
+        networks, width = family(spec.arch), spec.width
+        contract = GeneratorContract(spec.mode, spec.size, self.classes)
         keras.utils.set_random_seed(spec.seed)
 
         # Construct networks. float16 compute pays on GPUs only; FORCE_MIXED_PRECISION runs the same path on a CPU
@@ -105,14 +107,10 @@ class GanTrainer:
             reporter.notice("mixed precision needs a GPU; training in float32")
         with strategy.scope():
             keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-            self.generator = build_generator(
-                spec.arch, spec.size, self.classes, width, mode=spec.mode, smooth_labels=spec.smooth_labels
-            )
-            self.discriminator = build_discriminator(spec.arch, spec.size, self.classes, width)
+            self.generator = networks.generator(contract, width, smooth_labels=spec.smooth_labels)
+            self.discriminator = networks.discriminator(spec.size, self.classes, width)
             keras.mixed_precision.set_global_policy("float32")
-            self.ema = build_generator(
-                spec.arch, spec.size, self.classes, width, "generator_ema", spec.mode, spec.smooth_labels
-            )
+            self.ema = networks.generator(contract, width, "generator_ema", spec.smooth_labels)
             self.ema.set_weights(self.generator.get_weights())
             self.g_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
             self.d_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
@@ -137,11 +135,12 @@ class GanTrainer:
     def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1: bool = False):
         import tensorflow as tf
 
+        from RaGANLib import losses
         from RaGANLib.augment import augment_pairs
 
         spec = self.spec
         global_batch = float(spec.batch)
-        real = tf.concat([images[..., None], tf.one_hot(tf.cast(labels, tf.int32), self.classes)], axis=-1)
+        real = pipeline.real_pairs(images, labels, self.classes)
         seeds = tf.random.experimental.stateless_split(seed, num=3)
         p = self.augment_p if self.adaptive else spec.augment  # a fixed 0 skips augmentation altogether
 
@@ -149,19 +148,10 @@ class GanTrainer:
             fake = self._fake_pair(latents[0], layouts)
             real_augmented = augment_pairs(real, p, seeds[0])
             fake_augmented = augment_pairs(fake, p, seeds[1])
-            if with_r1:
-                with tf.GradientTape() as r1_tape:
-                    r1_tape.watch(real_augmented)
-                    real_score = self.discriminator(real_augmented, training=True)
-                    real_total = tf.reduce_sum(real_score)
-                gradient = r1_tape.gradient(real_total, real_augmented)
-                r1 = tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3])
-            else:
-                real_score = self.discriminator(real_augmented, training=True)
-                r1 = tf.zeros([tf.shape(real)[0]])
+            real_score, r1 = losses.scores_and_r1(self.discriminator, real_augmented, with_r1)
             fake_score = self.discriminator(fake_augmented, training=True)
-            d_adversarial = tf.nn.softplus(fake_score[:, 0]) + tf.nn.softplus(-real_score[:, 0])
-            d_loss = tf.reduce_sum(d_adversarial + spec.r1_gamma / 2 * R1_INTERVAL * r1) / global_batch
+            d_adversarial = losses.discriminator_loss(real_score, fake_score)
+            d_loss = tf.reduce_sum(losses.with_r1_penalty(d_adversarial, r1, spec.r1_gamma)) / global_batch
             scaled = self.d_optimizer.scale_loss(d_loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -169,7 +159,7 @@ class GanTrainer:
         with tf.GradientTape() as tape:
             fake = self._fake_pair(latents[1], layouts)
             score = self.discriminator(augment_pairs(fake, p, seeds[2]), training=True)
-            g_loss = tf.reduce_sum(tf.nn.softplus(-score[:, 0])) / global_batch
+            g_loss = tf.reduce_sum(losses.generator_loss(score)) / global_batch
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -221,6 +211,8 @@ class GanTrainer:
             average.assign(beta * average + (1 - beta) * tf.cast(current, average.dtype))
 
     def step(self, batch, step: int) -> dict:
+        from RaGANLib.losses import R1_INTERVAL
+
         # The EMA starts short and grows to its half-life, so early previews already show something.
         beta = min(0.5 ** (1 / self.spec.ema_halflife), (1 + step) / (10 + step))
         with_r1 = step % R1_INTERVAL == 0
@@ -230,66 +222,12 @@ class GanTrainer:
         return {**results, "r1": self._last_r1}  # the penalty of the latest step that computed it
 
     def dataset(self, data: PreparedData, start: int):
-        """Batches for steps start.. as (images, labels, latents, seed[, layouts]), drawn from (seed, step, replica);
-        layouts (the conditional generator's labels: the batch's labels, moved) are drawn last."""
-        import tensorflow as tf
+        """This run's batches for steps start.. (RaGANLib/pipeline.py)."""
+        return pipeline.batches(self.spec, data, self.strategy, self.latent_size, start)
 
-        spec, latent_size = self.spec, self.latent_size
-        images, labels = data.images, data.labels
-        size, conditional = spec.size, spec.mode == "conditional"
-        weights = self.slice_weights(labels, self.classes, spec.class_balance) if spec.class_balance else None
-        replace = (len(images) if weights is None else np.count_nonzero(weights)) < spec.batch
-
-        def make(context: tf.distribute.InputContext):
-            batch = context.get_per_replica_batch_size(spec.batch)
-            pipeline = context.input_pipeline_id
-            local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
-
-            def batches():  # each step takes one element per local replica
-                for step in range(start, spec.steps):
-                    for replica in range(local_replicas):
-                        rng = stream(spec.seed, "batches", step, pipeline, replica)
-                        chosen = np.sort(rng.choice(len(images), size=batch, replace=replace, p=weights))
-                        drawn = (
-                            images[chosen].astype(np.float32),
-                            labels[chosen],
-                            rng.standard_normal((2, batch, latent_size)).astype(np.float32),
-                            rng.integers(0, 2**31 - 1, size=2, dtype=np.int64),
-                        )
-                        yield (*drawn, np.stack([move_label(labels[i], rng) for i in chosen])) if conditional else drawn
-
-            signature = (
-                tf.TensorSpec((batch, size, size), tf.float32),
-                tf.TensorSpec((batch, size, size), tf.uint8),
-                tf.TensorSpec((2, batch, latent_size), tf.float32),
-                tf.TensorSpec((2,), tf.int64),
-            ) + ((tf.TensorSpec((batch, size, size), tf.uint8),) if conditional else ())
-            return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
-
-        return iter(self.strategy.distribute_datasets_from_function(make))
-
-    @staticmethod
-    def slice_weights(labels, classes: int, balance: float) -> np.ndarray:
-        """Each slice's chance to be drawn: `1 - balance` of the draws pick a slice uniformly, `balance` pick one of
-        the foreground classes (each equally often) and then a slice that holds it. Every class present in the
-        training set then appears in a drawn slice with a chance of at least balance / classes, however few slices
-        hold it: a rare lesion or a thin vessel is in the batches, not only in the data."""
-        presence = np.zeros((len(labels), classes), dtype=bool)
-        for start in range(0, len(labels), 256):  # a block at a time: the label cache may be larger than memory
-            block = np.asarray(labels[start : start + 256]).reshape(min(256, len(labels) - start), -1)
-            for index in range(1, classes):
-                presence[start : start + len(block), index] = (block == index).any(axis=1)
-        holding = presence.sum(axis=0)
-        present = np.flatnonzero(holding)
-        weights = np.full(len(labels), (1 - balance) / len(labels))
-        if len(present):
-            weights += balance / len(present) * (presence[:, present] / holding[present]).sum(axis=1)
-        else:  # nothing but background: uniform
-            weights += balance / len(labels)
-        return weights / weights.sum()
-
-    # Checkpoints.
-    def _groups(self):
+    # Checkpoints (RaGANLib/checkpoints.py).
+    def groups(self) -> dict:
+        """The variable groups a checkpoint holds."""
         return {
             "generator": self.generator.weights,
             "discriminator": self.discriminator.weights,
@@ -300,96 +238,31 @@ class GanTrainer:
         }
 
     def save_checkpoint(self, run: RunFolder, step: int) -> Path:
-        """Write the state of `step` (never from weights that are no longer finite), with a SHA-256 of its arrays."""
-        arrays = {"step": np.array(step, dtype=np.int64)}
-        for group, variables in self._groups().items():
-            for index, variable in enumerate(variables):
-                arrays[f"{group}/{index:04d}"] = np.asarray(variable.numpy())
-        arrays |= self.best.checkpoint_arrays()
-        broken = sorted({key.split("/")[0] for key, a in arrays.items() if not np.all(np.isfinite(a))})
-        if broken:
-            raise Diverged(
-                f"training diverged at step {step}: the {' and '.join(broken)} weights are no longer finite numbers; "
-                f"nothing from this step on was saved. {self._last_good(run)}"
-            )
-        arrays["sha256"] = np.array(checkpoint_digest(arrays))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        path = run.checkpoint_path(step)
-        write_bytes_atomic(path, buffer.getvalue())
-        run.prune_checkpoints(self.spec.keep_checkpoints)
-        return path
-
-    @staticmethod
-    def _last_good(run: RunFolder) -> str:
-        found = run.list_checkpoints()
-        kept = f"The newest checkpoint, '{found[0][1].name}', is kept" if found else "No checkpoint was written yet"
-        return f"{kept}; the learning rate (--lr) is probably too high: start a new run with a smaller one"
-
-    def check_losses(self, losses: dict, step: int, run: RunFolder) -> None:
-        """Stop (Diverged) when a loss is NaN or infinite: what follows would train and save garbage."""
-        broken = {name: float(value) for name, value in losses.items() if not np.isfinite(float(value))}
-        if broken:
-            described = ", ".join(f"{name} is {value}" for name, value in broken.items())
-            raise Diverged(
-                f"training diverged at step {step}: {described}; nothing from this step on was saved. "
-                + self._last_good(run)
-            )
+        """Write the state of `step`, with the best model so far."""
+        extra = self.best.checkpoint_arrays()
+        return checkpoints.save(run, step, self.groups(), extra, self.spec.keep_checkpoints)
 
     def load_checkpoint(self, run: RunFolder, reporter: Reporter, set_aside: bool = True) -> int:
-        """Restore the newest readable checkpoint whose checksum and shapes hold; returns its step (0 when none).
-        Any failure to read or check one (truncated, empty, overwritten, bit rot) falls back to the next older, which
-        is renamed aside if `set_aside` (not by the workers of several hosts that do not own the run folder)."""
-        for step, path in run.list_checkpoints():
-            try:
-                with np.load(path, allow_pickle=False) as stored:
-                    arrays = {key: stored[key] for key in stored.files}
-                if "sha256" not in arrays:  # written by RaGAN 0.1, before checkpoints carried one
-                    reporter.notice(f"checkpoint '{path.name}' has no checksum (an earlier RaGAN wrote it)")
-                elif str(arrays.pop("sha256")) != checkpoint_digest(arrays):
-                    raise ValueError("its contents do not match its SHA-256: damaged on disk")
-                if int(arrays["step"]) != step:
-                    raise ValueError(f"it holds step {int(arrays['step'])}")
-                groups = self._groups()
-                if "augment/0000" not in arrays:  # written before the augmentation state was kept
-                    del groups["augment"]
-                    if self.adaptive:
-                        reporter.notice(f"checkpoint '{path.name}' has no augmentation state: p starts from 0")
-                for group, variables in groups.items():
-                    for index, variable in enumerate(variables):
-                        if arrays[f"{group}/{index:04d}"].shape != tuple(variable.shape):
-                            raise ValueError(f"{group} variable {index} has another shape")
-                    if f"{group}/{len(variables):04d}" in arrays:
-                        raise ValueError(f"{group} has more variables than this model")
-                best = self.best.read_checkpoint(arrays, self.ema)
-            except Exception as error:  # zip, npy and checksum failures have many types; all mean "do not use"
-                aside = path.with_name(path.name + ".damaged")  # kept for a look, but no longer counted or tried
-                with contextlib.suppress(OSError):
-                    if set_aside:
-                        path.replace(aside)
-                reporter.notice(
-                    f"checkpoint '{path.name}' cannot be used ({type(error).__name__}: {error}); kept as "
-                    f"'{aside.name}'; trying an older one"
-                )
-                continue
-            for group, variables in groups.items():
-                for index, variable in enumerate(variables):
-                    variable.assign(arrays[f"{group}/{index:04d}"])
-            if not self.adaptive:  # a fixed --augment given on resume applies from here on
-                self.augment_p.assign(float(self.spec.augment))
-            self.best.restore(best, run if set_aside else None)
-            return step
-        return 0
+        """Restore the newest usable checkpoint (RaGANLib.checkpoints.newest_usable); returns its step (0: none)."""
 
+        def check(arrays: dict, name: str):
+            groups = self.groups()
+            if "augment/0000" not in arrays:  # written before the augmentation state was kept
+                del groups["augment"]
+                if self.adaptive:
+                    reporter.notice(f"checkpoint '{name}' has no augmentation state: p starts from 0")
+            checkpoints.check_groups(arrays, groups)
+            return groups, self.best.read_checkpoint(arrays, self.ema)
 
-def checkpoint_digest(arrays: dict) -> str:
-    """SHA-256 over the names, types, shapes and bytes of a checkpoint's arrays, in name order."""
-    digest = hashlib.sha256()
-    for key in sorted(arrays):
-        array = np.ascontiguousarray(arrays[key])
-        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+        step, arrays, checked = checkpoints.newest_usable(run, reporter, check, set_aside)
+        if arrays is None:
+            return 0
+        groups, best = checked
+        checkpoints.assign_groups(arrays, groups)
+        if not self.adaptive:  # a fixed --augment given on resume applies from here on
+            self.augment_p.assign(float(self.spec.augment))
+        self.best.restore(best, run if set_aside else None)
+        return step
 
 
 def _open_run(spec: TrainSpec | None, run: RunFolder, resume: bool) -> TrainSpec:
@@ -441,6 +314,7 @@ def train(
     `started`: when the command began (default now); a STOP file older than that is from an earlier run.
     A resume whose input files changed since preparation is refused unless `accept_changed_inputs` (then the cache
     is prepared again from the files as they are now)."""
+    # Initialize: stop requests, and the other hosts when there are several.
     run = RunFolder(root, started=time.time() if started is None else started)
     wanted = spec or _saved_spec(run)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
@@ -457,6 +331,8 @@ def train(
             block_stop_signals(False)  # a stop signal held since `ragan train` started arrives now, at RaGAN's handlers
         hosts = strategy is not None and _several_hosts_strategy(strategy)
         chief = strategy is None or strategy.extended.should_checkpoint
+
+        # Load the training set: the request and the inputs checked, the slices prepared (or reused).
         with contextlib.ExitStack() as scratch:
             folder, options = run, (resume, accept_changed_inputs, spec_file)
             if not chief:
@@ -476,6 +352,8 @@ def train(
                 if chief:
                     run.clear_stop()
                 return reporter.emit("finished", reason="stopped", step=0, model=None)
+
+            # Construct the networks, restore, train, export the model.
             return _train_prepared(spec, run, data, reporter, resume, strategy, stop_reason)
 
 
@@ -508,17 +386,18 @@ def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_
     # The spec.json a run was started with stays as it is when nothing but the device's default width was added.
     if saved is None or dataclasses.replace(saved, width=saved.width or spec.width) != spec:
         spec.save(run.spec)
-    if cached:
-        reporter.notice(f"reusing {cached.meta['slices']} prepared slices from {run.cache}")
     data = cached or write_cache(plan, run.cache, stop)
+    summary = data.training_data(spec, 0)
+    if cached:
+        reporter.notice(f"reusing {summary.slices} prepared slices from {run.cache}")
     reporter.emit(
         "prepared",
-        cases=data.meta["cases"],
-        slices=data.meta["slices"],
-        classes=[c["name"] for c in data.classes],
+        cases=summary.cases,
+        slices=summary.slices,
+        classes=[c.name for c in data.label_classes],
         size=spec.size,
-        spacing=data.meta["spacing"],
-        modality=data.meta["modality"],
+        spacing=list(data.grid.spacing),
+        modality=data.modality,
     )
     return spec, data
 
@@ -575,6 +454,7 @@ def _train_prepared(
 ) -> dict:
     import tensorflow as tf
 
+    # Initialize.
     strategy = strategy or choose_strategy(spec, reporter)
     device = describe_device()
     # Several hosts: only the chief writes into the run folder; all agree on where they start and when they stop.
@@ -595,6 +475,7 @@ def _train_prepared(
             reason = reason or "another worker's stop request"
         return reason
 
+    # Start, or stop before the first step.
     reason = hosts and agreed_stop()  # a stop while the hosts connected or prepared
     if reason:
         reporter.notice(f"stop requested ({reason}) before step {start + 1}; nothing was trained")
@@ -616,28 +497,16 @@ def _train_prepared(
         precision=trainer.generator.dtype_policy.name,
         **({"worker": _task_name(strategy), "chief": chief} if hosts else {}),
     )
-    preview_latents = offset_seed(spec.seed, "preview")
+    # What the loop writes: previews, scores, progress and, at the end, the model.
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
-    # A conditional preview shows the same real slices each time: their label | the synthetic image | the real image.
-    shown = np.sort(np.random.default_rng(preview_latents).permutation(len(data.labels))[:PREVIEW_COUNT])
+    previews = TrainingPreview(data, spec, trainer.latent_size)
 
     def write_preview(step: int) -> None:
         description = model_folder.model_description(data, spec, step)
-        if spec.mode == "conditional":
-            layouts = iter(np.asarray(data.labels[shown]))
-            images, labels = sample(trainer.ema, len(shown), preview_latents, trainer.latent_size, layouts)
-            real = np.asarray(data.images[shown], dtype=np.float32)
-            title = f"step {step}: label | synthetic | real"
-            picture = preview.titled([(title, preview.side_by_side(labels, images, real, description.colors))])
-        else:
-            images, labels = sample(trainer.ema, PREVIEW_COUNT, preview_latents, trainer.latent_size)
-            picture = preview_picture(images, labels, description, f"step {step}")
-        png = run.previews / f"preview-{step:08d}.png"
-        preview.save_png(picture, png)
-        volumes = write_volumes(run.previews, *to_source(images, labels, description), description, stem="preview")
+        picture, files = previews.write(trainer.ema, description, run.previews, step)
         with writer.as_default():
             tf.summary.image("preview", np.asarray(picture)[None], step=step)
-        reporter.emit("preview", step=step, png=str(png), **volumes)
+        reporter.emit("preview", step=step, **files)
 
     def finish(step: int, reason: str) -> dict:
         if not chief:
@@ -677,48 +546,48 @@ def _train_prepared(
             tf.summary.scalar("quality/frechet", frechet, step=step)
         return seconds
 
+    def report_progress(step: int, losses: dict) -> None:
+        values = {k: float(v) for k, v in losses.items()}
+        real_sign, augment_p = values.pop("real_sign"), float(trainer.augment_p.numpy())
+        checkpoints.check_losses(values, step, run)
+        measured = speed.measure()
+        reporter.emit(
+            "progress",
+            step=step,
+            total=spec.steps,
+            images_per_s=round(spec.batch / measured, 2),
+            losses={k: round(v, 4) for k, v in values.items()},
+            augment_p=round(augment_p, 4),
+            eta_s=round(speed.seconds_per_step * (spec.steps - step), 1),
+        )
+        with writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(f"loss/{name}", value, step=step)
+            tf.summary.scalar("augment/p", augment_p, step=step)
+            tf.summary.scalar("augment/real_sign", real_sign, step=step)
+            tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
+
     # Train.
     batches = trainer.dataset(data, start)
-    window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
+    speed = Speed()
     step = start
     try:
         while step < spec.steps:
             losses = trainer.step(next(batches), step)
             step += 1
-            window_steps += 1
+            speed.stepped()
             if step % spec.log_every == 0 or step == spec.steps:
-                values = {k: float(v) for k, v in losses.items()}
-                real_sign, augment_p = values.pop("real_sign"), float(trainer.augment_p.numpy())
-                trainer.check_losses(values, step, run)
-                now = time.perf_counter()
-                measured = (now - window_start) / window_steps
-                seconds_per_step = measured if seconds_per_step is None else 0.7 * seconds_per_step + 0.3 * measured
-                window_start, window_steps = now, 0
-                reporter.emit(
-                    "progress",
-                    step=step,
-                    total=spec.steps,
-                    images_per_s=round(spec.batch / measured, 2),
-                    losses={k: round(v, 4) for k, v in values.items()},
-                    augment_p=round(augment_p, 4),
-                    eta_s=round(seconds_per_step * (spec.steps - step), 1),
-                )
-                with writer.as_default():
-                    for name, value in values.items():
-                        tf.summary.scalar(f"loss/{name}", value, step=step)
-                    tf.summary.scalar("augment/p", augment_p, step=step)
-                    tf.summary.scalar("augment/real_sign", real_sign, step=step)
-                    tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
+                report_progress(step, losses)
             if step == start + 1:  # the first step compiles the graph: keep it out of later speed and ETA
-                window_start, window_steps, seconds_per_step = time.perf_counter(), 0, None
+                speed.restart()
             reason = agreed_stop()
             if reason:
-                trainer.check_losses(losses, step, run)
+                checkpoints.check_losses(losses, step, run)
                 reporter.notice(f"stop requested ({reason}) at step {step}")
                 return finish(step, "stopped")
             if chief and trainer.best.due(step, spec.steps):  # only the chief exports the model it selects
-                trainer.check_losses(losses, step, run)
-                window_start += score(step)  # scoring time is not training speed
+                checkpoints.check_losses(losses, step, run)
+                speed.pause(score(step))  # scoring time is not training speed
             if step == spec.steps:
                 break
             # The checkpoint comes before the preview: the preview refuses weights that are not finite.
@@ -726,7 +595,7 @@ def _train_prepared(
                 path = trainer.save_checkpoint(run, step)
                 reporter.emit("checkpoint", step=step, path=str(path))
             if step % spec.preview_every == 0:
-                trainer.check_losses(losses, step, run)
+                checkpoints.check_losses(losses, step, run)
                 if chief:
                     write_preview(step)
     except tf.errors.ResourceExhaustedError:
@@ -736,6 +605,33 @@ def _train_prepared(
     finally:
         writer.flush()
     return finish(step, "completed")
+
+
+class Speed:
+    """Seconds per training step over the steps since the last report, and their smoothed average for the ETA."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        """Count from now and forget what was measured (the first step, which compiles the graph)."""
+        self.window_start, self.window_steps, self.seconds_per_step = time.perf_counter(), 0, None
+
+    def stepped(self) -> None:
+        self.window_steps += 1
+
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` that were not training (scoring) out of the speed."""
+        self.window_start += seconds
+
+    def measure(self) -> float:
+        """Seconds per step since the last measure; the smoothed average follows."""
+        now = time.perf_counter()
+        measured = (now - self.window_start) / self.window_steps
+        smoothed = self.seconds_per_step
+        self.seconds_per_step = measured if smoothed is None else 0.7 * smoothed + 0.3 * measured
+        self.window_start, self.window_steps = now, 0
+        return measured
 
 
 def _mean_over_workers(strategy):

@@ -16,10 +16,11 @@ import tensorflow as tf
 from ragan_testing import events_of, ragan, read_until, start_ragan
 
 from RaGANLib import augment
+from RaGANLib.checkpoints import checkpoint_digest
 from RaGANLib.events import Reporter
 from RaGANLib.prepare import prepare
 from RaGANLib.spec import TrainSpec
-from RaGANLib.training import GanTrainer, checkpoint_digest, choose_strategy
+from RaGANLib.training import GanTrainer, choose_strategy
 
 STEPS, BATCH = 32, 4
 OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]

@@ -20,8 +20,8 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan
 
-from RaGANLib.generate import BATCH
 from RaGANLib.outputs import MARKER
+from RaGANLib.synthetic import BATCH
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

@@ -195,7 +195,7 @@ def bookkeeping_us(work: Path) -> float:
 
 
 def generate_speed(trainer, count: int = 256) -> float:
-    from RaGANLib.generate import sample
+    from RaGANLib.synthetic import sample
 
     sample(trainer.ema, 32, 0, trainer.latent_size)  # trace once
     began = time.perf_counter()

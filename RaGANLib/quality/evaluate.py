@@ -48,8 +48,9 @@ class Progress:
 
 def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
     """`count` slices sampled from a model folder, in the model's space; each is its own 'case'."""
-    from RaGANLib.generate import sample, training_layouts
+    from RaGANLib.generate import training_layouts
     from RaGANLib.model_folder import load
+    from RaGANLib.synthetic import sample
 
     generator, description = load(model)
     layouts = training_layouts(model, description, seed)

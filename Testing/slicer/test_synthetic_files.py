@@ -35,7 +35,7 @@ def model_folder(folder, axis: str):
     import keras
 
     from RaGANLib import model_folder as models
-    from RaGANLib.networks import LATENT_SIZE, build_generator
+    from RaGANLib.networks import LATENT_SIZE, GeneratorContract, family
 
     keras.utils.set_random_seed(0)
     description = {
@@ -57,7 +57,9 @@ def model_folder(folder, axis: str):
         },
         "versions": {"keras": keras.__version__},
     }
-    return models.export(build_generator("residual", 64, len(CLASSES), 16), description, folder)
+    return models.export(
+        family("residual").generator(GeneratorContract("joint", 64, len(CLASSES)), 16), description, folder
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,40 @@
+"""The GAN's losses, as the train step (RaGANLib/training.py) computes them per pair, before the batch sum.
+
+Scores are the discriminator's raw outputs (logits); high means "real":
+    discriminator  softplus(fake score) + softplus(-real score)   lower when real pairs score high, synthetic low
+    generator      softplus(-fake score)                          lower when synthetic pairs score high
+    R1             |d score / d real pair|^2                      the discriminator's slope at real pairs: penalised,
+                   it keeps the discriminator from sharpening without bound around the few real slices. Computed
+                   every R1_INTERVAL steps only (lazy R1) and weighted up by as much to match.
+"""
+
+import tensorflow as tf
+
+R1_INTERVAL = 4  # lazy R1: every few steps, scaled up to match
+
+
+def discriminator_loss(real_score: tf.Tensor, fake_score: tf.Tensor) -> tf.Tensor:
+    """The non-saturating logistic loss of a pair of real and synthetic scores ([batch, 1] each) -> [batch]."""
+    return tf.nn.softplus(fake_score[:, 0]) + tf.nn.softplus(-real_score[:, 0])
+
+
+def generator_loss(fake_score: tf.Tensor) -> tf.Tensor:
+    """The non-saturating generator loss of synthetic scores [batch, 1] -> [batch]."""
+    return tf.nn.softplus(-fake_score[:, 0])
+
+
+def scores_and_r1(discriminator, real: tf.Tensor, with_r1: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """The discriminator's scores of the `real` pairs and each pair's R1 penalty ([batch]; zeros unless `with_r1`)."""
+    if not with_r1:
+        return discriminator(real, training=True), tf.zeros([tf.shape(real)[0]])
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        score = discriminator(real, training=True)
+        total = tf.reduce_sum(score)
+    gradient = tape.gradient(total, real)
+    return score, tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3])
+
+
+def with_r1_penalty(adversarial: tf.Tensor, r1: tf.Tensor, gamma: float) -> tf.Tensor:
+    """The discriminator's loss per pair: adversarial plus R1 weighted by gamma / 2, times R1_INTERVAL (lazy R1)."""
+    return adversarial + gamma / 2 * R1_INTERVAL * r1
