@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ SHARED_DATA = Path(os.environ.get("RAGAN_SHARED_DATA", REPOSITORY.parent / "shar
 # most tests check what both modes share; test_conditional.py gives `--mode conditional` after TINY (later flags win).
 TINY = ["--size", "64", "--steps", "6", "--batch", "4", "--checkpoint-every", "3", "--preview-every", "3"]
 TINY += ["--log-every", "1", "--mode", "joint"]
+
+
+# A patient's identity planted in the headers and the folder name of the shared run's cases (conftest.two_case_run).
+SECRET = "DOE^JANE-0xSECRET"
+SECRET_FOLDER = "patient_folder_0xSECRET"
 
 
 def ragan(*args, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
@@ -79,3 +85,44 @@ def shared_case_folder(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"real scans '{folder}' are not present (set RAGAN_SHARED_DATA to the shared data folder)")
     return folder
+
+
+class Ahead:
+    """The fixtures' trainings, run one at a time in a background thread from the start of the session while the
+    tests before the first one that needs a run go on. A tiny `ragan` child keeps about one core busy (tracing is one
+    Python thread), so on CI's two cores a fixture's training mostly costs no time; a test that needs a run not yet
+    finished waits for it, and an assertion that failed in a training is raised in that test's setup."""
+
+    def __init__(self):
+        self.trainings = {}  # fixture name -> training(folder, phantom_dataset)
+        self.results: dict[str, Future] = {}
+        self.executor = None
+
+    def start(self, names: list[str], make_folder, phantom_dataset: Path) -> None:
+        """Queue the trainings of the fixtures `names`, in that order (the order the tests first use them)."""
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragan-ahead")
+        for name in names:
+            self.results[name] = self.executor.submit(self.trainings[name], make_folder(name), phantom_dataset)
+
+    def stop(self) -> None:
+        if self.executor:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+AHEAD = Ahead()
+
+
+def trained_ahead(training):
+    """A session fixture, named as `training`, whose value `training(folder, phantom_dataset)` returns; it runs in
+    the background (Ahead) when a collected test uses the fixture. `training` makes its own inputs in its own new
+    folder; its value is shared: tests copy a run before they change it."""
+    name = training.__name__
+    assert name not in AHEAD.trainings, f"two fixtures train ahead as '{name}'"
+    AHEAD.trainings[name] = training
+
+    @pytest.fixture(scope="session", name=name)
+    def fixture(trainings_ahead):  # conftest.py: started by then
+        return AHEAD.results[name].result()
+
+    fixture.__doc__ = training.__doc__
+    return fixture
