@@ -13,10 +13,9 @@ import sys
 import zipfile
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from PIL import Image
-from ragan_testing import REPOSITORY, TINY, events_of, ragan
+from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
 
 from RaGANLib import phantom
 from RaGANLib.cli import build_parser, spec_from_arguments
@@ -25,19 +24,19 @@ from RaGANLib.spec import TrainSpec
 SCORED = ["--score-every", "3"]
 
 
-@pytest.fixture(scope="module")
-def conditional(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def conditional(folder, phantom_dataset):
     """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
-    run = tmp_path_factory.mktemp("conditional") / "run"
+    run = folder / "run"
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED, "--mode", "conditional")
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def joint(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def joint(folder, phantom_dataset):
     """A tiny joint run, 2 steps, with networks half the CPU's default width."""
-    run = tmp_path_factory.mktemp("joint") / "run"
+    run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
     steps += ["--width", "8", "--mode", "joint"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
