@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from ragan_testing import events_of, ragan, read_until, start_ragan
+from ragan_testing import events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib import augment
 from RaGANLib.events import Reporter
@@ -32,10 +32,10 @@ def checkpoint_arrays(path) -> dict:
         return {key: stored[key] for key in stored.files}
 
 
-@pytest.fixture(scope="module")
-def straight_run(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def straight_run(folder, phantom_dataset):
     """STEPS uninterrupted steps with adaptive augmentation."""
-    run = tmp_path_factory.mktemp("ada") / "run"
+    run = folder / "run"
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *OPTIONS, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
