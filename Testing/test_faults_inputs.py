@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, write_volume
+from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, trained_ahead, write_volume
 
 from RaGANLib import phantom
 from RaGANLib.cli import main
@@ -288,12 +288,11 @@ def test_file_in_a_folder_without_permission_is_called_unreadable_not_missing(tm
 PATIENT = "Doe^Jane_19700101"  # a patient-like name planted in the input paths (item 14)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+@trained_ahead
+def trained_run(root, phantom_dataset):
     """A tiny real joint run on one case whose folder and file names hold a patient's name, with the label on a grid
     slightly off the image's (so that the resampling notice is written); joint, so that a model.json calling it
     conditional is a fault."""
-    root = tmp_path_factory.mktemp("faults")
     folder = root / PATIENT
     image, label = phantom_pair(folder, 0)
     image = image.rename(folder / f"{PATIENT}_ct.nrrd")
