@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan
+from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib import phantom
 from RaGANLib.events import Reporter
@@ -55,19 +55,20 @@ def strict_json_lines(path: Path) -> list[dict]:
     return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Four phantom cases of this module's own (one test changes a file and puts it back)."""
-    return phantom.write_dataset(tmp_path_factory.mktemp("faults") / "Dataset001_Phantom", cases=4, shape=(8, 64, 64))
-
-
-@pytest.fixture(scope="module")
-def reference(dataset, tmp_path_factory) -> Path:
-    """An uninterrupted run of STEPS steps: the weights every interrupted run must end with."""
-    run = tmp_path_factory.mktemp("reference") / "run"
+@trained_ahead
+def reference(folder, phantom_dataset) -> Path:
+    """An uninterrupted run of STEPS steps on `dataset`: the weights every interrupted run must end with."""
+    dataset = phantom.write_dataset(folder / "Dataset001_Phantom", cases=4, shape=(8, 64, 64))
+    run = folder / "run"
     result = ragan("train", "--dataset", dataset, "--out", run, *RUN, "--steps", STEPS)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
+
+
+@pytest.fixture(scope="module")
+def dataset(reference) -> Path:
+    """Four phantom cases of this module's own (one test changes a file and puts it back), the reference's."""
+    return reference.parent / "Dataset001_Phantom"
 
 
 def assert_same_final_weights(run: Path, reference: Path) -> None:
