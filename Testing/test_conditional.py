@@ -74,9 +74,10 @@ def stored_files(folder):
     return [p.name for p in folder.iterdir()]
 
 
-def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom_dataset, conditional, tmp_path):
-    uninterrupted, uninterrupted_events = conditional
-    run = tmp_path / "run"
+@trained_ahead
+def stopped_and_resumed(folder, phantom_dataset):
+    """A conditional run of 3 steps, then resumed to 6 steps: (its folder, the first and the resumed `ragan train`)."""
+    run = folder / "run"
     options = [
         *TINY[:2],
         "--batch",
@@ -90,8 +91,13 @@ def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom
         *SCORED,
     ]
     first = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *options, "--steps", 3)
+    return run, first, ragan("train", "--resume", "--out", run, "--steps", 6)
+
+
+def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(conditional, stopped_and_resumed):
+    uninterrupted, uninterrupted_events = conditional
+    run, first, resumed = stopped_and_resumed
     assert first.returncode == 0, first.stdout + first.stderr
-    resumed = ragan("train", "--resume", "--out", run, "--steps", 6)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 3
     # The best step so far and its weights go into the checkpoints too: the same score, the same model.
