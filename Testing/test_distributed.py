@@ -34,7 +34,7 @@ train(spec, Path(sys.argv[2]), Reporter(json_lines=True), strategy=strategy)
 def mirrored_run(folder, phantom_dataset):
     """SCRIPT's run: (its folder, the finished process)."""
     command = [sys.executable, "-c", SCRIPT, str(phantom_dataset), str(folder / "run")]
-    return folder / "run", subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPOSITORY)
+    return folder / "run", subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPOSITORY)
 
 
 def test_mirrored_strategy_over_two_replicas_trains_and_exports(mirrored_run):
