@@ -9,7 +9,7 @@ from ragan_testing import events_of, ragan, trained_ahead
 @trained_ahead
 def demo_run(folder, phantom_dataset):
     """`ragan demo` shortened to 4 steps: (its folder, the finished command)."""
-    return folder / "demo", ragan("demo", "--out", folder / "demo", "--steps", "4", timeout=300)
+    return folder / "demo", ragan("demo", "--out", folder / "demo", "--steps", "4")
 
 
 def test_demo_runs_the_whole_loop(demo_run):
