@@ -5,7 +5,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,12 @@ TINY = ["--size", "64", "--steps", "6", "--batch", "4", "--checkpoint-every", "3
 TINY += ["--log-every", "1", "--mode", "joint"]
 
 
-def ragan(*args, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
+# A patient's identity planted in the headers and the folder name of the shared run's cases (conftest.two_case_run).
+SECRET = "DOE^JANE-0xSECRET"
+SECRET_FOLDER = "patient_folder_0xSECRET"
+
+
+def ragan(*args, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
     """Run `python -m RaGANLib ARGS` to completion, with JSON events on stdout."""
     command = [sys.executable, "-m", "RaGANLib", *map(str, args)]
     if args and args[0] in ("train", "generate", "evaluate", "demo", "info") and "--events" not in args:
@@ -38,7 +45,7 @@ def start_ragan(*args) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
 
 
-def read_until(process: subprocess.Popen, wanted, timeout: float = 180) -> list[dict]:
+def read_until(process: subprocess.Popen, wanted, timeout: float = 600) -> list[dict]:
     """Events from a running command until one satisfies `wanted`."""
     seen, deadline = [], time.monotonic() + timeout
     for line in process.stdout:
@@ -79,3 +86,51 @@ def shared_case_folder(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"real scans '{folder}' are not present (set RAGAN_SHARED_DATA to the shared data folder)")
     return folder
+
+
+class Ahead:
+    """The fixtures' trainings, run one at a time in a background thread from the start of the session while the
+    tests before the first one that needs a run go on. A tiny `ragan` child keeps about one core busy (tracing is one
+    Python thread), so on CI's two cores a fixture's training mostly costs no time; a test that needs a run not yet
+    finished waits for it, and an assertion that failed in a training is raised in that test's setup. The trainings
+    run niced: the test in the foreground keeps the CPU first (some tests time a stop), the trainings take the rest."""
+
+    def __init__(self):
+        self.trainings = {}  # fixture name -> training(folder, phantom_dataset)
+        self.results: dict[str, Future] = {}
+        self.executor = None
+
+    def start(self, names: list[str], make_folder, phantom_dataset: Path) -> None:
+        """Queue the trainings of the fixtures `names`, in that order (the order the tests first use them)."""
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragan-ahead", initializer=lower_priority)
+        for name in names:
+            self.results[name] = self.executor.submit(self.trainings[name], make_folder(name), phantom_dataset)
+
+    def stop(self) -> None:
+        if self.executor:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def lower_priority() -> None:
+    """Nice the calling thread and so the processes it starts (Linux keeps a nice value per thread)."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+AHEAD = Ahead()
+
+
+def trained_ahead(training):
+    """A session fixture, named as `training`, whose value `training(folder, phantom_dataset)` returns; it runs in
+    the background (Ahead) when a collected test uses the fixture. `training` makes its own inputs in its own new
+    folder; its value is shared: tests copy a run before they change it."""
+    name = training.__name__
+    assert name not in AHEAD.trainings, f"two fixtures train ahead as '{name}'"
+    AHEAD.trainings[name] = training
+
+    @pytest.fixture(scope="session", name=name)
+    def fixture(trainings_ahead):  # conftest.py: started by then
+        return AHEAD.results[name].result()
+
+    fixture.__doc__ = training.__doc__
+    return fixture

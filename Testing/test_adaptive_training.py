@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from ragan_testing import events_of, ragan, read_until, start_ragan
+from ragan_testing import events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib import augment
 from RaGANLib.checkpoints import checkpoint_digest
@@ -33,10 +33,10 @@ def checkpoint_arrays(path) -> dict:
         return {key: stored[key] for key in stored.files}
 
 
-@pytest.fixture(scope="module")
-def straight_run(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def straight_run(folder, phantom_dataset):
     """STEPS uninterrupted steps with adaptive augmentation."""
-    run = tmp_path_factory.mktemp("ada") / "run"
+    run = folder / "run"
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *OPTIONS, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
@@ -70,15 +70,21 @@ def test_p_moves_once_per_interval_by_the_documented_step_and_is_reported(straig
     assert len(logged) == STEPS and logged[-1] == pytest.approx(p[-1], abs=1e-4)
 
 
-def test_killed_and_resumed_ends_with_the_same_weights_and_p(straight_run, phantom_dataset, tmp_path):
-    run = tmp_path / "run"
+@trained_ahead
+def killed_and_resumed(folder, phantom_dataset):
+    """The straight run's training killed at its checkpoint of step 16 and resumed: (its folder, the resume)."""
+    run = folder / "run"
     process = start_ragan("train", "--dataset", phantom_dataset, "--out", run, *OPTIONS)
     try:
         read_until(process, lambda e: e["event"] == "checkpoint" and e["step"] == 16, timeout=400)
     finally:
         process.kill()
         process.wait(timeout=30)
-    resumed = ragan("train", "--resume", "--out", run, timeout=400)
+    return run, ragan("train", "--resume", "--out", run, timeout=400)
+
+
+def test_killed_and_resumed_ends_with_the_same_weights_and_p(straight_run, killed_and_resumed):
+    run, resumed = killed_and_resumed
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 16
 

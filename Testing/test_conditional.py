@@ -13,10 +13,9 @@ import sys
 import zipfile
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from PIL import Image
-from ragan_testing import REPOSITORY, TINY, events_of, ragan
+from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
 
 from RaGANLib import phantom
 from RaGANLib.cli import build_parser, spec_from_arguments
@@ -25,19 +24,19 @@ from RaGANLib.spec import TrainSpec
 SCORED = ["--score-every", "3"]
 
 
-@pytest.fixture(scope="module")
-def conditional(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def conditional(folder, phantom_dataset):
     """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
-    run = tmp_path_factory.mktemp("conditional") / "run"
+    run = folder / "run"
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED, "--mode", "conditional")
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def joint(phantom_dataset, tmp_path_factory):
+@trained_ahead
+def joint(folder, phantom_dataset):
     """A tiny joint run, 2 steps, with networks half the CPU's default width."""
-    run = tmp_path_factory.mktemp("joint") / "run"
+    run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
     steps += ["--width", "8", "--mode", "joint"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
@@ -75,9 +74,10 @@ def stored_files(folder):
     return [p.name for p in folder.iterdir()]
 
 
-def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom_dataset, conditional, tmp_path):
-    uninterrupted, uninterrupted_events = conditional
-    run = tmp_path / "run"
+@trained_ahead
+def stopped_and_resumed(folder, phantom_dataset):
+    """A conditional run of 3 steps, then resumed to 6 steps: (its folder, the first and the resumed `ragan train`)."""
+    run = folder / "run"
     options = [
         *TINY[:2],
         "--batch",
@@ -91,8 +91,13 @@ def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(phantom
         *SCORED,
     ]
     first = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *options, "--steps", 3)
+    return run, first, ragan("train", "--resume", "--out", run, "--steps", 6)
+
+
+def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(conditional, stopped_and_resumed):
+    uninterrupted, uninterrupted_events = conditional
+    run, first, resumed = stopped_and_resumed
     assert first.returncode == 0, first.stdout + first.stderr
-    resumed = ragan("train", "--resume", "--out", run, "--steps", 6)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert next(e for e in events_of(resumed.stdout) if e["event"] == "started")["step"] == 3
     # The best step so far and its weights go into the checkpoints too: the same score, the same model.

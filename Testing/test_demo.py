@@ -3,15 +3,20 @@
 import json
 
 from PIL import Image
-from ragan_testing import events_of, ragan
+from ragan_testing import events_of, ragan, trained_ahead
 
 
-def test_demo_runs_the_whole_loop(tmp_path):
-    result = ragan("demo", "--out", tmp_path / "demo", "--steps", "4", timeout=300)
+@trained_ahead
+def demo_run(folder, phantom_dataset):
+    """`ragan demo` shortened to 4 steps: (its folder, the finished command)."""
+    return folder / "demo", ragan("demo", "--out", folder / "demo", "--steps", "4")
+
+
+def test_demo_runs_the_whole_loop(demo_run):
+    demo, result = demo_run
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = [e["event"] for e in events_of(result.stdout)]
     assert kinds.count("finished") == 2  # training, then generation
-    demo = tmp_path / "demo"
     assert json.loads((demo / "data" / "dataset.json").read_text())["numTraining"] == 8
     # The conditional mode's triplets (label | synthetic | real, 96 px cells), 4 to a row, under a title line.
     assert Image.open(demo / "preview.png").size == (4 * 3 * 96, 22 + 4 * 96)

@@ -11,7 +11,7 @@ import sys
 import time
 
 import numpy as np
-from ragan_testing import REPOSITORY, TINY, events_of, ragan, read_until
+from ragan_testing import REPOSITORY, TINY, events_of, ragan, read_until, trained_ahead
 
 from RaGANLib import model_folder
 
@@ -30,30 +30,45 @@ train(spec, Path(sys.argv[2]), Reporter(json_lines=True), strategy=strategy)
 """
 
 
-def test_mirrored_strategy_over_two_replicas_trains_and_exports(phantom_dataset, tmp_path):
-    command = [sys.executable, "-c", SCRIPT, str(phantom_dataset), str(tmp_path / "run")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPOSITORY)
+@trained_ahead
+def mirrored_run(folder, phantom_dataset):
+    """SCRIPT's run: (its folder, the finished process)."""
+    command = [sys.executable, "-c", SCRIPT, str(phantom_dataset), str(folder / "run")]
+    return folder / "run", subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPOSITORY)
+
+
+def test_mirrored_strategy_over_two_replicas_trains_and_exports(mirrored_run):
+    run, result = mirrored_run
     assert result.returncode == 0, result.stderr[-3000:]
     events = events_of(result.stdout)
     assert next(e for e in events if e["event"] == "started")["replicas"] == 2
     assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2, 3, 4]
     assert events[-1]["event"] == "finished" and events[-1]["reason"] == "completed"
-    assert (tmp_path / "run" / "model" / "generator.keras").exists()
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+    assert (run / "model" / "generator.keras").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "ckpt-00000002.npz",
         "ckpt-00000004.npz",
     ]
 
 
-def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_float32(phantom_dataset, tmp_path):
+@trained_ahead
+def float16_run(folder, phantom_dataset):
+    """One step in float16 forced on the CPU, then resumed to step 2 with --xla: (the run folder, the first and the
+    resumed `ragan train`)."""
+    environment = {**os.environ, "RAGAN_FORCE_MIXED_PRECISION": "1"}
+    run = folder / "run"
+    steps = ["--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]  # float16 is slow on a CPU
+    arguments = ["--dataset", phantom_dataset, "--mixed-precision", "--out", run, *TINY, *steps]
+    first = ragan("train", *arguments, env=environment, timeout=600)
+    resumed = ragan("train", "--resume", "--out", run, "--steps", "2", "--xla", env=environment, timeout=600)
+    return run, first, resumed
+
+
+def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_float32(float16_run):
     """RAGAN_FORCE_MIXED_PRECISION runs the GPU's float16 path on the CPU: the networks compute in float16, the
     optimisers scale the losses (their dynamic loss scale is kept in the checkpoint), the run resumes with --xla, and
     the exported generator is float32 and loads."""
-    environment = {**os.environ, "RAGAN_FORCE_MIXED_PRECISION": "1"}
-    run = tmp_path / "run"
-    steps = ["--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]  # float16 is slow on a CPU
-    arguments = ["--dataset", phantom_dataset, "--mixed-precision", "--out", run, *TINY, *steps]
-    result = ragan("train", *arguments, env=environment, timeout=600)
+    run, result, resumed = float16_run
     assert result.returncode == 0, result.stdout + result.stderr
     events = events_of(result.stdout)
     assert next(e for e in events if e["event"] == "started")["precision"] == "mixed_float16"
@@ -67,9 +82,8 @@ def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_
     # The GPU advice is --mixed-precision with --xla: XLA refused the float16 graph's resize gradient once. This is also
     # the test of `ragan train --xla` from the command line to an exported model (test_adaptive_training compiles the
     # float32 step in-process).
-    result = ragan("train", "--resume", "--out", run, "--steps", "2", "--xla", env=environment, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    events = events_of(result.stdout)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    events = events_of(resumed.stdout)
     assert next(e for e in events if e["event"] == "started")["precision"] == "mixed_float16"
     assert events[-1]["event"] == "finished" and (events[-1]["reason"], events[-1]["step"]) == ("completed", 2)
     generator, _ = model_folder.load(run / "model")

@@ -10,17 +10,16 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import TINY, events_of, phantom_pair, ragan
+from ragan_testing import TINY, events_of, phantom_pair, ragan, trained_ahead
 
 from RaGANLib.outputs import MARKER
 from RaGANLib.quality import downstream
 from RaGANLib.quality.slices import SliceSet
 
 
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
+@trained_ahead
+def split(root, phantom_dataset):
     """Six phantom cases as pairs files: four for training, two held out; and a model trained on the four."""
-    root = tmp_path_factory.mktemp("evaluate")
     pairs = [phantom_pair(root / "cases", seed) for seed in range(6)]
     rows = [f"{image},{label},case{i}" for i, (image, label) in enumerate(pairs)]
     (root / "train.csv").write_text("\n".join(rows[:4]) + "\n")

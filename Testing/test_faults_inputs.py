@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, write_volume
+from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, trained_ahead, write_volume
 
 from RaGANLib import phantom
 from RaGANLib.cli import main
@@ -288,19 +288,21 @@ def test_file_in_a_folder_without_permission_is_called_unreadable_not_missing(tm
 PATIENT = "Doe^Jane_19700101"  # a patient-like name planted in the input paths (item 14)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny real joint run on one case whose folder and file names hold a patient's name, with the label on a grid
+@trained_ahead
+def trained_run(root, phantom_dataset):
+    """A one-step real joint run on one case whose folder and file names hold a patient's name, with the label on a grid
     slightly off the image's (so that the resampling notice is written); joint, so that a model.json calling it
     conditional is a fault."""
-    root = tmp_path_factory.mktemp("faults")
     folder = root / PATIENT
     image, label = phantom_pair(folder, 0)
     image = image.rename(folder / f"{PATIENT}_ct.nrrd")
     values = sitk.GetArrayFromImage(sitk.ReadImage(str(label)))
     label.unlink()
     label = write_volume(folder / f"{PATIENT}_seg.nrrd", values, phantom.SPACING, origin=(0.5, 0.0, 0.0))
-    result = ragan("train", "--pair", image, label, *TINY, "--out", root / "run")
+    # One step writes a model and every kind of run file (checkpoint, preview, events, log); a second one would only
+    # trace the train step without R1 as well (a third of a tiny run's CPU time).
+    one_step = ["--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]
+    result = ragan("train", "--pair", image, label, *TINY, *one_step, "--out", root / "run")
     assert result.returncode == 0, result.stdout + result.stderr
     return root / "run", result
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan
+from ragan_testing import REPOSITORY, TINY, events_of, ragan
 
 from RaGANLib.outputs import MARKER
 from RaGANLib.synthetic import BATCH
@@ -63,13 +63,10 @@ def staging_beside(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny finished run: (its run folder, its model folder, the phantom pairs it trained on)."""
-    root = tmp_path_factory.mktemp("faults")
-    pairs = [phantom_pair(root / "cases", seed) for seed in range(2)]
-    arguments = [a for image, label in pairs for a in ("--pair", image, label)]
-    result = ragan("train", *arguments, "--out", root / "run", *TINY)
-    assert result.returncode == 0, result.stdout + result.stderr
+def trained(two_case_run):
+    """A tiny finished run (conftest.two_case_run, shared with test_training.py): (its run folder, its model folder,
+    the phantom pairs it trained on)."""
+    root, _, pairs = two_case_run
     return root / "run", root / "run" / "model", pairs
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan
+from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib import phantom
 from RaGANLib.checkpoints import checkpoint_digest
@@ -55,19 +55,20 @@ def strict_json_lines(path: Path) -> list[dict]:
     return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Four phantom cases of this module's own (one test changes a file and puts it back)."""
-    return phantom.write_dataset(tmp_path_factory.mktemp("faults") / "Dataset001_Phantom", cases=4, shape=(8, 64, 64))
-
-
-@pytest.fixture(scope="module")
-def reference(dataset, tmp_path_factory) -> Path:
-    """An uninterrupted run of STEPS steps: the weights every interrupted run must end with."""
-    run = tmp_path_factory.mktemp("reference") / "run"
+@trained_ahead
+def reference(folder, phantom_dataset) -> Path:
+    """An uninterrupted run of STEPS steps on `dataset`: the weights every interrupted run must end with."""
+    dataset = phantom.write_dataset(folder / "Dataset001_Phantom", cases=4, shape=(8, 64, 64))
+    run = folder / "run"
     result = ragan("train", "--dataset", dataset, "--out", run, *RUN, "--steps", STEPS)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
+
+
+@pytest.fixture(scope="module")
+def dataset(reference) -> Path:
+    """Four phantom cases of this module's own (one test changes a file and puts it back), the reference's."""
+    return reference.parent / "Dataset001_Phantom"
 
 
 def assert_same_final_weights(run: Path, reference: Path) -> None:
@@ -77,22 +78,34 @@ def assert_same_final_weights(run: Path, reference: Path) -> None:
         assert np.array_equal(final[key], expected[key]), f"{key} differs from the uninterrupted run"
 
 
-def test_killed_three_times_at_random_steps_ends_with_the_weights_of_an_uninterrupted_run(dataset, reference, tmp_path):
-    run = tmp_path / "run"
+@trained_ahead
+def killed_three_times(folder, phantom_dataset):
+    """A run of STEPS steps on the phantom cases (the reference's, in another folder) killed with SIGKILL at three
+    random steps, started again after each kill, then resumed to the end: (its folder, for each start the newest
+    checkpoint before it and its `started` event, the last `ragan train`)."""
+    run = folder / "run"
     kills = sorted(random.Random(8).sample(range(1, STEPS - 2), 3))
+    starts = []
     for number, kill_at in enumerate(kills):
         newest = max((int(p.stem[5:]) for p in run.glob("checkpoints/ckpt-*.npz")), default=0)
         resume = ["--resume"] if number else []
-        process = start_ragan("train", "--dataset", dataset, "--out", run, *RUN, "--steps", STEPS, *resume)
+        process = start_ragan("train", "--dataset", phantom_dataset, "--out", run, *RUN, "--steps", STEPS, *resume)
         try:
             seen = read_until(process, lambda e, at=kill_at: e["event"] == "progress" and e["step"] >= at)
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
-        started = next(e for e in seen if e["event"] == "started")
-        assert started["step"] == newest and started["resumed"] is bool(number)
+        starts.append((newest, next(e for e in seen if e["event"] == "started")))
+    return run, starts, ragan("train", "--resume", "--out", run)
 
-    result = ragan("train", "--resume", "--out", run)
+
+def test_killed_three_times_at_random_steps_ends_with_the_weights_of_an_uninterrupted_run(
+    killed_three_times, reference
+):
+    run, starts, result = killed_three_times
+    assert len(starts) == 3
+    for number, (newest, started) in enumerate(starts):
+        assert started["step"] == newest and started["resumed"] is bool(number)
     assert result.returncode == 0, result.stdout + result.stderr
     assert events_of(result.stdout)[-1]["step"] == STEPS
     assert_same_final_weights(run, reference)
@@ -180,10 +193,19 @@ def test_a_resume_after_the_inputs_changed_is_refused_unless_accepted(dataset, r
         label.write_bytes(original)
 
 
-def test_non_finite_weights_or_losses_stop_the_run_and_keep_the_last_good_checkpoint(dataset, tmp_path):
-    run = tmp_path / "run"
-    options = [*RUN, "--steps", STEPS, "--checkpoint-every", "1", "--lr", "0.5"]  # diverges within a few steps
-    result = ragan("train", "--dataset", dataset, "--out", run, *options)
+@trained_ahead
+def diverging_runs(folder, phantom_dataset):
+    """Two runs whose losses turn non-finite: --lr 0.5, a checkpoint every step (it diverges within a few steps), and
+    --lr 1e30 (NaN at once): (the first's folder, the first and the second `ragan train`)."""
+    run = folder / "run"
+    options = [*RUN, "--steps", STEPS, "--checkpoint-every", "1", "--lr", "0.5"]
+    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *options)
+    nan = ragan("train", "--dataset", phantom_dataset, "--out", folder / "nan", *RUN, "--steps", "3", "--lr", "1e30")
+    return run, result, nan
+
+
+def test_non_finite_weights_or_losses_stop_the_run_and_keep_the_last_good_checkpoint(diverging_runs):
+    run, result, nan = diverging_runs
     assert result.returncode == 1, result.stdout + result.stderr
     error = events_of(result.stdout)[-1]
     assert error["event"] == "error" and error["kind"] == "diverged"
@@ -199,7 +221,6 @@ def test_non_finite_weights_or_losses_stop_the_run_and_keep_the_last_good_checkp
         assert all(np.all(np.isfinite(a)) for a in arrays.values())
     assert strict_json_lines(run / "events.jsonl")[-1] == error
 
-    nan = ragan("train", "--dataset", dataset, "--out", tmp_path / "nan", *RUN, "--steps", "3", "--lr", "1e30")
     assert nan.returncode == 1 and "diverged at step 1: g_loss is nan" in events_of(nan.stdout)[-1]["message"]
 
 

@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, read_until
+from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, events_of, ragan, read_until
 
 from RaGANLib.spec import TrainSpec, default_width
 from RaGANLib.training import stop_requests
-
-SECRET = "DOE^JANE-0xSECRET"
-SECRET_FOLDER = "patient_folder_0xSECRET"
 
 EVENT_FIELDS = {
     "prepared": {"cases", "slices", "classes", "size", "spacing", "modality"},
@@ -35,16 +32,11 @@ EVENT_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny joint run on two phantom cases whose headers and folder name carry a patient's identity (the joint
-    model's own labels and share rules are checked below; test_conditional.py has the conditional ones);
-    --mixed-precision runs too (on a CPU it trains in float32 and says so); --score-every 0: the model is the last
-    step's, unscored."""
-    root = tmp_path_factory.mktemp("trained")
-    pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
-    arguments = [a for image, label in pairs for a in ("--pair", image, label)] + ["--score-every", "0"]
-    result = ragan("train", *arguments, "--label-name", "1=organ", "--mixed-precision", "--out", root / "run", *TINY)
-    assert result.returncode == 0, result.stdout + result.stderr
+def trained(two_case_run):
+    """conftest.two_case_run: a tiny joint run on two phantom cases whose headers and folder name carry a patient's
+    identity (the joint model's own labels and share rules are checked below; test_conditional.py has the conditional
+    ones): (the folder holding the cases and `run/`, the finished `ragan train`)."""
+    root, result, _ = two_case_run
     return root, result
 
 
