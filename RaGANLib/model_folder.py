@@ -86,6 +86,8 @@ def load(folder: Path):
     description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
+    import RaGANLib.networks  # noqa: F401  registers the generator's own layers (border padding, pixel noise)
+
     where = f"'{folder / MODEL_JSON}'"
     check_keras(description, keras.__version__, where)
     path = folder / description.generator

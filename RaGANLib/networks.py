@@ -45,22 +45,80 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def modulate(x, label, name: str, smooth: bool):
+@keras.saving.register_keras_serializable(package="RaGAN")
+class ReflectPad(layers.Layer):
+    """Pads rows and columns by mirroring the pixels inside the border, so that a convolution with padding="valid"
+    after it sees the slice continue at the border instead of zeros (zeros draw a dark frame along the border)."""
+
+    def __init__(self, pad: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, shape):
+        grow = lambda n: None if n is None else n + 2 * self.pad  # noqa: E731
+        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="RaGAN")
+class PixelNoise(layers.Layer):
+    """Adds Gaussian noise, one value per pixel shared by all channels, scaled per channel by a learned strength that
+    starts at 0 (StyleGAN's noise inputs): texture that the latent vector need not encode.
+
+    The noise is drawn statelessly, its seed made from the bits of the layer's input: the same generator weights,
+    latent vector and label give the same image (`ragan generate --seed` repeats itself, a run resumes bit-identically)
+    without a model input or a random-state variable, while every other input, and every training step, gets other
+    noise."""
+
+    def build(self, shape):
+        self.strength = self.add_weight(shape=(shape[-1],), initializer="zeros", name="strength")
+
+    def call(self, x):
+        import tensorflow as tf
+
+        bits = tf.bitcast(tf.cast(x, "float32"), tf.int32)
+        seed = tf.stack([tf.reduce_sum(bits), tf.reduce_sum(bits[:, ::2] * 3 + 1)])
+        noise = tf.random.stateless_normal(tf.concat([tf.shape(x)[:-1], [1]], 0), tf.stop_gradient(seed))
+        return x + ops.cast(noise, x.dtype) * ops.cast(self.strength, x.dtype)
+
+
+def conv(x, filters: int, name: str, reflect: bool, **kwargs):
+    """A 3x3 convolution that keeps the size: zero padding, or mirrored rows and columns at the border (`reflect`)."""
+    if reflect:
+        x = ReflectPad(name=f"{name}_pad")(x)
+    return layers.Conv2D(filters, 3, padding="valid" if reflect else "same", name=name, **kwargs)(x)
+
+
+def modulate(x, label, name: str, smooth: bool, reflect: bool = False):
     """SPADE-style: scale (1 + gamma) and shift (beta) each normalised feature per pixel, both computed from the
     one-hot label map averaged down to the resolution of `x` (and, if `smooth`, averaged over 3x3 pixels there)."""
     factor = label.shape[1] // x.shape[1]
     here = layers.AveragePooling2D(factor, name=f"{name}_label")(label) if factor > 1 else label
     if smooth:  # padding excluded from the average: a one-hot map stays a distribution at the slice border
         here = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(here)
-    hidden = layers.Conv2D(LABEL_FEATURES, 3, padding="same", activation="relu", name=f"{name}_hidden")(here)
-    gamma = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_gamma")(hidden)
-    beta = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_beta")(hidden)
+    hidden = conv(here, LABEL_FEATURES, f"{name}_hidden", reflect, activation="relu")
+    gamma = conv(hidden, x.shape[-1], f"{name}_gamma", reflect)
+    beta = conv(hidden, x.shape[-1], f"{name}_beta", reflect)
     scaled = layers.Multiply(name=f"{name}_scaled")([x, layers.Rescaling(1.0, offset=1.0, name=f"{name}_gain")(gamma)])
     return layers.Add(name=f"{name}_shifted")([scaled, beta])
 
 
 def _generator(
-    size: int, classes: int, width: int, name: str, residual: bool, conditional: bool, smooth_labels: bool
+    size: int,
+    classes: int,
+    width: int,
+    name: str,
+    residual: bool,
+    conditional: bool,
+    smooth_labels: bool,
+    reflect: bool = False,
+    noise: bool = False,
 ) -> keras.Model:
     """Latent vector -> 4x4 features -> per doubling: upsample (nearest; bilinear when residual), 2 convolutions
     (plus the upsampled input when residual) -> image + class probabilities; conditional: label map + latent ->
@@ -69,8 +127,10 @@ def _generator(
     label_map = keras.Input((size, size, classes), name="label") if conditional else None
 
     def norm(x, name):
+        if noise:
+            x = PixelNoise(name=f"{name}_noise")(x)
         x = pixel_norm(x, name)
-        return modulate(x, label_map, f"{name}_mod", smooth_labels) if conditional else x
+        return modulate(x, label_map, f"{name}_mod", smooth_labels, reflect) if conditional else x
 
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
     x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
@@ -85,7 +145,7 @@ def _generator(
         up = layers.UpSampling2D(2, interpolation=interpolation, dtype="float32", name=f"up{resolution}")(x)
         x = up
         for k in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)
+            x = conv(x, filters, f"conv{resolution}_{k}", reflect)
             x = layers.LeakyReLU(0.2)(x)
             x = norm(x, f"norm{resolution}_{k}")
         if residual:
@@ -151,12 +211,17 @@ def build_generator(
     name: str = "generator",
     mode: str = "joint",
     smooth_labels: bool = True,
+    border_padding: str = "zero",
+    pixel_noise: bool = False,
 ) -> keras.Model:
     """The generator of an architecture family: latent [batch, LATENT_SIZE] -> [batch, size, size, 1 + classes]
     (joint), or [one-hot label [batch, size, size, classes], latent] -> image [batch, size, size, 1] (conditional,
-    modulated from the smoothed label map unless `smooth_labels` is false: runs from before spec version 3)."""
+    modulated from the smoothed label map unless `smooth_labels` is false: runs from before spec version 3).
+    border_padding: how its 3x3 convolutions pad ("zero" or "reflect"); pixel_noise: noise added before every
+    normalisation."""
     residual, conditional = _is_residual(arch), mode == "conditional"
-    return _generator(size, classes, width, name, residual, conditional, smooth_labels)
+    reflect = border_padding == "reflect"
+    return _generator(size, classes, width, name, residual, conditional, smooth_labels, reflect, pixel_noise)
 
 
 def build_discriminator(arch: str, size: int, classes: int, width: int) -> keras.Model:

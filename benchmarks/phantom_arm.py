@@ -76,6 +76,19 @@ def summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
 
 
+def class_intensity(slices, names) -> dict:
+    """Each class's mean and standard deviation of intensity over a set of slices: whether synthetic organs stand
+    out from the body as much as real ones, and are as noisy."""
+    return {
+        name: {
+            "mean": float(slices.images[slices.labels == c].mean()),
+            "sd": float(slices.images[slices.labels == c].std()),
+        }
+        for c, name in enumerate(names)
+        if (slices.labels == c).any()
+    }
+
+
 def compare(arm: dict, real: dict) -> dict:
     """The difference of means against the real cases alone, its spread, and the verdict it allows."""
     difference = arm["mean"] - real["mean"]
@@ -154,11 +167,13 @@ def main() -> None:
             "ms_ssim": float(metrics.mean_pairwise_ms_ssim(slices.images)),
             "memorised_share": memorised["share"],
             "class_shares": {n: float(s / share.sum()) for n, s in zip(names, share)},
+            "class_intensity": class_intensity(slices, names),
         }
     quality["held-out real"] = {
         **fidelity(features["train"], features["held_out"]),
         "ms_ssim": float(metrics.mean_pairwise_ms_ssim(real["train"].images)),
         "class_shares": {n: float(s / training_share.sum()) for n, s in zip(names, training_share)},
+        "class_intensity": class_intensity(real["train"], names),
     }
 
     runs = {share: [] for share in shares}  # per share: one Dice result per (GAN seed, U-Net seed)
@@ -273,6 +288,22 @@ def report(figures: dict, suffix: str) -> str:
         "",
         "Frechet distance and KID over RaGAN's own slice features against the training slices; the held-out real row "
         "is what a perfect generator would reach. Class pixel shares: synthetic against the training slices'.",
+        "",
+        "| slices | " + " | ".join(f"{n} intensity, mean ± sd" for n in class_names) + " |",
+        "|---" * (1 + len(class_names)) + "|",
+    ]
+    for name, q in figures["quality"].items():
+        title = "real training slices" if name == "held-out real" else f"synthetic, {name}"
+        found = q.get("class_intensity", {})
+        lines.append(
+            f"| {title} | "
+            + " | ".join(f"{found[n]['mean']:+.3f} ± {found[n]['sd']:.3f}" if n in found else "-" for n in class_names)
+            + " |"
+        )
+    lines += [
+        "",
+        "Each class's intensity (image units, about -1..1) over all its pixels: whether synthetic organs stand out "
+        "from the body as much as real ones, and are as noisy.",
         "",
         "Time per part (s): " + ", ".join(f"{k} {v}" for k, v in figures["timings_s"].items()) + ".",
         "",
