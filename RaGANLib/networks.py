@@ -69,23 +69,39 @@ class ReflectPad(layers.Layer):
 @keras.saving.register_keras_serializable(package="RaGAN")
 class PixelNoise(layers.Layer):
     """Adds Gaussian noise, one value per pixel shared by all channels, scaled per channel by a learned strength that
-    starts at 0 (StyleGAN's noise inputs): texture that the latent vector need not encode.
+    starts at 0 (StyleGAN's noise inputs): texture that the latent vector need not encode. Called on [features,
+    latent vectors].
 
-    The noise is drawn statelessly, its seed made from the bits of the layer's input: the same generator weights,
-    latent vector and label give the same image (`ragan generate --seed` repeats itself, a run resumes bit-identically)
-    without a model input or a random-state variable, while every other input, and every training step, gets other
-    noise."""
+    Each slice's noise is drawn statelessly, its seed made from the bits of that slice's latent vector and the layer's
+    `salt`: the same latent gives the same noise, so `ragan generate --seed` repeats itself, a run resumes
+    bit-identically, and a label painted differently changes the image only where it changed, with no model input or
+    random-state variable; every other latent, and so every training step, gets other noise."""
 
-    def build(self, shape):
-        self.strength = self.add_weight(shape=(shape[-1],), initializer="zeros", name="strength")
+    def __init__(self, salt: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.salt = salt
 
-    def call(self, x):
+    def build(self, shapes):
+        self.strength = self.add_weight(shape=(shapes[0][-1],), initializer="zeros", name="strength")
+
+    def call(self, inputs):
         import tensorflow as tf
 
-        bits = tf.bitcast(tf.cast(x, "float32"), tf.int32)
-        seed = tf.stack([tf.reduce_sum(bits), tf.reduce_sum(bits[:, ::2] * 3 + 1)])
-        noise = tf.random.stateless_normal(tf.concat([tf.shape(x)[:-1], [1]], 0), tf.stop_gradient(seed))
+        x, latent = inputs
+        bits = tf.bitcast(tf.cast(latent, "float32"), tf.int32)
+        weights = tf.range(1, bits.shape[-1] + 1, dtype=tf.int32)
+        seeds = tf.stack([tf.reduce_sum(bits, -1) + self.salt, tf.reduce_sum(bits * weights, -1)], axis=-1)
+        shape = tf.concat([tf.shape(x)[1:-1], [1]], 0)
+        noise = tf.map_fn(
+            lambda seed: tf.random.stateless_normal(shape, seed), tf.stop_gradient(seeds), fn_output_signature="float32"
+        )
         return x + ops.cast(noise, x.dtype) * ops.cast(self.strength, x.dtype)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "salt": self.salt}
 
 
 def conv(x, filters: int, name: str, reflect: bool, **kwargs):
@@ -125,10 +141,12 @@ def _generator(
     the same path with every normalisation modulated by the (smoothed) label -> image."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
     label_map = keras.Input((size, size, classes), name="label") if conditional else None
+    noise_layers = []  # their count salts each one's seed: other noise at every resolution
 
     def norm(x, name):
         if noise:
-            x = PixelNoise(name=f"{name}_noise")(x)
+            x = PixelNoise(salt=len(noise_layers), name=f"{name}_noise")([x, latent])
+            noise_layers.append(x)
         x = pixel_norm(x, name)
         return modulate(x, label_map, f"{name}_mod", smooth_labels, reflect) if conditional else x
 
