@@ -19,10 +19,24 @@ the discriminator checks first (that an intensity edge lies where the label's ed
 edge is a ramp and the regions come out filled (docs/conditional-vs-joint-phantom.md, sharpness). Its discriminator is
 the joint one, fed the synthetic image with the label it was made for.
 
+Three options against the defects the conditional generator still showed after 600 steps on the phantom (a faint dark
+frame along the slice border, smooth texture, organs a little off the real intensity; screened in
+docs/conditional-vs-joint-phantom.md, all off by default):
+    border_padding="reflect"  its 3x3 convolutions pad by mirroring the pixels inside the border (ReflectPad):
+                              with zero padding every convolution sees the border as an edge of dark pixels, and
+                              draws one.
+    pixel_noise               per-pixel Gaussian noise scaled by a learned per-channel strength before every
+                              normalisation (PixelNoise, after StyleGAN), drawn from each slice's latent vector, so
+                              that generation stays repeatable and an edit of a label stays local.
+    class_intensity           a generator loss term, not a layer (training.class_intensity_gap).
+Both layers are registered Keras layers (model_folder.load imports this module first), so a generator with them saves
+and loads with safe_mode=True like the others; without the options the graph is exactly the one from before.
+
 The joint generator's output has 1 + K channels: the image (linear, about [-1, 1]; clipped when sampled) and K class
 probabilities (softmax); the label map is their argmax. The discriminator sees the same 1 + K channels, with labels
 one-hot (synthetic ones made hard in the train step). Both are plain Keras functional models built from standard
-layers only, so the generator saves in Keras' native format and loads with safe_mode=True anywhere.
+layers (and the two registered ones above, when asked for), so the generator saves in Keras' native format and loads
+with safe_mode=True anywhere.
 """
 
 import math

@@ -192,7 +192,7 @@ def main() -> None:
                 clock = time.perf_counter()
                 result = downstream.run_arm(sources, real["held_out"], classes, protocol, mix=[100 - share, share])
                 timings[f"unet {share}%"] = timings.get(f"unet {share}%", 0) + time.perf_counter() - clock
-                runs[share].append(result)
+                runs[share].append({**result, "unet_seed": unet_seed, "gan_seed": gan_seed})
         # The figures so far after every U-Net seed: a long run cut short still leaves its table.
         figures = results(args, options, quality, names, classes, runs, timings, unet_seed + 1, started)
         (work / "figures.json").write_text(json.dumps(figures, indent=2))
@@ -218,6 +218,14 @@ def results(args, options: dict, quality: dict, names, classes: int, runs: dict,
         "quality": quality,
         "dice": {str(k): v for k, v in dice.items()},
         "comparisons": {str(k): v for k, v in comparisons.items()},
+        "per_run": {  # every U-Net run's Dice, so that another run can be compared seed for seed
+            str(share): [
+                {"gan_seed": r["gan_seed"], "unet_seed": r["unet_seed"], "mean foreground": r["mean_foreground"]}
+                | {names[c]: r["per_class"][c] for c in range(1, classes)}
+                for r in found
+            ]
+            for share, found in runs.items()
+        },
         "timings_s": {k: round(v) for k, v in timings.items()} | {"total": round(time.perf_counter() - started)},
     }
 
