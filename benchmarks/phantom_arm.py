@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--gan-seeds", type=int, default=1)
     parser.add_argument("--unet-steps", type=int, default=200)
     parser.add_argument("--unet-seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-unet-seed", type=int, default=0, help="start the U-Net seeds here: add seeds to an earlier run's"
+    )
     parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled per GAN")
     parser.add_argument("--shares", default="0,25,50,75,100", help="synthetic percentages of each U-Net batch")
     args = parser.parse_args()
@@ -183,7 +186,7 @@ def main() -> None:
     )
     args.docs.mkdir(exist_ok=True)
     preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
-    for unet_seed in range(args.unet_seeds):
+    for unet_seed in range(args.first_unet_seed, args.unet_seeds):
         protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
         for share in shares:
             for gan_seed in [0] if share == 0 else list(synthetic):  # the real cases alone need no GAN
