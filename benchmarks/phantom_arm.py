@@ -12,7 +12,8 @@ several shares of each batch (0% = the real cases alone, 100% = synthetic alone)
 and tested on the held-out cases: Dice per class (vessel on its own) as mean ± sd over the runs. A mixed arm is called
 better or worse than the real cases alone only when the difference of the means is larger than the spread, the
 root-sum-square of the two standard deviations; otherwise "within the spread". It also reports Frechet distance and
-KID on RaGAN's own features, diversity, memorisation and each class's share of the synthetic pixels.
+KID on RaGAN's own features, diversity, memorisation, each class's share of the synthetic pixels and each class's
+intensity (mean and spread) in synthetic and real slices.
 
 Writes docs/benchmark-phantom[-TAG].md, docs/benchmark-phantom[-TAG].png (real against synthetic slices) and the
 figures as JSON in the work folder. GAN runs are kept there by tag and seed and reused when run again.
