@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chat
 
 # The spec options that have a `--flag VALUE` of their own: type, help and default all come from TrainSpec.
 TRAIN_OPTIONS = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
+SWITCHES = ("multi_gpu", "mixed_precision", "xla", "pixel_noise")  # true/false options: a flag without a value
 FLAGS = {name: flag_of(name) for name in TRAIN_OPTIONS} | {"ct_window": "--ct-window", "label_names": "--label-name"}
 MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help=OPTIONS["ct_window"].metadata["help"]
     )
-    for name in ("multi_gpu", "mixed_precision", "xla"):
+    for name in SWITCHES:
         train.add_argument(flag_of(name), action="store_true", default=None, help=OPTIONS[name].metadata["help"])
     for name in TRAIN_OPTIONS:
         train.add_argument(flag_of(name), type=OPTIONS[name].metadata["parse"], help=describe_option(name))
@@ -124,7 +125,7 @@ def spec_from_arguments(args) -> TrainSpec | None:
     for name in TRAIN_OPTIONS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    for flag in ("multi_gpu", "mixed_precision", "xla"):
+    for flag in SWITCHES:
         if getattr(args, flag):
             values[flag] = True
     if args.ct_window:

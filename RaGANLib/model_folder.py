@@ -78,6 +78,7 @@ def load(folder: Path):
     description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
+    import RaGANLib.networks  # noqa: F401  registers the generator's own layers (border padding, pixel noise)
     from RaGANLib.networks import GeneratorContract
 
     where = f"'{folder / MODEL_JSON}'"

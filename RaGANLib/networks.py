@@ -19,12 +19,25 @@ the discriminator checks first (that an intensity edge lies where the label's ed
 edge is a ramp and the regions come out filled (docs/conditional-vs-joint-phantom.md, sharpness). Its discriminator is
 the joint one, fed the synthetic image with the label it was made for.
 
+Three options against the defects the conditional generator still showed after 600 steps on the phantom (a faint dark
+frame along the slice border, smooth texture, organs a little off the real intensity; screened in
+docs/conditional-vs-joint-phantom.md, all off by default):
+    border_padding="reflect"  its 3x3 convolutions pad by mirroring the pixels inside the border (ReflectPad):
+                              with zero padding every convolution sees the border as an edge of dark pixels, and
+                              draws one.
+    pixel_noise               per-pixel Gaussian noise scaled by a learned per-channel strength before every
+                              normalisation (PixelNoise, after StyleGAN), drawn from each slice's latent vector, so
+                              that generation stays repeatable and an edit of a label stays local.
+    class_intensity           a generator loss term, not a layer (losses.class_intensity_gap).
+Both layers are registered Keras layers (model_folder.load imports this module first), so a generator with them saves
+and loads with safe_mode=True like the others; without the options the graph is exactly the one from before.
+
 The generator contract (`GeneratorContract`): a joint generator takes a latent vector and makes 1 + K channels, the
 image (linear, about [-1, 1]; clipped when sampled) and K class probabilities (softmax; the label map is their
 argmax); a conditional one takes a one-hot label map and a latent vector and makes the image. The discriminator sees
 the same 1 + K channels, with labels one-hot (synthetic ones made hard in the train step). Both are plain Keras
-functional models built from standard layers only, so the generator saves in Keras' native format and loads with
-safe_mode=True anywhere.
+functional models built from standard layers (and the two registered ones above, when asked for), so the generator
+saves in Keras' native format and loads with safe_mode=True anywhere.
 """
 
 import dataclasses
@@ -48,32 +61,110 @@ def pixel_norm(x, name: str):
     return layers.Rescaling(math.sqrt(x.shape[-1]), name=f"{name}_scale")(x)
 
 
-def modulate(x, label, name: str, smooth: bool):
+@keras.saving.register_keras_serializable(package="RaGAN")
+class ReflectPad(layers.Layer):
+    """Pads rows and columns by mirroring the pixels inside the border, so that a convolution with padding="valid"
+    after it sees the slice continue at the border instead of zeros (zeros draw a dark frame along the border)."""
+
+    def __init__(self, pad: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, shape):
+        grow = lambda n: None if n is None else n + 2 * self.pad  # noqa: E731
+        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="RaGAN")
+class PixelNoise(layers.Layer):
+    """Adds Gaussian noise, one value per pixel shared by all channels, scaled per channel by a learned strength that
+    starts at 0 (StyleGAN's noise inputs): texture that the latent vector need not encode. Called on [features,
+    latent vectors].
+
+    Each slice's noise is drawn statelessly, its seed made from the bits of that slice's latent vector and the layer's
+    `salt`: the same latent gives the same noise, so `ragan generate --seed` repeats itself, a run resumes
+    bit-identically, and a label painted differently changes the image only where it changed, with no model input or
+    random-state variable; every other latent, and so every training step, gets other noise."""
+
+    def __init__(self, salt: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.salt = salt
+
+    def build(self, shapes):
+        self.strength = self.add_weight(shape=(shapes[0][-1],), initializer="zeros", name="strength")
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        x, latent = inputs
+        bits = tf.bitcast(tf.cast(latent, "float32"), tf.int32)
+        weights = tf.range(1, bits.shape[-1] + 1, dtype=tf.int32)
+        seeds = tf.stack([tf.reduce_sum(bits, -1) + self.salt, tf.reduce_sum(bits * weights, -1)], axis=-1)
+        shape = tf.concat([tf.shape(x)[1:-1], [1]], 0)
+        noise = tf.map_fn(
+            lambda seed: tf.random.stateless_normal(shape, seed), tf.stop_gradient(seeds), fn_output_signature="float32"
+        )
+        return x + ops.cast(noise, x.dtype) * ops.cast(self.strength, x.dtype)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "salt": self.salt}
+
+
+def conv(x, filters: int, name: str, reflect: bool, **kwargs):
+    """A 3x3 convolution that keeps the size: zero padding, or mirrored rows and columns at the border (`reflect`)."""
+    if reflect:
+        x = ReflectPad(name=f"{name}_pad")(x)
+    return layers.Conv2D(filters, 3, padding="valid" if reflect else "same", name=name, **kwargs)(x)
+
+
+def modulate(x, label, name: str, smooth: bool, reflect: bool = False):
     """SPADE-style: scale (1 + gamma) and shift (beta) each normalised feature per pixel, both computed from the
     one-hot label map averaged down to the resolution of `x` (and, if `smooth`, averaged over 3x3 pixels there)."""
     factor = label.shape[1] // x.shape[1]
     here = layers.AveragePooling2D(factor, name=f"{name}_label")(label) if factor > 1 else label
     if smooth:  # padding excluded from the average: a one-hot map stays a distribution at the slice border
         here = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_smooth")(here)
-    hidden = layers.Conv2D(LABEL_FEATURES, 3, padding="same", activation="relu", name=f"{name}_hidden")(here)
-    gamma = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_gamma")(hidden)
-    beta = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"{name}_beta")(hidden)
+    hidden = conv(here, LABEL_FEATURES, f"{name}_hidden", reflect, activation="relu")
+    gamma = conv(hidden, x.shape[-1], f"{name}_gamma", reflect)
+    beta = conv(hidden, x.shape[-1], f"{name}_beta", reflect)
     scaled = layers.Multiply(name=f"{name}_scaled")([x, layers.Rescaling(1.0, offset=1.0, name=f"{name}_gain")(gamma)])
     return layers.Add(name=f"{name}_shifted")([scaled, beta])
 
 
 def _generator(
-    size: int, classes: int, width: int, name: str, residual: bool, conditional: bool, smooth_labels: bool
+    size: int,
+    classes: int,
+    width: int,
+    name: str,
+    residual: bool,
+    conditional: bool,
+    smooth_labels: bool,
+    reflect: bool = False,
+    noise: bool = False,
 ) -> keras.Model:
     """Latent vector -> 4x4 features -> per doubling: upsample (nearest; bilinear when residual), 2 convolutions
     (plus the upsampled input when residual) -> image + class probabilities; conditional: label map + latent ->
     the same path with every normalisation modulated by the (smoothed) label -> image."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
     label_map = keras.Input((size, size, classes), name="label") if conditional else None
+    noise_layers = []  # their count salts each one's seed: other noise at every resolution
 
     def norm(x, name):
+        if noise:
+            x = PixelNoise(salt=len(noise_layers), name=f"{name}_noise")([x, latent])
+            noise_layers.append(x)
         x = pixel_norm(x, name)
-        return modulate(x, label_map, f"{name}_mod", smooth_labels) if conditional else x
+        return modulate(x, label_map, f"{name}_mod", smooth_labels, reflect) if conditional else x
 
     x = layers.Dense(4 * 4 * channels_at(4, size, width), name="project")(latent)
     x = layers.Reshape((4, 4, channels_at(4, size, width)))(x)
@@ -88,7 +179,7 @@ def _generator(
         up = layers.UpSampling2D(2, interpolation=interpolation, dtype="float32", name=f"up{resolution}")(x)
         x = up
         for k in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", name=f"conv{resolution}_{k}")(x)
+            x = conv(x, filters, f"conv{resolution}_{k}", reflect)
             x = layers.LeakyReLU(0.2)(x)
             x = norm(x, f"norm{resolution}_{k}")
         if residual:
@@ -181,11 +272,24 @@ class Family:
         width: int,
         name: str = "generator",
         smooth_labels: bool = True,
+        border_padding: str = "zero",
+        pixel_noise: bool = False,
     ) -> keras.Model:
         """The generator that fulfils `contract`; a conditional one is modulated from the smoothed label map unless
-        `smooth_labels` is false (runs from before spec version 3)."""
-        conditional = contract.mode == "conditional"
-        return _generator(contract.size, contract.classes, width, name, self.residual, conditional, smooth_labels)
+        `smooth_labels` is false (runs from before spec version 3). border_padding: how its 3x3 convolutions pad
+        ("zero" or "reflect"); pixel_noise: noise added before every normalisation."""
+        conditional, reflect = contract.mode == "conditional", border_padding == "reflect"
+        return _generator(
+            contract.size,
+            contract.classes,
+            width,
+            name,
+            self.residual,
+            conditional,
+            smooth_labels,
+            reflect,
+            pixel_noise,
+        )
 
     def discriminator(self, size: int, classes: int, width: int) -> keras.Model:
         """[batch, size, size, 1 + classes] (image and one-hot label) -> [batch, 1] realness scores."""

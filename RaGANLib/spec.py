@@ -27,6 +27,7 @@ AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
 ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
+BORDER_PADDINGS = ("zero", "reflect")  # the generator's convolutions at the slice border (RaGANLib/networks.py)
 MODES = ("conditional", "joint")  # the generator paints an image for a label, or invents image and label together
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
@@ -142,6 +143,20 @@ class TrainSpec:
     smooth_labels: bool = option(
         True, "conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/networks.py)", flag=False
     )
+    border_padding: str = option(
+        "zero",
+        "how the generator's 3x3 convolutions pad the slice border: zeros, or the mirrored pixels inside it",
+        choices=BORDER_PADDINGS,
+    )
+    pixel_noise: bool = option(
+        False, "the generator adds per-pixel noise of learned strength at every resolution", flag=False
+    )
+    class_intensity: float = option(
+        0.0,
+        "conditional: weight of a generator loss that matches each class's mean and standard deviation of "
+        "intensity in the synthetic batch to the real batch's; 0: none",
+        low=0,
+    )
     steps: int = option(2000, "total training steps", whole=True, low=1, panel=True, presets=(600, 4000, 20000))
     batch: int = option(16, "batch size, split over the GPUs", whole=True, low=1, panel=True, presets=(8, 16, 16))
     lr: float = option(0.0002, "Adam learning rate of both networks", above=0)
@@ -203,6 +218,8 @@ class TrainSpec:
         "width",
         "mode",
         "smooth_labels",
+        "border_padding",
+        "pixel_noise",
         "batch",
         "seed",
     )
@@ -373,6 +390,6 @@ def option_problem(name: str, value) -> str | None:
             for k, c in value.items()
         ):
             return "must map label values to [r, g, b] colours with each part in 0..1"
-    elif name in ("smooth_labels", "multi_gpu", "mixed_precision", "xla"):
+    elif name in ("smooth_labels", "pixel_noise", "multi_gpu", "mixed_precision", "xla"):
         return None if isinstance(value, bool) else "must be true or false"
     return None

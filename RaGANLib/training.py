@@ -107,10 +107,13 @@ class GanTrainer:
             reporter.notice("mixed precision needs a GPU; training in float32")
         with strategy.scope():
             keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-            self.generator = networks.generator(contract, width, smooth_labels=spec.smooth_labels)
+            options = dict(
+                smooth_labels=spec.smooth_labels, border_padding=spec.border_padding, pixel_noise=spec.pixel_noise
+            )
+            self.generator = networks.generator(contract, width, **options)
             self.discriminator = networks.discriminator(spec.size, self.classes, width)
             keras.mixed_precision.set_global_policy("float32")
-            self.ema = networks.generator(contract, width, "generator_ema", spec.smooth_labels)
+            self.ema = networks.generator(contract, width, "generator_ema", **options)
             self.ema.set_weights(self.generator.get_weights())
             self.g_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
             self.d_optimizer = keras.optimizers.Adam(spec.lr, beta_1=0.0, beta_2=0.99)
@@ -160,6 +163,9 @@ class GanTrainer:
             fake = self._fake_pair(latents[1], layouts)
             score = self.discriminator(augment_pairs(fake, p, seeds[2]), training=True)
             g_loss = tf.reduce_sum(losses.generator_loss(score)) / global_batch
+            if spec.class_intensity and layouts is not None:
+                share = tf.cast(tf.shape(images)[0], "float32") / global_batch  # the replicas' terms sum to one mean
+                g_loss += spec.class_intensity * share * losses.class_intensity_gap(fake, images, labels, self.classes)
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)

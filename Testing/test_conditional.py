@@ -22,13 +22,17 @@ from RaGANLib.cli import build_parser, spec_from_arguments
 from RaGANLib.spec import TrainSpec
 
 SCORED = ["--score-every", "3"]
+# The generator options against its remaining defects (off by default), on in the shared run so that training, the
+# exact resume, the saved model (loaded with safe_mode) and generate go through them without a training of their own.
+DEFECT_OPTIONS = ["--border-padding", "reflect", "--pixel-noise", "--class-intensity", "1"]
 
 
 @trained_ahead
 def conditional(folder, phantom_dataset):
     """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
     run = folder / "run"
-    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *TINY, *SCORED, "--mode", "conditional")
+    flags = [*TINY, *SCORED, "--mode", "conditional", *DEFECT_OPTIONS]
+    result = ragan("train", "--dataset", phantom_dataset, "--out", run, *flags)
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
 
@@ -89,6 +93,7 @@ def stopped_and_resumed(folder, phantom_dataset):
         "--log-every",
         "1",
         *SCORED,
+        *DEFECT_OPTIONS,
     ]
     first = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *options, "--steps", 3)
     return run, first, ragan("train", "--resume", "--out", run, "--steps", 6)
@@ -115,11 +120,28 @@ def test_stopped_and_resumed_conditional_run_equals_an_uninterrupted_one(conditi
     assert digests[0] == digests[1]
 
 
-def smoothing_layers(model_folder) -> list[str]:
-    """The names of the label-smoothing layers in a model folder's saved generator (read from the Keras file)."""
+def saved_layers(model_folder, ending: str) -> list[str]:
+    """The names of the layers ending in `ending` in a model folder's saved generator (read from the Keras file)."""
     with zipfile.ZipFile(model_folder / "generator.keras") as saved:
         config = json.loads(saved.read("config.json"))
-    return [layer["name"] for layer in config["config"]["layers"] if layer["name"].endswith("_smooth")]
+    return [layer["name"] for layer in config["config"]["layers"] if layer["name"].endswith(ending)]
+
+
+def smoothing_layers(model_folder) -> list[str]:
+    return saved_layers(model_folder, "_smooth")
+
+
+def test_the_generator_options_against_its_defects_are_in_the_saved_model(conditional):
+    run, _ = conditional
+    spec = json.loads((run / "spec.json").read_text())
+    assert (spec["border_padding"], spec["pixel_noise"], spec["class_intensity"]) == ("reflect", True, 1.0)
+    # Every 3x3 convolution pads by mirroring: 2 per doubling (4 doublings to 64 px) and 3 per modulation (9).
+    assert len(saved_layers(run / "model", "_pad")) == 2 * 4 + 3 * 9
+    assert len(saved_layers(run / "model", "_noise")) == 9  # before every normalisation
+    # A spec that does not name them (every spec before them) means the generator as it was.
+    spec = {k: v for k, v in spec.items() if k not in ("border_padding", "pixel_noise", "class_intensity")}
+    old = TrainSpec.from_json(spec, "spec")
+    assert (old.border_padding, old.pixel_noise, old.class_intensity) == ("zero", False, 0.0)
 
 
 def test_new_runs_modulate_from_smoothed_labels_and_a_run_from_before_resumes_with_hard_ones(conditional, tmp_path):

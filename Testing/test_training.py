@@ -330,3 +330,24 @@ def test_class_balance_puts_a_rare_class_in_the_batches_and_draws_the_same_batch
         resumed = [np.asarray(labels) for _, labels, _, _ in trainer.dataset(data, 30)]
         assert len(resumed) == 70 and all(np.array_equal(a, b) for a, b in zip(batches[30:], resumed))
     assert held[0.0] < 0.2 and held[0.5] > 0.5, held
+
+
+def test_class_intensity_gap_measures_each_classs_mean_and_spread_against_the_real_batch():
+    import tensorflow as tf
+
+    from RaGANLib.losses import class_intensity_gap
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (4, 16, 16))
+    images = np.where(labels == 1, 0.3, -0.6).astype("float32") + rng.normal(0, 0.05, labels.shape).astype("float32")
+    one_hot = np.eye(4, dtype="float32")[labels]  # class 3 is in neither batch: it adds nothing
+
+    def gap(fake_images):
+        fake = tf.concat([fake_images[..., None], one_hot], axis=-1)
+        return float(class_intensity_gap(fake, tf.constant(images), tf.constant(labels), 4))
+
+    assert gap(images) == pytest.approx(0, abs=1e-5)
+    organ_darker = np.where(labels == 1, images - 0.2, images)  # organ 0.2 darker, its spread kept
+    assert gap(organ_darker) == pytest.approx(0.2, abs=1e-4)
+    flat = np.where(labels == 2, images.mean(where=labels == 2), images)  # class 2 without its noise
+    assert gap(flat) == pytest.approx(float(images[labels == 2].std()), abs=1e-3)

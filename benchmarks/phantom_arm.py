@@ -12,7 +12,8 @@ several shares of each batch (0% = the real cases alone, 100% = synthetic alone)
 and tested on the held-out cases: Dice per class (vessel on its own) as mean ± sd over the runs. A mixed arm is called
 better or worse than the real cases alone only when the difference of the means is larger than the spread, the
 root-sum-square of the two standard deviations; otherwise "within the spread". It also reports Frechet distance and
-KID on RaGAN's own features, diversity, memorisation and each class's share of the synthetic pixels.
+KID on RaGAN's own features, diversity, memorisation, each class's share of the synthetic pixels and each class's
+intensity (mean and spread) in synthetic and real slices.
 
 Writes docs/benchmark-phantom[-TAG].md, docs/benchmark-phantom[-TAG].png (real against synthetic slices) and the
 figures as JSON in the work folder. GAN runs are kept there by tag and seed and reused when run again.
@@ -76,6 +77,19 @@ def summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
 
 
+def class_intensity(slices, names) -> dict:
+    """Each class's mean and standard deviation of intensity over a set of slices: whether synthetic organs stand
+    out from the body as much as real ones, and are as noisy."""
+    return {
+        name: {
+            "mean": float(slices.images[slices.labels == c].mean()),
+            "sd": float(slices.images[slices.labels == c].std()),
+        }
+        for c, name in enumerate(names)
+        if (slices.labels == c).any()
+    }
+
+
 def compare(arm: dict, real: dict) -> dict:
     """The difference of means against the real cases alone, its spread, and the verdict it allows."""
     difference = arm["mean"] - real["mean"]
@@ -99,6 +113,9 @@ def main() -> None:
     parser.add_argument("--gan-seeds", type=int, default=1)
     parser.add_argument("--unet-steps", type=int, default=200)
     parser.add_argument("--unet-seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-unet-seed", type=int, default=0, help="start the U-Net seeds here: add seeds to an earlier run's"
+    )
     parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled per GAN")
     parser.add_argument("--shares", default="0,25,50,75,100", help="synthetic percentages of each U-Net batch")
     args = parser.parse_args()
@@ -154,11 +171,13 @@ def main() -> None:
             "ms_ssim": float(metrics.mean_pairwise_ms_ssim(slices.images)),
             "memorised_share": memorised["share"],
             "class_shares": {n: float(s / share.sum()) for n, s in zip(names, share)},
+            "class_intensity": class_intensity(slices, names),
         }
     quality["held-out real"] = {
         **fidelity(features["train"], features["held_out"]),
         "ms_ssim": float(metrics.mean_pairwise_ms_ssim(real["train"].images)),
         "class_shares": {n: float(s / training_share.sum()) for n, s in zip(names, training_share)},
+        "class_intensity": class_intensity(real["train"], names),
     }
 
     runs = {share: [] for share in shares}  # per share: one Dice result per (GAN seed, U-Net seed)
@@ -168,7 +187,7 @@ def main() -> None:
     )
     args.docs.mkdir(exist_ok=True)
     preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
-    for unet_seed in range(args.unet_seeds):
+    for unet_seed in range(args.first_unet_seed, args.unet_seeds):
         protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
         for share in shares:
             for gan_seed in [0] if share == 0 else list(synthetic):  # the real cases alone need no GAN
@@ -177,7 +196,7 @@ def main() -> None:
                 clock = time.perf_counter()
                 result = downstream.run_arm(sources, real["held_out"], classes, protocol, mix=[100 - share, share])
                 timings[f"unet {share}%"] = timings.get(f"unet {share}%", 0) + time.perf_counter() - clock
-                runs[share].append(result)
+                runs[share].append({**result, "unet_seed": unet_seed, "gan_seed": gan_seed})
         # The figures so far after every U-Net seed: a long run cut short still leaves its table.
         figures = results(args, options, quality, names, classes, runs, timings, unet_seed + 1, started)
         (work / "figures.json").write_text(json.dumps(figures, indent=2))
@@ -203,6 +222,14 @@ def results(args, options: dict, quality: dict, names, classes: int, runs: dict,
         "quality": quality,
         "dice": {str(k): v for k, v in dice.items()},
         "comparisons": {str(k): v for k, v in comparisons.items()},
+        "per_run": {  # every U-Net run's Dice, so that another run can be compared seed for seed
+            str(share): [
+                {"gan_seed": r["gan_seed"], "unet_seed": r["unet_seed"], "mean foreground": r["mean_foreground"]}
+                | {names[c]: r["per_class"][c] for c in range(1, classes)}
+                for r in found
+            ]
+            for share, found in runs.items()
+        },
         "timings_s": {k: round(v) for k, v in timings.items()} | {"total": round(time.perf_counter() - started)},
     }
 
@@ -273,6 +300,22 @@ def report(figures: dict, suffix: str) -> str:
         "",
         "Frechet distance and KID over RaGAN's own slice features against the training slices; the held-out real row "
         "is what a perfect generator would reach. Class pixel shares: synthetic against the training slices'.",
+        "",
+        "| slices | " + " | ".join(f"{n} intensity, mean ± sd" for n in class_names) + " |",
+        "|---" * (1 + len(class_names)) + "|",
+    ]
+    for name, q in figures["quality"].items():
+        title = "real training slices" if name == "held-out real" else f"synthetic, {name}"
+        found = q.get("class_intensity", {})
+        lines.append(
+            f"| {title} | "
+            + " | ".join(f"{found[n]['mean']:+.3f} ± {found[n]['sd']:.3f}" if n in found else "-" for n in class_names)
+            + " |"
+        )
+    lines += [
+        "",
+        "Each class's intensity (image units, about -1..1) over all its pixels: whether synthetic organs stand out "
+        "from the body as much as real ones, and are as noisy.",
         "",
         "Time per part (s): " + ", ".join(f"{k} {v}" for k, v in figures["timings_s"].items()) + ".",
         "",
