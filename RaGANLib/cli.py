@@ -14,8 +14,8 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.runfolder import block_stop_signals
 from RaGANLib.spec import MAX_SEED, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
+from RaGANLib.training.runfolder import block_stop_signals
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
@@ -178,7 +178,7 @@ def run_train(args, reporter: Reporter) -> dict:
     # Blocked before numpy starts its threads; train() unblocks them once its handlers are in place, this on any exit.
     block_stop_signals(True)
     try:
-        from RaGANLib.training import train
+        from RaGANLib.training.trainer import train
 
         spec = spec_from_arguments(args)
         root = args.out or (args.spec.resolve().parent if args.spec else None)
@@ -211,7 +211,7 @@ def run_info(reporter: Reporter) -> dict:
             python=platform.python_version(),
             message=f"TensorFlow is not installed in this Python ({sys.executable}): {error}",
         )
-    from RaGANLib.training import describe_device
+    from RaGANLib.training.trainer import describe_device
 
     return reporter.emit(
         "environment",
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             run_train(args, reporter)
         elif args.command == "generate":
-            from RaGANLib.generate import generate, generate_for_labels
+            from RaGANLib.results.generate import generate, generate_for_labels
 
             check_sampling_options(args)
             if args.labels and args.count is not None:

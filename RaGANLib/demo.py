@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import outputs, phantom, preview
+from RaGANLib.data import phantom
 from RaGANLib.events import Reporter
+from RaGANLib.results import outputs, preview
 from RaGANLib.spec import TrainSpec
 
 DEMO_STEPS = 1200
@@ -40,11 +41,11 @@ def demo_spec(data: Path, steps: int) -> TrainSpec:
 
 
 def run_demo(out: Path, reporter: Reporter, steps: int | None = None) -> Path:
-    from RaGANLib.generate import generate
-    from RaGANLib.model_folder import load
-    from RaGANLib.prepare import load_cache
-    from RaGANLib.synthetic import sample
-    from RaGANLib.training import train
+    from RaGANLib.data.prepare import load_cache
+    from RaGANLib.model.model_folder import load
+    from RaGANLib.results.generate import generate
+    from RaGANLib.results.synthetic import sample
+    from RaGANLib.training.trainer import train
 
     out = Path(out).resolve()
     if outputs.check(out, "demo"):  # an earlier demo: what it made is made afresh, anything else there stays

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from RaGANLib.errors import BadInput, read_json
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.training.runfolder import write_json_atomic
 
 # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `mode` defaults to
 # conditional, and `smooth_labels`; a spec of version 1 or 2 (or without version, read as 2) that does not name them
@@ -26,8 +26,8 @@ OLD_MODE = "joint"  # the mode a spec.json before version 3 means when it does n
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
-ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/networks.py
-BORDER_PADDINGS = ("zero", "reflect")  # the generator's convolutions at the slice border (RaGANLib/networks.py)
+ARCHITECTURES = ("dcgan", "residual")  # see RaGANLib/model/networks.py
+BORDER_PADDINGS = ("zero", "reflect")  # the generator's convolutions at the slice border (RaGANLib/model/networks.py)
 MODES = ("conditional", "joint")  # the generator paints an image for a label, or invents image and label together
 MAX_SEED = 2**32 - 1  # Keras seeds numpy's legacy generator, which takes 0 .. 2**32 - 1
 # Network channels at full resolution by slice size on a CPU (about 1 M parameters per network at 128 px: a 2-core
@@ -125,7 +125,7 @@ class TrainSpec:
     empty_ratio: float = option(0.0, "with --slices labelled: empty slices added per labelled one", low=0)
 
     # Model and training.
-    arch: str = option("residual", "network family, see RaGANLib/networks.py", choices=ARCHITECTURES)
+    arch: str = option("residual", "network family, see RaGANLib/model/networks.py", choices=ARCHITECTURES)
     width: int | None = option(
         None,
         "network channels at full resolution, doubling per halving",
@@ -141,7 +141,9 @@ class TrainSpec:
         panel=True,
     )
     smooth_labels: bool = option(
-        True, "conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/networks.py)", flag=False
+        True,
+        "conditional: modulate from the label map smoothed over 3x3 pixels (RaGANLib/model/networks.py)",
+        flag=False,
     )
     border_padding: str = option(
         "zero",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from ragan_testing import AHEAD, SECRET, SECRET_FOLDER, TINY, phantom_pair, ragan, trained_ahead
 
-from RaGANLib import phantom
+from RaGANLib.data import phantom
 
 
 @pytest.fixture(scope="session")

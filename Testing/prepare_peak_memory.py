@@ -18,7 +18,7 @@ PREPARE = """
 import sys
 from pathlib import Path
 from RaGANLib.events import Reporter
-from RaGANLib.prepare import prepare
+from RaGANLib.data.prepare import prepare
 from RaGANLib.spec import TrainSpec
 if sys.argv[1] == "prepare":
     spec = TrainSpec(pairs=[[sys.argv[2], sys.argv[3]]], size=int(sys.argv[4]))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RaGANLib import phantom
+from RaGANLib.data import phantom
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RAGAN_SHARED_DATA", REPOSITORY.parent / "shared" / "data"))

@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 from ragan_testing import events_of, ragan, read_until, start_ragan, trained_ahead
 
-from RaGANLib import augment
-from RaGANLib.checkpoints import checkpoint_digest
+from RaGANLib.data.prepare import prepare
 from RaGANLib.events import Reporter
-from RaGANLib.prepare import prepare
 from RaGANLib.spec import TrainSpec
-from RaGANLib.training import GanTrainer, choose_strategy
+from RaGANLib.training import augment
+from RaGANLib.training.checkpoints import checkpoint_digest
+from RaGANLib.training.trainer import GanTrainer, choose_strategy
 
 STEPS, BATCH = 32, 4
 OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]

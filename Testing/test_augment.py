@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from RaGANLib import augment
 from RaGANLib.errors import BadInput
 from RaGANLib.spec import TrainSpec, augment_setting
+from RaGANLib.training import augment
 
 SIZE, CLASSES = 64, 3
 SEED = tf.constant([3, 4], tf.int64)

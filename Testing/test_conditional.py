@@ -17,8 +17,8 @@ import SimpleITK as sitk
 from PIL import Image
 from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
 
-from RaGANLib import phantom
 from RaGANLib.cli import build_parser, spec_from_arguments
+from RaGANLib.data import phantom
 from RaGANLib.spec import TrainSpec
 
 SCORED = ["--score-every", "3"]

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from ragan_testing import REPOSITORY, TINY, events_of, ragan, read_until, trained_ahead
 
-from RaGANLib import model_folder
+from RaGANLib.model import model_folder
 
 SCRIPT = """
 import sys
@@ -23,7 +23,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from RaGANLib.events import Reporter
 from RaGANLib.spec import TrainSpec
-from RaGANLib.training import train
+from RaGANLib.training.trainer import train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 spec = TrainSpec(dataset=sys.argv[1], size=64, steps=4, batch=4, checkpoint_every=2, preview_every=2, log_every=1)
 train(spec, Path(sys.argv[2]), Reporter(json_lines=True), strategy=strategy)

@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import TINY, events_of, phantom_pair, ragan, trained_ahead
 
-from RaGANLib.outputs import MARKER
 from RaGANLib.quality import downstream
 from RaGANLib.quality.slices import SliceSet
+from RaGANLib.results.outputs import MARKER
 
 
 @trained_ahead

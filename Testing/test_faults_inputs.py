@@ -16,11 +16,11 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, phantom_pair, ragan, trained_ahead, write_volume
 
-from RaGANLib import phantom
 from RaGANLib.cli import main
+from RaGANLib.data import phantom
+from RaGANLib.data.image_files import _physical_memory
+from RaGANLib.data.inputs import find_cases
 from RaGANLib.events import Reporter
-from RaGANLib.image_files import _physical_memory
-from RaGANLib.inputs import find_cases
 from RaGANLib.spec import TrainSpec
 
 

@@ -20,8 +20,8 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, TINY, events_of, ragan
 
-from RaGANLib.outputs import MARKER
-from RaGANLib.synthetic import BATCH
+from RaGANLib.results.outputs import MARKER
+from RaGANLib.results.synthetic import BATCH
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

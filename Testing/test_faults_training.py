@@ -22,12 +22,12 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan, trained_ahead
 
-from RaGANLib import phantom
-from RaGANLib.checkpoints import checkpoint_digest
+from RaGANLib.data import phantom
+from RaGANLib.data.inputs import file_hash
+from RaGANLib.data.prepare import load_cache, prepare
 from RaGANLib.events import Reporter
-from RaGANLib.inputs import file_hash
-from RaGANLib.prepare import load_cache, prepare
 from RaGANLib.spec import TrainSpec
+from RaGANLib.training.checkpoints import checkpoint_digest
 
 STEPS = 12
 RUN = ["--size", "64", "--batch", "4", "--log-every", "1", "--preview-every", "1000", "--checkpoint-every", "2"]

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from RaGANLib import outputs
+from RaGANLib.results import outputs
 from RaGANLib.seeds import offset_seed, stream
 
 

@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import events_of, phantom_pair, ragan, write_volume
 
+from RaGANLib.data.inputs import find_cases, read_image
+from RaGANLib.data.prepare import survey
 from RaGANLib.events import Reporter
-from RaGANLib.inputs import find_cases, read_image
-from RaGANLib.prepare import survey
 from RaGANLib.spec import TrainSpec
 
 

@@ -1,5 +1,6 @@
-"""The model contract (RaGANLib/model_info.py) without training: model.json written and read back as the same typed
-value, in the file format older RaGANs wrote, each bad field refused naming it, and the intensity mapping's inverse."""
+"""The model contract (RaGANLib/model/model_info.py) without training: model.json written and read back as the same
+typed value, in the file format older RaGANs wrote, each bad field refused naming it, and the intensity mapping's
+inverse."""
 
 import dataclasses
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import (
+from RaGANLib.model.model_info import (
     LabelClass,
     ModelInfo,
     Normalisation,

@@ -1,14 +1,15 @@
 """The trainer's core without training: every network family builds generators that keep the generator contract
 (what they take and make, class probabilities that sum to 1) and discriminators that score pairs, and the losses
-point the right way (RaGANLib/networks.py, RaGANLib/losses.py). Tiny networks (16 px, width 4): a second each."""
+point the right way (RaGANLib/model/networks.py, RaGANLib/training/losses.py). Tiny networks (16 px, width 4): a second
+each."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from RaGANLib import losses
-from RaGANLib.networks import FAMILIES, LATENT_SIZE, GeneratorContract, family
+from RaGANLib.model.networks import FAMILIES, LATENT_SIZE, GeneratorContract, family
 from RaGANLib.spec import ARCHITECTURES
+from RaGANLib.training import losses
 
 SIZE, CLASSES, WIDTH, BATCH = 16, 3, 4, 2
 

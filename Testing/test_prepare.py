@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from ragan_testing import write_volume
 
+from RaGANLib.data.prepare import Normalisation, load_cache, prepare
 from RaGANLib.events import Reporter
-from RaGANLib.prepare import Normalisation, load_cache, prepare
 from RaGANLib.spec import TrainSpec
 
 QUIET = Reporter(stream=open("/dev/null", "w"))

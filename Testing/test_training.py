@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, events_of, ragan, read_until
 
 from RaGANLib.spec import TrainSpec, default_width
-from RaGANLib.training import stop_requests
+from RaGANLib.training.trainer import stop_requests
 
 EVENT_FIELDS = {
     "prepared": {"cases", "slices", "classes", "size", "spacing", "modality"},
@@ -311,10 +311,10 @@ def test_class_balance_puts_a_rare_class_in_the_batches_and_draws_the_same_batch
     in ten; with --class-balance 0.5 most batches hold it. A run resumed at step 30 draws the batches it would have."""
     import tensorflow as tf
 
+    from RaGANLib.data.prepare import PreparedData
     from RaGANLib.events import Reporter
-    from RaGANLib.prepare import PreparedData
     from RaGANLib.spec import TrainSpec
-    from RaGANLib.training import GanTrainer
+    from RaGANLib.training.trainer import GanTrainer
 
     labels = np.zeros((40, 64, 64), np.uint8)
     labels[:, 20:40, 20:40] = 1
@@ -335,7 +335,7 @@ def test_class_balance_puts_a_rare_class_in_the_batches_and_draws_the_same_batch
 def test_class_intensity_gap_measures_each_classs_mean_and_spread_against_the_real_batch():
     import tensorflow as tf
 
-    from RaGANLib.losses import class_intensity_gap
+    from RaGANLib.training.losses import class_intensity_gap
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, (4, 16, 16))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib.events import Reporter
-from RaGANLib.model_info import read_model_info
+from RaGANLib.model.model_info import read_model_info
 from RaGANLib.quality.evaluate import slice_grid
 from RaGANLib.spec import TrainSpec
 
@@ -15,7 +15,7 @@ def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
     """Train (or resume, or reuse) the run `work/name`; returns its model folder and the seconds its training took in
     all (from its events: each start to the next finish, so a run reused from an earlier invocation keeps its time).
     A finished run is reused when its model has at least `spec.steps` steps: name runs by everything that differs."""
-    from RaGANLib.training import train
+    from RaGANLib.training.trainer import train
 
     root = work / name
     model = root / "model"

@@ -44,7 +44,7 @@ else
 fi
 
 data="$out/phantom"
-[ -d "$data" ] || "$python" -c "import sys; from RaGANLib import phantom; phantom.write_dataset(sys.argv[1], cases=6, shape=$shape)" "$data"
+[ -d "$data" ] || "$python" -c "import sys; from RaGANLib.data import phantom; phantom.write_dataset(sys.argv[1], cases=6, shape=$shape)" "$data"
 
 memory_log="$out/gpu-memory.csv"
 if [ "$gpus" -gt 0 ] && command -v nvidia-smi >/dev/null; then

@@ -24,13 +24,13 @@ sys.path.insert(0, str(REPOSITORY))
 
 from common import spread, train_gan  # noqa: E402
 
-from RaGANLib import preview  # noqa: E402
+from RaGANLib.data.prepare import survey  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
-from RaGANLib.prepare import survey  # noqa: E402
 from RaGANLib.quality import downstream, metrics  # noqa: E402
 from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
 from RaGANLib.quality.features import slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
+from RaGANLib.results import preview  # noqa: E402
 from RaGANLib.spec import TrainSpec  # noqa: E402
 
 TEST = [

@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/phantom_arm.py --train-option class_balance=0   # any `ragan train` option, compared
     .venv/bin/python benchmarks/phantom_arm.py --gan-steps 4000 --gan-seeds 3   # longer, with the GAN's own spread
 
-Phantom cases (RaGANLib.phantom) are written to the work folder: a few training cases and more held-out ones, made from
-other seeds. The phantom's vessels (1-3 px wide) are the thin structure that blurred synthetic slices lose and that a
-lesion blob hides. A GAN is trained on the few cases with the demo's settings (64 px) plus the --train-option values,
+Phantom cases (RaGANLib.data.phantom) are written to the work folder: a few training cases and more held-out ones, made
+from other seeds. The phantom's vessels (1-3 px wide) are the thin structure that blurred synthetic slices lose and that
+a lesion blob hides. A GAN is trained on the few cases with the demo's settings (64 px) plus the --train-option values,
 its synthetic slices are sampled, and a fixed U-Net is trained on the few real cases mixed with synthetic slices at
 several shares of each batch (0% = the real cases alone, 100% = synthetic alone), once per U-Net seed and GAN seed,
 and tested on the held-out cases: Dice per class (vessel on its own) as mean ± sd over the runs. A mixed arm is called
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from common import spread, train_gan  # noqa: E402
 
-from RaGANLib import phantom, preview  # noqa: E402
+from RaGANLib.data import phantom  # noqa: E402
 from RaGANLib.demo import demo_spec  # noqa: E402
 from RaGANLib.errors import BadInput  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
@@ -42,6 +42,7 @@ from RaGANLib.quality import downstream, metrics  # noqa: E402
 from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
 from RaGANLib.quality.features import class_pixel_counts, slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
+from RaGANLib.results import preview  # noqa: E402
 from RaGANLib.spec import TrainSpec  # noqa: E402
 
 SHAPE = (20, 96, 96)  # slices, rows, columns of each phantom case; the demo's

@@ -37,9 +37,9 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from RaGANLib import phantom  # noqa: E402
+from RaGANLib.data import phantom  # noqa: E402
+from RaGANLib.data.prepare import prepare  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
-from RaGANLib.prepare import prepare  # noqa: E402
 from RaGANLib.spec import TrainSpec  # noqa: E402
 
 WARM_UP = 3
@@ -61,7 +61,7 @@ def prepared(size: int, cases: int, work: Path, reporter: Reporter):
 def ragan_step(spec: TrainSpec, data, steps: int, xla: bool, reporter: Reporter) -> dict:
     import tensorflow as tf
 
-    from RaGANLib.training import GanTrainer
+    from RaGANLib.training.trainer import GanTrainer
 
     spec = dataclasses.replace(spec, xla=xla, steps=steps + WARM_UP)
     trainer = GanTrainer(spec, data, tf.distribute.get_strategy(), reporter)
@@ -136,7 +136,7 @@ def breakdown(spec: TrainSpec, data, steps: int, repeats: int, reporter: Reporte
     list of per-round ratios."""
     import tensorflow as tf
 
-    from RaGANLib.training import GanTrainer
+    from RaGANLib.training.trainer import GanTrainer
 
     spec = dataclasses.replace(spec, steps=(steps + WARM_UP) * repeats)  # the steps each pipeline draws
 
@@ -185,7 +185,7 @@ def breakdown(spec: TrainSpec, data, steps: int, repeats: int, reporter: Reporte
 
 def bookkeeping_us(work: Path) -> float:
     """Microseconds per step of the training loop's stop check (STOP file stat, stop flag)."""
-    from RaGANLib.runfolder import RunFolder
+    from RaGANLib.training.runfolder import RunFolder
 
     run = RunFolder(work, started=time.time())
     began = time.perf_counter()
@@ -195,7 +195,7 @@ def bookkeeping_us(work: Path) -> float:
 
 
 def generate_speed(trainer, count: int = 256) -> float:
-    from RaGANLib.synthetic import sample
+    from RaGANLib.results.synthetic import sample
 
     sample(trainer.ema, 32, 0, trainer.latent_size)  # trace once
     began = time.perf_counter()
@@ -218,7 +218,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from RaGANLib.training import describe_device
+    from RaGANLib.training.trainer import describe_device
 
     device = describe_device()
     reporter = Reporter(stream=io.StringIO())  # the benchmark prints its own lines
@@ -249,7 +249,7 @@ def main() -> None:
 def main_breakdown(args) -> None:
     import tensorflow as tf
 
-    from RaGANLib.training import describe_device
+    from RaGANLib.training.trainer import describe_device
 
     reporter = Reporter(stream=io.StringIO())
     lines = [

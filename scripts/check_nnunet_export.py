@@ -17,11 +17,11 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from RaGANLib import phantom  # noqa: E402 (after the repository is on the path)
+from RaGANLib.data import phantom  # noqa: E402 (after the repository is on the path)
+from RaGANLib.data.nnunet import DatasetWriter, write_splits  # noqa: E402
 from RaGANLib.errors import read_json  # noqa: E402
-from RaGANLib.model_info import SliceGrid  # noqa: E402
-from RaGANLib.nnunet import DatasetWriter, write_splits  # noqa: E402
-from RaGANLib.synthetic import as_volume  # noqa: E402
+from RaGANLib.model.model_info import SliceGrid  # noqa: E402
+from RaGANLib.results.synthetic import as_volume  # noqa: E402
 
 NAME = "Dataset501_RaGANCheck"
 REAL, SYNTHETIC = 6, 20

@@ -23,10 +23,12 @@ from PIL import Image
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from RaGANLib import demo, phantom, preview  # noqa: E402 (after the repository is on the path)
+from RaGANLib import demo  # noqa: E402 (after the repository is on the path)
+from RaGANLib.data import phantom  # noqa: E402 (after the repository is on the path)
 from RaGANLib.errors import BadInput, RaGANError  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
-from RaGANLib.model_info import ModelInfo, read_model_info  # noqa: E402
+from RaGANLib.model.model_info import ModelInfo, read_model_info  # noqa: E402
+from RaGANLib.results import preview  # noqa: E402 (after the repository is on the path)
 
 HELD_OUT_CASE = 100  # a phantom case seed the demo's training cases (0-7) do not use
 CASE_SHAPE = (20, 96, 96)  # the demo's phantom cases
@@ -64,8 +66,8 @@ def paint_a_lesion(args, work: Path, reporter: Reporter) -> None:
     info = read_model_info(args.model) if args.model else None
     if info is not None:
         lesion_value(info, args.model)  # refused before any work
-    from RaGANLib.generate import generate_for_labels
-    from RaGANLib.training import train
+    from RaGANLib.results.generate import generate_for_labels
+    from RaGANLib.training.trainer import train
 
     model = args.model
     if model is None:

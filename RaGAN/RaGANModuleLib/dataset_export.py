@@ -27,7 +27,7 @@ def export_nnunet(
     """Write the cases into `target` (new, or an existing dataset with the same labels); returns the folder and its
     splits_final.json (None unless it holds real and synthetic cases, or when it holds the user's own splits)."""
     import_ragan_lib()
-    from RaGANLib.nnunet import DATASET_NAME, SYNTHETIC_PREFIX, DatasetWriter, read_dataset, write_splits
+    from RaGANLib.data.nnunet import DATASET_NAME, SYNTHETIC_PREFIX, DatasetWriter, read_dataset, write_splits
 
     if not DATASET_NAME.fullmatch(Path(target).name):
         raise ValueError(
@@ -89,11 +89,11 @@ def run_pairs(model_folder: Path) -> list[tuple[Path, Path]]:
 
 def synthetic_share_warning(folder: Path, model_folder: Path) -> str | None:
     """A warning in plain words when the nnU-Net dataset in `folder` holds more synthetic cases beside its real ones
-    than the benchmark supports for the model's mode (RaGANLib/synthetic_share.py), else None. Counted in cases:
+    than the benchmark supports for the model's mode (RaGANLib/results/synthetic_share.py), else None. Counted in cases:
     nnU-Net draws every case equally often, so the share of synthetic cases is the share of its batches."""
     import_ragan_lib()
-    from RaGANLib.nnunet import SYNTHETIC_PREFIX, read_dataset
-    from RaGANLib.synthetic_share import share_warning
+    from RaGANLib.data.nnunet import SYNTHETIC_PREFIX, read_dataset
+    from RaGANLib.results.synthetic_share import share_warning
 
     cases = [case for case, _, _ in read_dataset(Path(folder))[0]]
     synthetic = sum(case.startswith(SYNTHETIC_PREFIX) for case in cases)

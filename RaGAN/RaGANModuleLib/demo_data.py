@@ -1,6 +1,6 @@
 """A phantom CT case put into the scene: image volume + segmentation with named segments, no download, no patient.
 
-The voxels come from RaGANLib.phantom (numpy only), the same cases the trainer's tests use.
+The voxels come from RaGANLib.data.phantom (numpy only), the same cases the trainer's tests use.
 """
 
 import numpy as np
@@ -15,7 +15,7 @@ def add_phantom_case(scene, seed: int = 0, shape: tuple[int, int, int] = (20, 96
     """Add a phantom CT volume (HU) and its segmentation ("organ", "lesion", "vessel") to the scene; returns
     (volume, segmentation)."""
     import_ragan_lib()
-    from RaGANLib import phantom
+    from RaGANLib.data import phantom
 
     image, label = phantom.make_case(seed, shape)
     name = name or f"RaGAN phantom {seed}"

@@ -88,7 +88,7 @@ def prepare_painting(scene, segmentation, model_folder: Path, seed: int) -> tupl
         )
     folder = locations.new_run_folder(Path(model_folder).parent, "painted")
     locations.import_ragan_lib()
-    from RaGANLib import outputs
+    from RaGANLib.results import outputs
 
     with outputs.staged(folder) as staging:  # the folder appears whole or not at all
         export_label_for_model(scene, segmentation, scan, model_folder, staging / "labels")

@@ -16,13 +16,13 @@ from RaGANModuleLib.locations import import_ragan_lib
 
 
 def read_model(model_folder: Path, keras: str | None = None):
-    """The model's `model.json` as RaGANLib.model_info.ModelInfo (classes with values, names and colours; slice grid;
-    modality; mode), checked by the trainer's own reader; a folder that is not a usable model raises ValueError with
-    the reason. With `keras` (the trainer's Keras version), a model saved by a newer Keras is refused with the
+    """The model's `model.json` as RaGANLib.model.model_info.ModelInfo (classes with values, names and colours; slice
+    grid; modality; mode), checked by the trainer's own reader; a folder that is not a usable model raises ValueError
+    with the reason. With `keras` (the trainer's Keras version), a model saved by a newer Keras is refused with the
     version to install."""
     import_ragan_lib()
     from RaGANLib.errors import BadInput
-    from RaGANLib.model_info import MODEL_JSON, check_keras, read_model_info
+    from RaGANLib.model.model_info import MODEL_JSON, check_keras, read_model_info
 
     try:
         info = read_model_info(Path(model_folder))
@@ -73,7 +73,7 @@ def _show_only_in(segmentation, slice_node_id: str) -> None:
 
 
 def model_classes(model_folder: Path) -> list:
-    """The model's label classes other than background (RaGANLib.model_info.LabelClass: value, name, color)."""
+    """The model's label classes other than background (RaGANLib.model.model_info.LabelClass: value, name, color)."""
     return [c for c in read_model(model_folder).classes if c.value != 0]
 
 

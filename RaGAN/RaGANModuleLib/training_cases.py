@@ -107,10 +107,11 @@ def label_array(scene, case: TrainingCase, values: dict[str, int] | None = None)
 
 def labelled_slice_count(scene, case: TrainingCase, axis: str = "axial") -> int:
     """How many slices along `axis` hold any label: what training with slices="labelled" uses of this case, counted
-    the trainer's way. The label is turned to LPS as RaGANLib.inputs.read_case turns the exported file, then cut with
-    the trainer's RaGANLib.prepare.to_slices: a sagittally acquired volume's axial slices are not its index slices."""
+    the trainer's way. The label is turned to LPS as RaGANLib.data.inputs.read_case turns the exported file, then cut
+    with the trainer's RaGANLib.data.prepare.to_slices: a sagittally acquired volume's axial slices are not its index
+    slices."""
     import_ragan_lib()
-    from RaGANLib.prepare import to_slices
+    from RaGANLib.data.prepare import to_slices
 
     label = sitk.GetImageFromArray(label_array(scene, case))
     label.SetSpacing(case.image.GetSpacing())
@@ -128,11 +129,11 @@ def export_cases(scene, cases: list[TrainingCase], run_folder: Path) -> Exported
     """Write every case's image and label (on the image's grid) as NRRD under `<run>/cases/`.
 
     `run_folder` must be new or empty (or already a RaGAN run folder): it is marked as a run folder first, the proof
-    that `ragan train` needs before it writes there (RaGANLib.outputs)."""
+    that `ragan train` needs before it writes there (RaGANLib.results.outputs)."""
     if not cases:
         raise ValueError("add at least one training case (an image and its label)")
     import_ragan_lib()
-    from RaGANLib.outputs import claim
+    from RaGANLib.results.outputs import claim
 
     claim(run_folder, "run")
     names, colors = _label_names_and_colors(cases)

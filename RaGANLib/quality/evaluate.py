@@ -4,7 +4,7 @@
 
 Writes report/report.json (every figure), report/report.md (the same, readable), report/samples.png (real against
 synthetic) and report/memorisation.png (the synthetic slices closest to a training slice, beside that slice). The
-folder appears whole or not at all; it must be new, empty or an earlier report folder (RaGANLib.outputs), where
+folder appears whole or not at all; it must be new, empty or an earlier report folder (RaGANLib.results.outputs), where
 only these files are replaced. Everything runs offline: the features are computed here, no weights are fetched.
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import outputs, preview
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
-from RaGANLib.model_info import read_model_info
+from RaGANLib.model.model_info import read_model_info
 from RaGANLib.quality import downstream, metrics
 from RaGANLib.quality.features import slice_features
 from RaGANLib.quality.slices import SliceSet, Space, read_set
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.results import outputs, preview
+from RaGANLib.training.runfolder import write_json_atomic
 
 WORST_PAIRS = 8
 SAME_SCAN_TOLERANCE = 0.01  # on the [-1, 1] scale: two different scans never agree this closely in every pixel
@@ -48,9 +48,9 @@ class Progress:
 
 def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
     """`count` slices sampled from a model folder, in the model's space; each is its own 'case'."""
-    from RaGANLib.generate import training_layouts
-    from RaGANLib.model_folder import load
-    from RaGANLib.synthetic import sample
+    from RaGANLib.model.model_folder import load
+    from RaGANLib.results.generate import training_layouts
+    from RaGANLib.results.synthetic import sample
 
     generator, description = load(model)
     layouts = training_layouts(model, description, seed)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from RaGANLib.data.prepare import survey, write_cache
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
-from RaGANLib.model_info import ModelInfo
-from RaGANLib.prepare import survey, write_cache
+from RaGANLib.model.model_info import ModelInfo
 from RaGANLib.spec import TrainSpec
 
 

@@ -166,8 +166,8 @@ def test_the_module_never_imports_tensorflow():
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from RaGANModuleLib import dataset_export, demo_data, environment, results, trainer_job, training_cases;"
         "from RaGANModuleLib.locations import import_ragan_lib; import_ragan_lib();"
-        "import RaGANLib.spec, RaGANLib.nnunet, RaGANLib.phantom, RaGANLib.prepare;"
-        "import RaGANLib.segmentation_file;"
+        "import RaGANLib.spec, RaGANLib.data.nnunet, RaGANLib.data.phantom, RaGANLib.data.prepare;"
+        "import RaGANLib.results.segmentation_file;"
         "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not heavy, heavy"
     )
     result = subprocess.run(

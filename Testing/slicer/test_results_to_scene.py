@@ -136,7 +136,7 @@ def test_nnunet_export_writes_real_and_synthetic_cases_with_the_model_classes(sc
     from RaGANModuleLib.locations import import_ragan_lib
 
     import_ragan_lib()
-    from RaGANLib.nnunet import DatasetWriter, read_dataset
+    from RaGANLib.data.nnunet import DatasetWriter, read_dataset
 
     synthetic = tmp_path / "generated" / "nnunet"
     writer = DatasetWriter(synthetic, "CT", ["background", "liver", "tumour"])
@@ -213,7 +213,7 @@ def synthetic_dataset(folder, count: int):
     from RaGANModuleLib.locations import import_ragan_lib
 
     import_ragan_lib()
-    from RaGANLib.nnunet import DatasetWriter
+    from RaGANLib.data.nnunet import DatasetWriter
 
     writer = DatasetWriter(folder, "CT", ["background", "liver", "tumour"])
     for number in range(count):

@@ -100,8 +100,8 @@ def test_slices_are_counted_as_the_trainer_cuts_them_for_a_sagittally_acquired_v
     """Index k runs right to left, j superior to inferior, i anterior to posterior: the label box spans 4 sagittal,
     20 axial and 7 coronal positions, whatever the index order; the trainer's own reading of the exported case agrees.
     """
-    from RaGANLib.inputs import Case, read_case
-    from RaGANLib.prepare import to_slices
+    from RaGANLib.data.inputs import Case, read_case
+    from RaGANLib.data.prepare import to_slices
 
     labels = np.zeros((10, 40, 30), np.uint8)
     labels[2:6, 5:25, 3:10] = 1

@@ -34,8 +34,8 @@ def model_folder(folder, axis: str):
     """A model folder as training writes it, for slices along `axis`."""
     import keras
 
-    from RaGANLib import model_folder as models
-    from RaGANLib.networks import LATENT_SIZE, GeneratorContract, family
+    from RaGANLib.model import model_folder as models
+    from RaGANLib.model.networks import LATENT_SIZE, GeneratorContract, family
 
     keras.utils.set_random_seed(0)
     description = {
@@ -66,7 +66,7 @@ def model_folder(folder, axis: str):
 def generated(tmp_path_factory):
     """axis -> generate's output paths, from one model per slicing axis."""
     from RaGANLib.events import Reporter
-    from RaGANLib.generate import generate
+    from RaGANLib.results.generate import generate
 
     root = tmp_path_factory.mktemp("generated")
     paths = {}
@@ -102,10 +102,10 @@ def source_case(folder):
 
 @pytest.mark.parametrize("axis", AXES)
 def test_the_synthetic_stack_lies_as_the_source_cases_training_slices_did(generated, tmp_path, axis):
-    """Read the source case as training does (RaGANLib.inputs + prepare.to_slices): stepping along a training
+    """Read the source case as training does (RaGANLib.data.inputs + prepare.to_slices): stepping along a training
     slice's columns, rows and slices moves, in the source case, in directions the synthetic stack's header repeats."""
-    from RaGANLib.inputs import Case, read_case
-    from RaGANLib.prepare import to_slices
+    from RaGANLib.data.inputs import Case, read_case
+    from RaGANLib.data.prepare import to_slices
 
     images, label = source_case(tmp_path)
     stacks = []

@@ -2,9 +2,9 @@
 damaged one never stops a resume.
 
 Each checkpoint is one .npz of named variable groups ("generator/0000", ..., see GanTrainer.groups), extra arrays
-(the best model so far, RaGANLib/best_model.py), its `step` and a SHA-256 over all of them. It is written atomically
-and never from weights that are no longer finite (Diverged, naming the last good checkpoint). Loading takes the
-newest checkpoint that reads and checks; one that does not is set aside as `<name>.damaged` and the next older one
+(the best model so far, RaGANLib/training/best_model.py), its `step` and a SHA-256 over all of them. It is written
+atomically and never from weights that are no longer finite (Diverged, naming the last good checkpoint). Loading takes
+the newest checkpoint that reads and checks; one that does not is set aside as `<name>.damaged` and the next older one
 is tried.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from RaGANLib.errors import Diverged
 from RaGANLib.events import Reporter
-from RaGANLib.runfolder import RunFolder, write_bytes_atomic
+from RaGANLib.training.runfolder import RunFolder, write_bytes_atomic
 
 
 def checkpoint_digest(arrays: dict) -> str:

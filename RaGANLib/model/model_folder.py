@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import __version__, outputs
+from RaGANLib import __version__
+from RaGANLib.data.prepare import PreparedData
 from RaGANLib.errors import BadInput
-from RaGANLib.model_info import MODEL_JSON, ModelInfo, check_keras, read_model_info, write_model_info
-from RaGANLib.prepare import PreparedData
-from RaGANLib.runfolder import write_bytes_atomic
+from RaGANLib.model.model_info import MODEL_JSON, ModelInfo, check_keras, read_model_info, write_model_info
+from RaGANLib.results import outputs
+from RaGANLib.training.runfolder import write_bytes_atomic
 
 
 def model_description(data: PreparedData, spec, step: int) -> ModelInfo:
@@ -28,7 +29,7 @@ def model_description(data: PreparedData, spec, step: int) -> ModelInfo:
     import keras
     import tensorflow as tf
 
-    from RaGANLib.networks import LATENT_SIZE
+    from RaGANLib.model.networks import LATENT_SIZE
 
     return ModelInfo(
         classes=data.label_classes,
@@ -55,8 +56,8 @@ MODEL_FILES = ("generator.keras", "model.json", "labels.npz")  # all that RaGAN 
 
 def export(generator, description: ModelInfo | dict, folder: Path, labels: np.ndarray | None = None) -> Path:
     """Write the model folder so that it appears whole or not at all. An earlier model folder there is replaced
-    only when it holds nothing but RaGAN's model files (see RaGANLib.outputs). `labels`: the training label slices
-    (class indices), kept for a conditional model only. A `description` given as parsed JSON is checked first."""
+    only when it holds nothing but RaGAN's model files (see RaGANLib.results.outputs). `labels`: the training label
+    slices (class indices), kept for a conditional model only. A `description` given as parsed JSON is checked first."""
     folder = Path(folder)
     if isinstance(description, dict):
         description = ModelInfo.from_json(description, f"the description of model '{folder}'")
@@ -78,8 +79,8 @@ def load(folder: Path):
     description = read_model_info(folder)  # before TensorFlow starts: a bad model.json is refused in a moment
     import keras
 
-    import RaGANLib.networks  # noqa: F401  registers the generator's own layers (border padding, pixel noise)
-    from RaGANLib.networks import GeneratorContract
+    import RaGANLib.model.networks  # noqa: F401  registers the generator's own layers (border padding, pixel noise)
+    from RaGANLib.model.networks import GeneratorContract
 
     where = f"'{folder / MODEL_JSON}'"
     check_keras(description, keras.__version__, where)

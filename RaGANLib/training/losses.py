@@ -1,4 +1,4 @@
-"""The GAN's losses, as the train step (RaGANLib/training.py) computes them per pair, before the batch sum.
+"""The GAN's losses, as the train step (RaGANLib/training/trainer.py) computes them per pair, before the batch sum.
 
 Scores are the discriminator's raw outputs (logits); high means "real":
     discriminator  softplus(fake score) + softplus(-real score)   lower when real pairs score high, synthetic low

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib import outputs
 from RaGANLib.errors import BadInput, check_readable, read_json
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.results import outputs
+from RaGANLib.training.runfolder import write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff", ".png")
 DATASET_NAME = re.compile(r"Dataset\d{3}_[A-Za-z0-9_-]+")  # what nnU-Net finds in nnUNet_raw, e.g. Dataset501_Liver

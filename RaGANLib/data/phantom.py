@@ -122,7 +122,7 @@ def write_dataset(folder, cases: int = 6, shape: tuple[int, int, int] = (20, 96,
     """Write `cases` phantom cases as an nnU-Net v2 raw dataset folder and return its path."""
     import SimpleITK as sitk
 
-    from RaGANLib.nnunet import DatasetWriter
+    from RaGANLib.data.nnunet import DatasetWriter
 
     writer = DatasetWriter(folder, channel_name="CT", class_names=["background", *CLASS_NAMES.values()])
     for number in range(cases):

@@ -5,8 +5,8 @@
     write_model_info(folder, info)                        # the one writer (model_folder.export)
 
 TensorFlow-free: the Slicer module reads model.json with this too. `ModelInfo.from_json` checks the schema; every
-refusal names model.json and the field, with exit code 2. The slice cache's meta.json (RaGANLib.prepare) records its
-grid and intensity mapping with the same `SliceGrid` and `Normalisation`. The file format is what `to_json` writes.
+refusal names model.json and the field, with exit code 2. The slice cache's meta.json (RaGANLib.data.prepare) records
+its grid and intensity mapping with the same `SliceGrid` and `Normalisation`. The file format is what `to_json` writes.
 """
 
 import dataclasses
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from RaGANLib.errors import BadInput, read_json
-from RaGANLib.runfolder import write_json_atomic
 from RaGANLib.spec import AXES, MODES, number_problem, option_problem
+from RaGANLib.training.runfolder import write_json_atomic
 from RaGANLib.versions import model_problem, release
 
 # Format 2 added "mode" and, for a conditional model, "labels" (absent: a joint model). A joint model is still written
@@ -148,7 +148,7 @@ class ModelInfo:
     latent_size: int = 128
     generator: str = "generator.keras"
     labels: str | None = None  # conditional models: the file of training label slices
-    selection: dict | None = None  # how the exported step was chosen (RaGANLib.best_model)
+    selection: dict | None = None  # how the exported step was chosen (RaGANLib.training.best_model)
 
     @property
     def conditional(self) -> bool:

@@ -7,7 +7,7 @@ gives named, coloured segments (a plain label NRRD opens as an unnamed labelmap)
 One layer holds every segment (a labelmap with the original label values), as Slicer writes shared segments.
 """
 
-from RaGANLib.model_info import ModelInfo
+from RaGANLib.model.model_info import ModelInfo
 
 
 def segmentation_header_lines(description: ModelInfo, count: int) -> list[str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib import nnunet
+from RaGANLib.data import nnunet
+from RaGANLib.data.image_files import check_image_file
 from RaGANLib.errors import BadInput, check_readable, read_json
-from RaGANLib.image_files import check_image_file
 from RaGANLib.spec import TrainSpec
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, read_json
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.training.runfolder import write_json_atomic
 
 MARKER = ".ragan.json"
 KINDS = {

@@ -7,17 +7,17 @@ train() reads by phase: initialize (check the request and the inputs, prepare th
 the networks and restore the newest usable checkpoint, train (progress, scores, checkpoints, previews), finish (the
 best-scoring step's EMA generator exported as the model). GanTrainer holds the networks, optimisers, the EMA of the
 generator and the compiled train step; each other part has its own module:
-- RaGANLib/pipeline.py: the batches (slices drawn with class balance, latents, augmentation seeds), all from
+- RaGANLib/training/pipeline.py: the batches (slices drawn with class balance, latents, augmentation seeds), all from
   (seed, step), so that a resumed run draws the same batches it would have drawn;
-- RaGANLib/networks.py: the network families and the generator contract;
-- RaGANLib/losses.py: non-saturating logistic GAN losses, the lazy R1 penalty on (augmented) real pairs;
-- RaGANLib/augment.py: differentiable augmentation of real and synthetic pairs (fixed, or adapted: ADA);
-- RaGANLib/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
-- RaGANLib/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
-- RaGANLib/preview.py: the previews, drawn from the EMA generator.
+- RaGANLib/model/networks.py: the network families and the generator contract;
+- RaGANLib/training/losses.py: non-saturating logistic GAN losses, the lazy R1 penalty on (augmented) real pairs;
+- RaGANLib/training/augment.py: differentiable augmentation of real and synthetic pairs (fixed, or adapted: ADA);
+- RaGANLib/training/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
+- RaGANLib/training/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
+- RaGANLib/results/preview.py: the previews, drawn from the EMA generator.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
-for a label layout (a batch's real labels, moved: RaGANLib.layouts) and the synthetic pair is (that image, that
+for a label layout (a batch's real labels, moved: RaGANLib.results.layouts) and the synthetic pair is (that image, that
 layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses and checkpoints are shared.
 """
 
@@ -31,14 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from RaGANLib import checkpoints, model_folder, outputs, pipeline
-from RaGANLib.best_model import BestModel
+from RaGANLib.data.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
-from RaGANLib.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
-from RaGANLib.preview import TrainingPreview
-from RaGANLib.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals
+from RaGANLib.model import model_folder
+from RaGANLib.results import outputs
+from RaGANLib.results.preview import TrainingPreview
 from RaGANLib.spec import TrainSpec, default_width
+from RaGANLib.training import checkpoints, pipeline
+from RaGANLib.training.best_model import BestModel
+from RaGANLib.training.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals
 
 FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
 
@@ -88,7 +90,7 @@ class GanTrainer:
         import keras
         import tensorflow as tf
 
-        from RaGANLib.networks import LATENT_SIZE, GeneratorContract, family
+        from RaGANLib.model.networks import LATENT_SIZE, GeneratorContract, family
 
         spec = with_width(spec)
         self.spec, self.strategy = spec, strategy
@@ -138,8 +140,8 @@ class GanTrainer:
     def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1: bool = False):
         import tensorflow as tf
 
-        from RaGANLib import losses
-        from RaGANLib.augment import augment_pairs
+        from RaGANLib.training import losses
+        from RaGANLib.training.augment import augment_pairs
 
         spec = self.spec
         global_batch = float(spec.batch)
@@ -183,7 +185,7 @@ class GanTrainer:
         generator's image for the given layouts (class indices) beside them."""
         import tensorflow as tf
 
-        from RaGANLib.augment import harden
+        from RaGANLib.training.augment import harden
 
         if layouts is None:  # labels one-hot (straight-through): the discriminator cannot tell them by softness
             pair = self.generator(latents, training=True)
@@ -194,7 +196,7 @@ class GanTrainer:
     def _distributed_step(self, with_r1: bool):
         import tensorflow as tf
 
-        from RaGANLib.augment import ada_adjust
+        from RaGANLib.training.augment import ada_adjust
 
         def step(batch, ema_beta):
             results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
@@ -217,7 +219,7 @@ class GanTrainer:
             average.assign(beta * average + (1 - beta) * tf.cast(current, average.dtype))
 
     def step(self, batch, step: int) -> dict:
-        from RaGANLib.losses import R1_INTERVAL
+        from RaGANLib.training.losses import R1_INTERVAL
 
         # The EMA starts short and grows to its half-life, so early previews already show something.
         beta = min(0.5 ** (1 / self.spec.ema_halflife), (1 + step) / (10 + step))
@@ -228,10 +230,10 @@ class GanTrainer:
         return {**results, "r1": self._last_r1}  # the penalty of the latest step that computed it
 
     def dataset(self, data: PreparedData, start: int):
-        """This run's batches for steps start.. (RaGANLib/pipeline.py)."""
+        """This run's batches for steps start.. (RaGANLib/training/pipeline.py)."""
         return pipeline.batches(self.spec, data, self.strategy, self.latent_size, start)
 
-    # Checkpoints (RaGANLib/checkpoints.py).
+    # Checkpoints (RaGANLib/training/checkpoints.py).
     def groups(self) -> dict:
         """The variable groups a checkpoint holds."""
         return {
@@ -249,7 +251,8 @@ class GanTrainer:
         return checkpoints.save(run, step, self.groups(), extra, self.spec.keep_checkpoints)
 
     def load_checkpoint(self, run: RunFolder, reporter: Reporter, set_aside: bool = True) -> int:
-        """Restore the newest usable checkpoint (RaGANLib.checkpoints.newest_usable); returns its step (0: none)."""
+        """Restore the newest usable checkpoint (RaGANLib.training.checkpoints.newest_usable); returns its step (0:
+        none)."""
 
         def check(arrays: dict, name: str):
             groups = self.groups()

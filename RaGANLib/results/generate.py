@@ -24,18 +24,27 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib import model_folder, outputs, preview
+from RaGANLib.data.inputs import label_values, read_image
+from RaGANLib.data.nnunet import DatasetWriter
+from RaGANLib.data.prepare import from_slices, resample_slices, to_slices
 from RaGANLib.errors import BadInput, check_readable, free_bytes
 from RaGANLib.events import Reporter
-from RaGANLib.inputs import label_values, read_image
-from RaGANLib.layouts import moved_layouts
-from RaGANLib.model_info import ModelInfo
-from RaGANLib.nnunet import DatasetWriter
-from RaGANLib.prepare import from_slices, resample_slices, to_slices
+from RaGANLib.model import model_folder
+from RaGANLib.model.model_info import ModelInfo
+from RaGANLib.results import outputs, preview
+from RaGANLib.results.layouts import moved_layouts
+from RaGANLib.results.segmentation_file import segmentation_header_lines
+from RaGANLib.results.synthetic import (
+    StackWriter,
+    as_volume,
+    sample,
+    sample_chunks,
+    source_intensities,
+    to_source,
+    value_types,
+)
+from RaGANLib.results.synthetic_share import share_figures, share_warning, supported_count
 from RaGANLib.seeds import stream
-from RaGANLib.segmentation_file import segmentation_header_lines
-from RaGANLib.synthetic import StackWriter, as_volume, sample, sample_chunks, source_intensities, to_source, value_types
-from RaGANLib.synthetic_share import share_figures, share_warning, supported_count
 
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
 OUTPUTS = {
@@ -51,7 +60,8 @@ SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file s
 
 def training_layouts(model: Path, description: ModelInfo, seed: int):
     """What a model paints from without user labels: None for a joint model (it makes its own labels); for a
-    conditional model, its training label slices drawn and moved (RaGANLib.layouts), in an order fixed by `seed`."""
+    conditional model, its training label slices drawn and moved (RaGANLib.results.layouts), in an order fixed by
+    `seed`."""
     if not description.conditional:
         return None
     return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"))
@@ -84,9 +94,9 @@ def readable_size(size_bytes: int) -> str:
 
 def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Reporter) -> dict:
     """Write `count` synthetic pairs from a model folder into `out`; returns the output paths. `count` None: as many
-    as the benchmark supports beside the model's training slices (RaGANLib.synthetic_share).
+    as the benchmark supports beside the model's training slices (RaGANLib.results.synthetic_share).
 
-    `out` must be new, empty or an earlier `generate` output (see RaGANLib.outputs); only the entries in OUTPUTS
+    `out` must be new, empty or an earlier `generate` output (see RaGANLib.results.outputs); only the entries in OUTPUTS
     are replaced there. Nothing is left behind when it fails."""
     if count is not None and count < 1:
         raise BadInput(f"--count must be at least 1, got {count}")
@@ -113,7 +123,7 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
 
 def training_set_share(count: int, description: ModelInfo, reporter: Reporter) -> dict:
     """The synthetic share of a training set made of these `count` slices and the model's training slices, with a
-    notice when it exceeds what the benchmark supports for the model's mode (RaGANLib.synthetic_share)."""
+    notice when it exceeds what the benchmark supports for the model's mode (RaGANLib.results.synthetic_share)."""
     mode, real = description.mode, description.training.slices
     warning = share_warning(count, real, mode, "slices", " if they join the slices the model was trained on")
     if warning:

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from RaGANLib.data.inputs import Case, file_hash, find_cases, read_case
 from RaGANLib.errors import BadInput, DiskFull, describe_space, read_json
 from RaGANLib.events import Reporter
-from RaGANLib.inputs import Case, file_hash, find_cases, read_case
-from RaGANLib.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid, TrainingData
-from RaGANLib.runfolder import write_json_atomic
+from RaGANLib.model.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid, TrainingData
 from RaGANLib.seeds import stream
 from RaGANLib.spec import TrainSpec
+from RaGANLib.training.runfolder import write_json_atomic
 
 MAX_MAGNIFICATION = 2.0  # a case whose voxels would be enlarged more than this is refused
 MAX_CLASSES = 32

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from RaGANLib.model_info import ModelInfo, SliceGrid
-from RaGANLib.prepare import slice_directions
+from RaGANLib.data.prepare import slice_directions
+from RaGANLib.model.model_info import ModelInfo, SliceGrid
 
 BATCH = 32  # slices per generator call
 NRRD_TYPES = {"int16": "short", "float32": "float", "uint8": "unsigned char", "uint16": "unsigned short"}

@@ -4,14 +4,14 @@
 <run>/lock               held (OS file lock) by the one trainer working in the folder
 <run>/STOP               created by anyone who wants the trainer to checkpoint and exit; one older than the
                          trainer's start (by more than STOP_SLACK_S) is left from an earlier run and ignored
-<run>/.ragan.json        RaGAN's marker: this folder is a run folder (see RaGANLib.outputs)
+<run>/.ragan.json        RaGAN's marker: this folder is a run folder (see RaGANLib.results.outputs)
 <run>/cache/             prepared slices, reused on resume
 <run>/checkpoints/       ckpt-<step>.npz, each written to a temp file and renamed, with a SHA-256 of its arrays inside;
                          one that fails to read or check on resume is renamed ckpt-<step>.npz.damaged
 <run>/tensorboard/       TensorBoard logs
 <run>/previews/          preview grids (PNG) and the newest preview volumes (NRRD)
-<run>/model/             the exported generator (see RaGANLib.model_folder): the best-scoring step's
-<run>/best.npz           the best-scoring step's EMA generator weights so far (see RaGANLib.best_model)
+<run>/model/             the exported generator (see RaGANLib.model.model_folder): the best-scoring step's
+<run>/best.npz           the best-scoring step's EMA generator weights so far (see RaGANLib.training.best_model)
 <run>/events.jsonl, <run>/train.log
 """
 
@@ -147,6 +147,6 @@ def block_stop_signals(block: bool) -> None:
     """Block (or unblock) STOP_SIGNALS in the calling thread; the threads it starts meanwhile inherit the block.
     `ragan train` blocks them before numpy and TensorFlow start their threads and unblocks them once RaGAN's handlers
     are in place: a stop signal then reaches the main thread only, never TensorFlow's own SIGTERM handler (see
-    RaGANLib.training._join_hosts), and one that came meanwhile arrives then. Windows has no signal masks."""
+    RaGANLib.training.trainer._join_hosts), and one that came meanwhile arrives then. Windows has no signal masks."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, STOP_SIGNALS)

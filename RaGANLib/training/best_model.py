@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from RaGANLib.runfolder import write_bytes_atomic
 from RaGANLib.seeds import stream
+from RaGANLib.training.runfolder import write_bytes_atomic
 
 SCORE_SLICES = 256  # synthetic slices scored, and training slices at most in the reference: ~1-3 s at 64-128 px
 
@@ -25,8 +25,8 @@ class BestModel:
     """The scoring sample and reference of a run, and the best step found so far (None before the first score)."""
 
     def __init__(self, spec, data, latent_size: int):
-        from RaGANLib.layouts import moved_layouts
         from RaGANLib.quality.features import slice_features
+        from RaGANLib.results.layouts import moved_layouts
 
         self.every, self.classes, self.latent_size = spec.score_every, len(data.classes), latent_size
         self.step, self.frechet, self.weights = None, math.inf, None
@@ -49,7 +49,7 @@ class BestModel:
         """The own-feature Frechet distance of the generator's fixed sample to the training slices."""
         from RaGANLib.quality.features import slice_features
         from RaGANLib.quality.metrics import frechet_distance, standardise
-        from RaGANLib.synthetic import sample
+        from RaGANLib.results.synthetic import sample
 
         layouts = None if self.layouts is None else iter(self.layouts)
         images, labels = sample(generator, SCORE_SLICES, self.latent_seed, self.latent_size, layouts)

@@ -1,5 +1,6 @@
 """Preview pictures: grids of synthetic (or real) slices, each shown plain and with its label overlaid, and the
-training previews drawn from a run's EMA generator (without the model-export code: RaGANLib/synthetic.py samples)."""
+training previews drawn from a run's EMA generator (without the model-export code: RaGANLib/results/synthetic.py
+samples)."""
 
 import io
 from pathlib import Path
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from RaGANLib.runfolder import write_bytes_atomic
+from RaGANLib.results.synthetic import sample, to_source, write_volumes
 from RaGANLib.seeds import offset_seed
-from RaGANLib.synthetic import sample, to_source, write_volumes
+from RaGANLib.training.runfolder import write_bytes_atomic
 
 PREVIEW_SLICES = 16  # slices a preview shows
 

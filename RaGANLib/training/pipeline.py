@@ -4,13 +4,14 @@ augmentation seed drawn for it, as a tf.data pipeline spread over the replicas.
 All of a batch comes from the named stream "batches" of (seed, step, input pipeline, replica) (RaGANLib/seeds.py):
 a resumed run draws the batches it would have drawn. Slices are drawn uniformly, or with `--class-balance` towards
 the slices that hold each foreground class (`slice_weights`). The batch's augmentation seed is what the train step
-splits for augmenting real and synthetic pairs (RaGANLib/augment.py, on the device, so that it stays differentiable
-for the synthetic ones). Conditional mode adds the generator's layouts: the batch's labels, moved (RaGANLib/layouts.py).
+splits for augmenting real and synthetic pairs (RaGANLib/training/augment.py, on the device, so that it stays
+differentiable for the synthetic ones). Conditional mode adds the generator's layouts: the batch's labels, moved
+(RaGANLib/results/layouts.py).
 """
 
 import numpy as np
 
-from RaGANLib.layouts import move_label
+from RaGANLib.results.layouts import move_label
 from RaGANLib.seeds import stream
 
 

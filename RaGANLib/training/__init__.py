@@ -1,0 +1,1 @@
+"""Training: the trainer and its parts (input pipeline, losses, augmentation, checkpoints, best model, run folder)."""
