@@ -111,7 +111,9 @@ def test_a_checkpoint_without_augmentation_state_resumes_with_p_from_zero(straig
 
 
 def test_the_whole_train_step_compiles_with_xla_and_updates_p_inside(phantom_dataset, tmp_path):
-    spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=8, steps=20, augment="ada", xla=True, mode="joint")
+    # The conditional generator's options (their layers and loss term) compile into the same XLA step.
+    options = dict(mode="conditional", border_padding="reflect", pixel_noise=True, class_intensity=1.0)
+    spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=8, steps=20, augment="ada", xla=True, **options)
     data = prepare(spec, tmp_path / "cache", QUIET)
     trainer = GanTrainer(spec, data, choose_strategy(spec, QUIET), QUIET)
     batches = trainer.dataset(data, 0)
