@@ -392,6 +392,6 @@ def option_problem(name: str, value) -> str | None:
             for k, c in value.items()
         ):
             return "must map label values to [r, g, b] colours with each part in 0..1"
-    elif name in ("smooth_labels", "pixel_noise", "multi_gpu", "mixed_precision", "xla"):
+    elif field is not None and isinstance(field.default, bool):
         return None if isinstance(value, bool) else "must be true or false"
     return None

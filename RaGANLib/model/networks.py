@@ -41,6 +41,7 @@ saves in Keras' native format and loads with safe_mode=True anywhere.
 """
 
 import dataclasses
+import itertools
 import math
 
 import keras
@@ -157,12 +158,11 @@ def _generator(
     the same path with every normalisation modulated by the (smoothed) label -> image."""
     latent = keras.Input((LATENT_SIZE,), name="latent")
     label_map = keras.Input((size, size, classes), name="label") if conditional else None
-    noise_layers = []  # their count salts each one's seed: other noise at every resolution
+    noise_layers = itertools.count()  # numbers each noise layer: its salt, so every resolution gets other noise
 
     def norm(x, name):
         if noise:
-            x = PixelNoise(salt=len(noise_layers), name=f"{name}_noise")([x, latent])
-            noise_layers.append(x)
+            x = PixelNoise(salt=next(noise_layers), name=f"{name}_noise")([x, latent])
         x = pixel_norm(x, name)
         return modulate(x, label_map, f"{name}_mod", smooth_labels, reflect) if conditional else x
 
