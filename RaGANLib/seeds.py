@@ -2,11 +2,12 @@
 
     rng = stream(spec.seed, "layouts")                 # np.random.Generator
     rng = stream(spec.seed, "empty slices", case)      # one generator per case
-    latents = offset_seed(spec.seed, "preview")        # an int seed for code that takes one (synthetic.sample)
+    latents = seed_of(spec.seed, "preview")            # an int seed for code that takes one (synthetic.sample)
 
-The stream numbers and the offset are what the code used before they had names: every seeded result (checkpoints,
-previews, generated pairs, phantom cases, benchmark figures) stays bit for bit what it was. Streams with no number
-of their own are told apart by their indices only, as before.
+The numbered streams are what the code used before they had names: checkpoints, generated pairs, phantom cases and
+benchmark figures stay bit for bit what they were. Streams with no number of their own are told apart by their
+indices only, as before. A stream added since takes the bytes of its name as its numbers, which no numbered stream
+or index list shares.
 """
 
 import numpy as np
@@ -18,8 +19,8 @@ STREAMS = {
     "batches": (),  # training: the slices of step s's batch, per input pipeline and replica ([seed, s, p, r])
     "empty slices": (),  # prepare: which unlabelled slices of case i join the training slices ([seed, i])
     "unet batches": (),  # quality.downstream: the U-Net's batch of step i ([seed, i])
+    "preview": tuple(b"preview"),  # training: the preview's latents and shown slices
 }
-OFFSETS = {"preview": 7919}  # training: the preview's latents and shown slices (a prime, far from nearby seeds)
 
 
 def stream(seed: int, name: str, *indices: int) -> np.random.Generator:
@@ -27,6 +28,6 @@ def stream(seed: int, name: str, *indices: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *STREAMS[name], *indices])
 
 
-def offset_seed(seed: int, name: str) -> int:
-    """A seed of its own for `name`, for code that takes an integer seed."""
-    return int(seed) + OFFSETS[name]
+def seed_of(seed: int, name: str) -> int:
+    """An integer seed drawn from the stream `name` of `seed`, for code that takes one."""
+    return int(stream(seed, name).integers(2**31))

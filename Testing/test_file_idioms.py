@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from RaGANLib.results import outputs
-from RaGANLib.seeds import offset_seed, stream
+from RaGANLib.seeds import STREAMS, seed_of, stream
 
 
 def folder_bytes(folder):
@@ -49,4 +49,14 @@ def test_named_seed_streams_draw_what_the_numbered_streams_drew():
     for (name, *indices), entropy in legacy.items():
         drawn = stream(np.int64(11), name, *indices).random(4)
         assert np.array_equal(drawn, np.random.default_rng(entropy).random(4)), name
-    assert offset_seed(11, "preview") == 11 + 7919
+
+
+def test_an_integer_seed_is_drawn_from_its_named_stream():
+    """The preview's seed (was seed + 7919): the same for a seed every time, a seed of its own, and apart from what
+    the other streams of that seed draw."""
+    preview = seed_of(11, "preview")
+    assert preview == seed_of(np.int64(11), "preview") and 0 <= preview < 2**31
+    assert preview not in (11, 11 + 7919) and seed_of(12, "preview") != preview
+    others = {name: int(stream(11, name).integers(2**31)) for name in STREAMS if name != "preview"}
+    assert preview not in others.values(), others
+    assert preview not in [int(np.random.default_rng(entropy).integers(2**31)) for entropy in (11, [11, 0], [11, 1])]

@@ -119,7 +119,9 @@ def make_case(seed: int, shape: tuple[int, int, int] = (20, 96, 96)) -> tuple[np
 
 
 def write_dataset(folder, cases: int = 6, shape: tuple[int, int, int] = (20, 96, 96), seed: int = 0):
-    """Write `cases` phantom cases as an nnU-Net v2 raw dataset folder and return its path."""
+    """Write `cases` phantom cases as an nnU-Net v2 raw dataset folder and return its path. Case i of dataset `seed`
+    is make_case(seed * 1000 + i): the numbers name the cases (data, as the benchmarks' case sets are), not a random
+    stream, so they stay outside RaGANLib/seeds.py."""
     import SimpleITK as sitk
 
     from RaGANLib.data.nnunet import DatasetWriter

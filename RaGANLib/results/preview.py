@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from RaGANLib.results.synthetic import sample, to_source, write_volumes
-from RaGANLib.seeds import offset_seed
+from RaGANLib.seeds import seed_of
 from RaGANLib.training.runfolder import write_bytes_atomic
 
 PREVIEW_SLICES = 16  # slices a preview shows
@@ -93,7 +93,7 @@ class TrainingPreview:
     time, as triplets of their label | the synthetic image painted for it | the real image."""
 
     def __init__(self, data, spec, latent_size: int):
-        self.latent_seed = offset_seed(spec.seed, "preview")
+        self.latent_seed = seed_of(spec.seed, "preview")
         self.latent_size, self.data, self.conditional = latent_size, data, spec.mode == "conditional"
         self.shown = np.sort(np.random.default_rng(self.latent_seed).permutation(len(data.labels))[:PREVIEW_SLICES])
 
