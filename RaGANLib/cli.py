@@ -20,10 +20,12 @@ from RaGANLib.training.runfolder import block_stop_signals
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
-# The spec options that have a `--flag VALUE` of their own: type, help and default all come from TrainSpec.
-TRAIN_OPTIONS = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
-SWITCHES = ("multi_gpu", "mixed_precision", "xla", "pixel_noise")  # true/false options: a flag without a value
-FLAGS = {name: flag_of(name) for name in TRAIN_OPTIONS} | {"ct_window": "--ct-window", "label_names": "--label-name"}
+# The spec options that have a flag of their own: a `--flag VALUE` (type, help and default from TrainSpec), or for a
+# true/false option a `--flag` that sets it.
+FLAGGED = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
+SWITCHES = [name for name in FLAGGED if isinstance(OPTIONS[name].default, bool)]
+TRAIN_OPTIONS = [name for name in FLAGGED if name not in SWITCHES]
+FLAGS = {name: flag_of(name) for name in FLAGGED} | {"ct_window": "--ct-window", "label_names": "--label-name"}
 MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
 
 
@@ -125,9 +127,9 @@ def spec_from_arguments(args) -> TrainSpec | None:
     for name in TRAIN_OPTIONS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    for flag in SWITCHES:
-        if getattr(args, flag):
-            values[flag] = True
+    for name in SWITCHES:
+        if getattr(args, name):
+            values[name] = True
     if args.ct_window:
         values["ct_window"] = list(args.ct_window)
     for entry in args.label_name:

@@ -66,8 +66,9 @@ def option(
 
     help: what the option does, for `ragan train --help` (which adds the choices or range and the default).
     choices: the values it takes. rule: number_problem's rule (whole, low, high, above, multiple) for a number.
-    flag: `ragan train` has a `--name-with-dashes` flag of the field's kind for it (False: no flag, or one of its own
-    shape written in cli.py). default_text: the default in words where the value alone says too little.
+    flag: `ragan train` has a `--name-with-dashes` flag of the field's kind for it: a value, or for a true/false
+    option (a bool default) a switch without one (False: no flag, or one of its own shape written in cli.py).
+    default_text: the default in words where the value alone says too little.
     panel: the Slicer panel shows it (a tuple: offered as these texts, read as the flag reads them).
     presets: the values the presets of PRESET_NAMES set, in that order.
     parse: how the flag's (and the panel's) text becomes a value; default: int for a whole number, float for another
@@ -150,9 +151,7 @@ class TrainSpec:
         "how the generator's 3x3 convolutions pad the slice border: zeros, or the mirrored pixels inside it",
         choices=BORDER_PADDINGS,
     )
-    pixel_noise: bool = option(
-        False, "the generator adds per-pixel noise of learned strength at every resolution", flag=False
-    )
+    pixel_noise: bool = option(False, "the generator adds per-pixel noise of learned strength at every resolution")
     class_intensity: float = option(
         0.0,
         "conditional: weight of a generator loss that matches each class's mean and standard deviation of "
@@ -197,9 +196,9 @@ class TrainSpec:
         low=0,
     )
     keep_checkpoints: int = option(3, "newest checkpoints kept", whole=True, low=1, flag=False)
-    multi_gpu: bool = option(False, "use all local GPUs (TF_CONFIG set: all hosts' GPUs)", flag=False)
-    mixed_precision: bool = option(False, "float16 compute on GPUs", flag=False)
-    xla: bool = option(False, "XLA-compile the train step", flag=False)
+    multi_gpu: bool = option(False, "use all local GPUs (TF_CONFIG set: all hosts' GPUs)")
+    mixed_precision: bool = option(False, "float16 compute on GPUs")
+    xla: bool = option(False, "XLA-compile the train step")
 
     version: int = option(SPEC_VERSION, "the spec file's format", whole=True, low=1, high=SPEC_VERSION, flag=False)
 

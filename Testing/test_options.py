@@ -23,7 +23,7 @@ def spec_of(*argv) -> TrainSpec:
 
 def test_every_option_flag_states_the_default_and_range_the_spec_has():
     shown = train_help()
-    flagged = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
+    flagged = [n for n, field in OPTIONS.items() if field.metadata["flag"] and not isinstance(field.default, bool)]
     assert len(flagged) >= 20
     for name in flagged:
         text = shown[flag_of(name)]
@@ -34,6 +34,22 @@ def test_every_option_flag_states_the_default_and_range_the_spec_has():
         if "low" in rule and "high" in rule:
             assert f"{rule['low']}..{rule['high']}" in text, text
     assert shown["--size"] == "training slice size in pixels (64..512, a multiple of 16; default 128)"
+
+
+def test_every_true_false_option_with_a_flag_is_a_switch_that_sets_it():
+    """A true/false option is one edit in spec.py: its flag is a switch without a value, whose help is the spec's."""
+    switches = [n for n, field in OPTIONS.items() if field.metadata["flag"] and isinstance(field.default, bool)]
+    assert {"multi_gpu", "mixed_precision", "xla", "pixel_noise"} <= set(switches)
+    assert "smooth_labels" not in switches, "a true/false option without a flag gets none"
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    actions = {flag: action for action in train._actions for flag in action.option_strings}
+    assert "--smooth-labels" not in actions
+    for name in switches:
+        action = actions[flag_of(name)]
+        assert action.nargs == 0 and action.help == OPTIONS[name].metadata["help"], name
+        assert getattr(spec_of(), name) is False and getattr(spec_of(flag_of(name)), name) is True, name
+        assert [getattr(spec_of(flag_of(other)), name) for other in switches].count(True) == 1, "it sets only itself"
 
 
 def test_a_preset_sets_what_the_panels_preset_sets_and_flags_beside_it_win():
