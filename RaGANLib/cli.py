@@ -213,7 +213,7 @@ def run_info(reporter: Reporter) -> dict:
             python=platform.python_version(),
             message=f"TensorFlow is not installed in this Python ({sys.executable}): {error}",
         )
-    from RaGANLib.training.trainer import describe_device
+    from RaGANLib.training.distributed import describe_device
 
     return reporter.emit(
         "environment",

@@ -20,7 +20,8 @@ from RaGANLib.events import Reporter
 from RaGANLib.spec import TrainSpec
 from RaGANLib.training import augment
 from RaGANLib.training.checkpoints import checkpoint_digest
-from RaGANLib.training.trainer import GanTrainer, choose_strategy
+from RaGANLib.training.distributed import choose_strategy
+from RaGANLib.training.trainer import GanTrainer
 
 STEPS, BATCH = 32, 4
 OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, events_of, ragan, read_until
 
 from RaGANLib.spec import TrainSpec, default_width
-from RaGANLib.training.trainer import stop_requests
+from RaGANLib.training.distributed import stop_requests
 
 EVENT_FIELDS = {
     "prepared": {"cases", "slices", "classes", "size", "spacing", "modality"},

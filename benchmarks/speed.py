@@ -218,7 +218,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from RaGANLib.training.trainer import describe_device
+    from RaGANLib.training.distributed import describe_device
 
     device = describe_device()
     reporter = Reporter(stream=io.StringIO())  # the benchmark prints its own lines
@@ -249,7 +249,7 @@ def main() -> None:
 def main_breakdown(args) -> None:
     import tensorflow as tf
 
-    from RaGANLib.training.trainer import describe_device
+    from RaGANLib.training.distributed import describe_device
 
     reporter = Reporter(stream=io.StringIO())
     lines = [

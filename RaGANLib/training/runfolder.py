@@ -147,6 +147,6 @@ def block_stop_signals(block: bool) -> None:
     """Block (or unblock) STOP_SIGNALS in the calling thread; the threads it starts meanwhile inherit the block.
     `ragan train` blocks them before numpy and TensorFlow start their threads and unblocks them once RaGAN's handlers
     are in place: a stop signal then reaches the main thread only, never TensorFlow's own SIGTERM handler (see
-    RaGANLib.training.trainer._join_hosts), and one that came meanwhile arrives then. Windows has no signal masks."""
+    RaGANLib.training.distributed.join_hosts), and one that came meanwhile arrives then. Windows has no signal masks."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, STOP_SIGNALS)

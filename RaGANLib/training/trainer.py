@@ -15,6 +15,7 @@ generator and the compiled train step; each other part has its own module:
 - RaGANLib/training/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
 - RaGANLib/training/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
 - RaGANLib/results/preview.py: the previews, drawn from the EMA generator.
+- RaGANLib/training/distributed.py: the device, the strategy over GPUs and hosts, stop signals, what hosts agree on.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
 for a label layout (a batch's real labels, moved: RaGANLib.results.layouts) and the synthetic pair is (that image, that
@@ -24,7 +25,6 @@ layout). Only `_fake_pair`, the batches and the preview differ; the loop, losses
 import contextlib
 import dataclasses
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -38,27 +38,11 @@ from RaGANLib.model import model_folder
 from RaGANLib.results import outputs
 from RaGANLib.results.preview import TrainingPreview
 from RaGANLib.spec import TrainSpec, default_width
-from RaGANLib.training import checkpoints, pipeline
+from RaGANLib.training import checkpoints, distributed, pipeline
 from RaGANLib.training.best_model import BestModel
-from RaGANLib.training.runfolder import STOP_SIGNALS, RunFolder, block_stop_signals
+from RaGANLib.training.runfolder import RunFolder, block_stop_signals
 
 FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
-
-
-def describe_device() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-    return ", ".join(names)
-
-
-def several_hosts(spec: TrainSpec) -> bool:
-    """--multi-gpu with TF_CONFIG set (the cluster and this process's task in it, as Kubernetes and Slurm launchers
-    set it): every host runs the same command on the same run folder, MultiWorkerMirroredStrategy joins them."""
-    return spec.multi_gpu and bool(os.environ.get("TF_CONFIG"))
 
 
 def with_width(spec: TrainSpec) -> TrainSpec:
@@ -68,19 +52,6 @@ def with_width(spec: TrainSpec) -> TrainSpec:
     if spec.width is not None:
         return spec
     return dataclasses.replace(spec, width=default_width(spec.size, bool(tf.config.list_physical_devices("GPU"))))
-
-
-def choose_strategy(spec: TrainSpec, reporter: Reporter):
-    import tensorflow as tf
-
-    if several_hosts(spec):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_physical_devices("GPU")
-    if spec.multi_gpu:
-        if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy()
-        reporter.notice(f"multi-GPU training asked for, but {len(gpus)} GPU(s) found: training on one device")
-    return tf.distribute.get_strategy()
 
 
 class GanTrainer:
@@ -328,17 +299,17 @@ def train(
     wanted = spec or _saved_spec(run)
     # Stop requests count from the start: a stop while preparing ends the run before training, with nothing trusted
     # left half-written.
-    with stop_requests() as stop:
+    with distributed.stop_requests() as stop:
 
         def stop_reason():
             return stop["signal"] or ("stop file" if run.stop_requested() else None)
 
         try:
-            if strategy is None and wanted is not None and several_hosts(wanted):
-                strategy = _join_hosts(wanted, reporter, stop["take_signals"])
+            if strategy is None and wanted is not None and distributed.several_hosts(wanted):
+                strategy = distributed.join_hosts(wanted, reporter, stop["take_signals"])
         finally:
             block_stop_signals(False)  # a stop signal held since `ragan train` started arrives now, at RaGAN's handlers
-        hosts = strategy is not None and _several_hosts_strategy(strategy)
+        hosts = strategy is not None and distributed.on_several_hosts(strategy)
         chief = strategy is None or strategy.extended.should_checkpoint
 
         # Load the training set: the request and the inputs checked, the slices prepared (or reused).
@@ -411,65 +382,18 @@ def _prepare_run(spec, run: RunFolder, reporter: Reporter, resume: bool, accept_
     return spec, data
 
 
-@contextlib.contextmanager
-def stop_requests():
-    """While inside, SIGTERM and SIGINT only set the yielded flag (the loop then checkpoints and stops); the
-    previous handlers come back afterwards, so a program that trains several runs can still be interrupted.
-    `stop["take_signals"]()` installs the handlers again after a library replaced them."""
-    stop = {"signal": None}
-
-    def request_stop(number, _frame):
-        stop["signal"] = signal.Signals(number).name
-
-    def take_signals():
-        return {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
-
-    stop["take_signals"] = take_signals
-    previous = take_signals()
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def _join_hosts(spec: TrainSpec, reporter: Reporter, take_signals):
-    """MultiWorkerMirroredStrategy for several hosts, made with the stop signals blocked in this thread (train()
-    unblocks them once RaGAN's handlers are back).
-
-    Making it starts TensorFlow's coordination service agent, which installs TensorFlow's own C++ SIGTERM handler
-    (tsl's SigtermNotifier) and then waits until every host has connected. That handler only sets a flag that a
-    thread polls once a second to post a preemption notice into the cluster's key-value store (for TensorFlow's
-    PreemptionCheckpointHandler, which RaGAN does not use); it neither stops the process nor its collectives, and
-    before the hosts are connected the notice is not even posted. A SIGTERM it takes is lost: the worker trains on to
-    the end. Blocked here (and in the threads numpy and TensorFlow start, which inherit the mask: `ragan train`
-    blocks the signals before importing either, runfolder.block_stop_signals), a signal stays pending until RaGAN's
-    handlers are back, then stops the run before its first step."""
-    reporter.notice("waiting for the other hosts of TF_CONFIG's cluster to connect")
-    block_stop_signals(True)
-    strategy = choose_strategy(spec, reporter)  # before any other TensorFlow op of this process
-    take_signals()
-    return strategy
-
-
-def _several_hosts_strategy(strategy) -> bool:
-    import tensorflow as tf
-
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
 def _train_prepared(
     spec: TrainSpec, run: RunFolder, data, reporter: Reporter, resume: bool, strategy, stop_reason
 ) -> dict:
     import tensorflow as tf
 
     # Initialize.
-    strategy = strategy or choose_strategy(spec, reporter)
-    device = describe_device()
+    strategy = strategy or distributed.choose_strategy(spec, reporter)
+    device = distributed.describe_device()
     # Several hosts: only the chief writes into the run folder; all agree on where they start and when they stop.
     chief = strategy.extended.should_checkpoint
-    hosts = _several_hosts_strategy(strategy)
-    everywhere = _mean_over_workers(strategy) if hosts else None
+    hosts = distributed.on_several_hosts(strategy)
+    everywhere = distributed.mean_over_workers(strategy) if hosts else None
 
     # Construct networks; restore.
     trainer = GanTrainer(spec, data, strategy, reporter)
@@ -504,7 +428,7 @@ def _train_prepared(
         total=spec.steps,
         resumed=resume,
         precision=trainer.generator.dtype_policy.name,
-        **({"worker": _task_name(strategy), "chief": chief} if hosts else {}),
+        **({"worker": distributed.task_name(strategy), "chief": chief} if hosts else {}),
     )
     # What the loop writes: previews, scores, progress and, at the end, the model.
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
@@ -641,19 +565,3 @@ class Speed:
         self.seconds_per_step = measured if smoothed is None else 0.7 * smoothed + 0.3 * measured
         self.window_start, self.window_steps = now, 0
         return measured
-
-
-def _mean_over_workers(strategy):
-    """A function averaging a few numbers over all replicas of all workers: one small collective."""
-    import tensorflow as tf
-
-    @tf.function
-    def mean(values):
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(tf.identity, args=(values,)), axis=None)
-
-    return lambda values: mean(tf.constant(values, tf.float32)).numpy().tolist()
-
-
-def _task_name(strategy) -> str:
-    resolver = strategy.cluster_resolver
-    return f"{resolver.task_type} {resolver.task_id}"
