@@ -15,13 +15,13 @@ if sys.version_info < (3, 10):  # noqa: UP036 (Slicer 5.8 and older load this fi
     )
 
 import contextlib
-from pathlib import Path
-from typing import Annotated, Union
+import functools
+from typing import Union
 
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import demo_data, environment, locations, panel, results, training_cases, training_options
+from RaGANModuleLib import demo_data, environment, panel, results, training_cases, training_options
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
 from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.self_test import SelfTest
@@ -89,28 +89,16 @@ class RaGANCase:
 
 
 @parameterNodeWrapper
-@training_options.with_training_options(
-    Choice, WithinRange
-)  # size, steps, batch, axis, ... as RaGANLib's TrainSpec has them
+@training_options.with_panel_values(Choice, WithinRange)  # preset, folders, count, ... and TrainSpec's panel options
 class RaGANParameterNode:
     """The module's settings in the scene (saved with it); the .ui widgets bind to these by SlicerParameterName. The
-    training options (TrainSpec fields with panel=True) are added with their choices, ranges and defaults."""
+    node fields are declared here; the values (RaGANModuleLib/training_options.py) are added with their choices,
+    ranges and defaults."""
 
     imageVolume: vtkMRMLScalarVolumeNode
     labelNode: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]  # noqa: UP007 (the wrapper reads typing.Union)
     cases: list[RaGANCase]
-
-    preset: Annotated[str, Choice(list(training_options.PRESETS))] = training_options.DEFAULT_PRESET
-    outputFolder: Path = locations.default_output_folder()
-    device: Annotated[str, Choice(["auto", "cpu"])] = "auto"
-
-    modelFolder: Path = locations.default_output_folder()  # set to the run's model/ when training ends
-    count: Annotated[int, WithinRange(1, 100000)] = 16
-    generateSeed: Annotated[int, WithinRange(0, 999999)] = 0
     paintSegmentation: vtkMRMLSegmentationNode
-    exportFolder: Path = locations.default_output_folder() / "nnUNet_raw" / "Dataset501_RaGAN"
-    exportReal: bool = True
-    exportSynthetic: bool = True
 
 
 #
@@ -120,7 +108,7 @@ class RaGANParameterNode:
 
 class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Slicer makes this when the user first opens the module: Qt signals to the panel's actions
-    (RaGANModuleLib.panel_actions), and the state of their job views into Qt widgets."""
+    (RaGANModuleLib.panel_actions), and the state they decide into Qt widgets."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -128,7 +116,6 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = self.actions = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.countedAxis = None  # the slicing axis the cases table counts slices along
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -137,33 +124,45 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RaGANLogic()
-        self.actions = PanelActions(self.logic, slicer.mrmlScene, _)
+        self.actions = actions = PanelActions(self.logic, slicer.mrmlScene, _, case=RaGANCase)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
-        for button, slot in (
-            ("addCaseButton", self.onAddCase),
-            ("addAllCasesButton", self.onAddAllCases),
-            ("removeCaseButton", self.onRemoveCases),
-            ("demoDataButton", self.onDemoData),
-            ("trainButton", self.onTrainOrStop),
-            ("resumeButton", self.onResume),
-            ("showLogButton", self.onShowLog),
-            ("generateButton", self.onGenerate),
-            ("paintButton", self.onPaint),
-            ("exportButton", self.onExport),
-            ("checkEnvironmentButton", self.onCheckEnvironment),
-            ("installButton", self.onInstallRequirements),
-            ("installHereButton", self.onInstallRequirements),
-            ("choosePythonButton", self.onChoosePython),
+        # The buttons: with the heading of its error dialog, an action on the parameter node (see `press`); without
+        # one, a slot of its own.
+        for button, failed, action in (
+            ("addCaseButton", _("Could not add the case."), actions.addChosenCase),
+            ("addAllCasesButton", _("Could not add the cases."), actions.addLabelledCases),
+            ("removeCaseButton", _("Could not remove the cases."), self.removeSelectedCases),
+            ("demoDataButton", _("Could not make the demo case."), self.addDemoCase),
+            ("trainButton", _("Could not start training."), self.trainOrStop),
+            ("resumeButton", None, self.onResume),
+            ("showLogButton", None, self.onShowLog),
+            (
+                "generateButton",
+                _("Could not start generating."),
+                lambda p: actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p)),
+            ),
+            (
+                "paintButton",
+                _("Could not synthesize an image for the segmentation."),
+                lambda p: actions.paint(p.paintSegmentation, p.modelFolder, p.generateSeed, p.device),
+            ),
+            ("exportButton", _("Could not export the nnU-Net dataset."), self.export),
+            ("checkEnvironmentButton", _("Could not check the trainer."), lambda p: actions.check(p.device)),
+            ("installButton", None, self.onInstallRequirements),
+            ("installHereButton", None, self.onInstallRequirements),
+            ("choosePythonButton", None, self.onChoosePython),
         ):
-            getattr(self.ui, button).connect("clicked(bool)", slot)
+            getattr(self.ui, button).connect(
+                "clicked()", functools.partial(self.press, failed, action) if failed else action
+            )
         self.ui.presetComboBox.connect("activated(int)", self.onPresetChanged)  # the user picked one
         self.ui.pythonPathLineEdit.currentPath = qt.QSettings().value(PYTHON_SETTING, "")
-        self.ui.pythonPathLineEdit.connect("currentPathChanged(QString)", self.onPythonChanged)
+        self.ui.pythonPathLineEdit.connect("currentPathChanged(QString)", self.onTrainerChanged)
         self.ui.trainerCommandLineEdit.text = qt.QSettings().value(COMMAND_SETTING, "")
-        self.ui.trainerCommandLineEdit.connect("editingFinished()", self.onTrainerCommandChanged)
+        self.ui.trainerCommandLineEdit.connect("editingFinished()", self.onTrainerChanged)
         self.ui.casesTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
 
         # Jobs report through a timer on the GUI thread: the panel never waits for a child process.
@@ -187,7 +186,7 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.showState)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -210,97 +209,60 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.showState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.updateCasesTable()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.showState)
+            self.actions.tableKey = None  # a new node: its cases table is filled anew
+            self.showState()
 
-    @contextlib.contextmanager
-    def attempt(self, failed: str):
-        """What a button does: a missing input is a warning, any other failure an error dialog headed `failed` (and
-        raised on, as Slicer's tryWithErrorDisplay does, into Slicer's log)."""
+    def press(self, failed: str, action) -> None:
+        """What a button does: `action(parameter node)`. A missing input is a warning, any other failure an error
+        dialog headed `failed` (and raised on, as Slicer's tryWithErrorDisplay does, into Slicer's log). The jobs it
+        started are watched."""
         missing = None
         with slicer.util.tryWithErrorDisplay(failed, waitCursor=True):
             try:
-                yield
+                action(self._parameterNode)
             except NeedsInput as error:
                 missing = error
         if missing is not None:  # after the wait cursor is gone
             slicer.util.warningDisplay(str(missing))
+        self.watch()
 
     # Inputs panel.
 
-    def cases(self) -> list:
-        """The training cases whose nodes are still in the scene."""
-        return [case for case in self._parameterNode.cases if case.image and case.label]
+    def removeSelectedCases(self, p) -> None:
+        self.actions.removeCases(p, {index.row() for index in self.ui.casesTable.selectionModel().selectedRows()})
 
-    def addCases(self, cases) -> None:
-        """Add cases (anything with .image and .label) not in the list yet."""
-        new = [RaGANCase(image=case.image, label=case.label) for case in cases]
-        self._parameterNode.cases = panel.with_cases(self.cases(), new)
-        self.updateCasesTable()
-
-    def onAddCase(self) -> None:
-        with self.attempt(_("Could not add the case.")):
-            self.addCases([self.actions.chosenCase(self._parameterNode.imageVolume, self._parameterNode.labelNode)])
-
-    def onAddAllCases(self) -> None:
-        with self.attempt(_("Could not add the cases.")):
-            self.addCases(self.actions.labelledCases(self.cases()))
-
-    def onRemoveCases(self) -> None:
-        rows = {index.row() for index in self.ui.casesTable.selectionModel().selectedRows()}
-        self._parameterNode.cases = [c for row, c in enumerate(self.cases()) if row not in rows]
-        self.updateCasesTable()
-
-    def onDemoData(self) -> None:
-        with self.attempt(_("Could not make the demo case.")):
-            volume, segmentation = demo_data.add_phantom_case(slicer.mrmlScene, seed=len(self.cases()))
-            self.addCases([RaGANCase(image=volume, label=segmentation)])
-            self._parameterNode.imageVolume = volume
-            self._parameterNode.labelNode = segmentation
-            self._parameterNode.intensity = "ct"
-            slicer.util.setSliceViewerLayers(background=volume, fit=True)
-
-    def updateCasesTable(self) -> None:
-        self.countedAxis = self._parameterNode.axis
-        rows, summary = panel.cases_table(slicer.mrmlScene, self.cases(), self.countedAxis, _)
-        self.ui.casesTable.setRowCount(len(rows))
-        for row, texts in enumerate(rows):
-            for column, text in enumerate(texts):
-                self.ui.casesTable.setItem(row, column, qt.QTableWidgetItem(text))
-        self.ui.casesSummaryLabel.text = summary
-        self.updateButtons()
+    def addDemoCase(self, p) -> None:
+        slicer.util.setSliceViewerLayers(background=self.actions.addDemoCase(p), fit=True)
 
     # Training panel.
 
     def onPresetChanged(self, index: int) -> None:
-        for name, value in training_options.preset_options(self.ui.presetComboBox.currentText).items():
-            setattr(self._parameterNode, name, value)
+        training_options.apply_preset(self._parameterNode, self.ui.presetComboBox.currentText)
 
-    def onTrainOrStop(self) -> None:
-        p = self._parameterNode
-        with self.attempt(_("Could not start training.")):
-            options = training_options.spec_options(p)
-            if self.actions.trainOrStop(self.cases(), options, p.outputFolder, p.device):
-                self.showTraining()
-            self.watch()
+    def trainOrStop(self, p) -> None:
+        view = self.actions.trainOrStop(
+            self.actions.cases(p), training_options.spec_options(p), p.outputFolder, p.device
+        )
+        if view is not None:  # started, not stopped
+            self.showTraining(view)
 
     def onResume(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
             slicer.util.mainWindow(), _("Run folder to resume"), str(self._parameterNode.outputFolder)
         )
         if folder:
-            with self.attempt(_("Could not resume the run.")):
-                self.actions.resume(folder, self._parameterNode.device)
-                self.showTraining()
-                self.watch()
+            self.press(
+                _("Could not resume the run."), lambda p: self.showTraining(self.actions.resume(folder, p.device))
+            )
 
-    def showTraining(self) -> None:
+    def showTraining(self, view) -> None:
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotView)
-        slicer.modules.plots.logic().ShowChartInLayout(self.actions.training.lossChart.chart)
+        slicer.modules.plots.logic().ShowChartInLayout(view.lossChart.chart)
 
     def onShowLog(self) -> None:
         text = self.actions.logTail()
@@ -308,57 +270,33 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # Generate panel.
 
-    def onGenerate(self) -> None:
-        p = self._parameterNode
-        with self.attempt(_("Could not start generating.")):
-            self.actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, self.cases())
-            self.watch()
-
-    def onPaint(self) -> None:
-        p = self._parameterNode
-        with self.attempt(_("Could not synthesize an image for the segmentation.")):
-            self.actions.paint(p.paintSegmentation, p.modelFolder, p.generateSeed, p.device)
-            self.watch()
-
     def showResult(self, view) -> None:
         """A generate or paint job ended well: its volume and segmentation loaded beside the real case it was made
         for, in the views."""
-        with self.attempt(_("Could not load the synthetic result.")):
+        with slicer.util.tryWithErrorDisplay(_("Could not load the synthetic result."), waitCursor=True):
             case, volume, segmentation, axis = self.actions.load(view)
             results.show_side_by_side(slicer.app.layoutManager(), case, volume, segmentation, axis)
 
-    def onExport(self) -> None:
-        p = self._parameterNode
-        with self.attempt(_("Could not export the nnU-Net dataset.")):
-            message, swamped = self.actions.export(p.exportFolder, p.modelFolder, p.exportReal, p.exportSynthetic)
-            if swamped:  # synthetic cases would swamp the real ones
-                self.ui.generateStatusLabel.text = swamped
-                slicer.util.warningDisplay(message + " " + swamped)
-            else:
-                slicer.util.infoDisplay(message)
+    def export(self, p) -> None:
+        message, swamped = self.actions.export(p.exportFolder, p.modelFolder, p.exportReal, p.exportSynthetic)
+        if swamped:  # synthetic cases would swamp the real ones
+            slicer.util.warningDisplay(message + " " + swamped)
+        else:
+            slicer.util.infoDisplay(message)
 
     # Environment panel.
 
-    def onPythonChanged(self, path: str) -> None:
-        qt.QSettings().setValue(PYTHON_SETTING, path)
-        self.recheckTrainer()
-
-    def onTrainerCommandChanged(self) -> None:
+    def onTrainerChanged(self, *_signalArguments) -> None:
+        """The trainer's Python or command was changed: kept in the user's settings, and asked what it has."""
+        qt.QSettings().setValue(PYTHON_SETTING, self.ui.pythonPathLineEdit.currentPath)
         qt.QSettings().setValue(COMMAND_SETTING, self.ui.trainerCommandLineEdit.text.strip())
-        self.recheckTrainer()
-
-    def recheckTrainer(self) -> None:
         with slicer.util.WaitCursor():
             self.logic.trainerCheck(refresh=True)
-        self.updateButtons()
+        self.showState()
 
     def onChoosePython(self) -> None:
         self.ui.environmentCollapsibleButton.collapsed = False
         self.ui.pythonPathLineEdit.setFocus()
-
-    def onCheckEnvironment(self) -> None:
-        self.actions.check(self._parameterNode.device)
-        self.watch()
 
     def onInstallRequirements(self) -> None:
         if not slicer.util.confirmOkCancelDisplay(_(environment.INSTALL_QUESTION), windowTitle="RaGAN"):
@@ -368,7 +306,8 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             message = environment.install_requirements(testing=slicer.app.testingEnabled(), busy=self.busyDialog)
             self.ui.environmentStatusLabel.text = message
         self.logic.trainerCheck(refresh=True)
-        self.onCheckEnvironment()
+        self.actions.check(self._parameterNode.device)
+        self.watch()
 
     @contextlib.contextmanager
     def busyDialog(self):
@@ -389,55 +328,44 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Jobs.
 
     def watch(self) -> None:
-        self.showJobs()
-        self.timer.start()
+        """The jobs' state into the panel; the timer runs while any job does."""
+        self.showState()
+        if self.actions.running:
+            self.timer.start()
 
     def onTimer(self) -> None:
         """Every few hundred milliseconds: the views take what the children reported; ended jobs are dealt with."""
-        for view in self.actions.poll():
+        for view in self.actions.poll(self._parameterNode):
             if view.error:
                 slicer.util.errorDisplay(view.error, detailedText=view.job.log_tail(), windowTitle="RaGAN")
-            elif view is self.actions.training:
-                if view.model and self._parameterNode:  # None while the scene closes
-                    self._parameterNode.modelFolder = view.model
-            elif view is not self.actions.checking:
+            elif view in (self.actions.generating, self.actions.painting):
                 self.showResult(view)
         if not self.actions.running:
             self.timer.stop()
-        self.showJobs()
+        self.showState()
 
-    def showJobs(self) -> None:
-        """The views' state into the panel's labels, progress bar and the preview's slice view."""
-        for name, text in self.actions.statusTexts().items():
-            getattr(self.ui, name).text = text
-        training = self.actions.training
-        if training is not None:
-            self.ui.trainingProgressBar.maximum, self.ui.trainingProgressBar.value = training.total, training.step
-            preview = training.takePreview()
-            if preview is not None:
-                composite = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceCompositeNode()
-                composite.SetBackgroundVolumeID(preview[0].GetID())
-                composite.SetLabelVolumeID(preview[1].GetID() if preview[1] else None)
-        self.updateButtons()
-
-    def updateButtons(self, caller=None, event=None) -> None:
+    def showState(self, caller=None, event=None) -> None:
+        """What the actions decide into the panel's widgets: the cases table when it changed, texts, progress, button
+        states, and a new preview in the Yellow slice view."""
         p = self._parameterNode
         if not p:
             return
-        if p.axis != self.countedAxis:  # the slicing axis changed: count its slices
-            self.updateCasesTable()
-            return  # updateCasesTable ends by calling this again
+        table = self.actions.casesTable(p)
+        if table is not None:
+            rows, self.ui.casesSummaryLabel.text = table
+            self.ui.casesTable.setRowCount(len(rows))
+            for row, texts in enumerate(rows):
+                for column, text in enumerate(texts):
+                    self.ui.casesTable.setItem(row, column, qt.QTableWidgetItem(text))
         trainer = self.logic.trainerCheck()  # cached: asks the trainer's Python only when it changed
-        self.ui.trainerNotReadyWidget.visible = not trainer.ready
-        self.ui.trainerNotReadyLabel.text = trainer.reason
-        states = self.actions.buttons(trainer, bool(self.cases()), p.modelFolder, p.paintSegmentation, p.exportFolder)
-        for name, state in states.items():
-            button = getattr(self.ui, name)
-            button.enabled = state.enabled
-            if state.text is not None:
-                button.text = state.text
-            if state.toolTip is not None:
-                button.toolTip = state.toolTip
+        for name, properties in self.actions.widgetStates(trainer, p).items():
+            for key, value in properties.items():
+                setattr(getattr(self.ui, name), key, value)
+        preview = self.actions.training.takePreview() if self.actions.training else None
+        if preview is not None:
+            composite = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceCompositeNode()
+            composite.SetBackgroundVolumeID(preview[0].GetID())
+            composite.SetLabelVolumeID(preview[1].GetID() if preview[1] else None)
 
 
 #

@@ -1,16 +1,20 @@
-"""What the panel's buttons do, without Qt: the requests they make of the module's logic from the parameter node's
-values, the jobs they started (each with its view, panel.py), what is loaded when a job ends, and the state the
-widget copies into its labels, progress bar and buttons. RaGAN.py's widget calls these and shows the outcome in Qt:
+"""What the panel's buttons do, without Qt: the case list they edit on the parameter node, the requests they make of
+the module's logic from the parameter node's values, the jobs they started (each with its view, panel.py), what is
+loaded when a job ends, and the state the widget copies into its widgets. RaGAN.py's widget calls these and shows the
+outcome in Qt:
 
-    actions = PanelActions(logic, scene, tr)
-    actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, cases)   # NeedsInput: a warning to show
-    for view in actions.poll():                  # from the panel's timer: the views whose jobs have just ended
+    actions = PanelActions(logic, scene, tr, case=RaGANCase)   # case: how the parameter node stores a case
+    actions.addChosenCase(p)                     # p: the parameter node; NeedsInput: a warning to show
+    actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p))
+    for view in actions.poll(p):                 # from the panel's timer: the views whose jobs have just ended
         ...                                      # view.error: the message to show; actions.load(view): the result
+    actions.widgetStates(trainer, p)             # {"trainButton": {"enabled": True, "text": "Train", ...}, ...}
 """
 
+import dataclasses
 from pathlib import Path
 
-from RaGANModuleLib import dataset_export, panel, results, training_cases
+from RaGANModuleLib import dataset_export, demo_data, panel, results, training_cases
 
 
 class NeedsInput(ValueError):
@@ -21,8 +25,9 @@ class PanelActions:
     """The panel's jobs on one scene, started with `logic` (RaGANModuleLib.logic.ModuleLogic); texts pass through
     `tr` (Slicer's translation function in the panel)."""
 
-    def __init__(self, logic, scene, tr=panel.untranslated):
-        self.logic, self.scene, self.tr = logic, scene, tr
+    def __init__(self, logic, scene, tr=panel.untranslated, case=training_cases.TrainingCase):
+        self.logic, self.scene, self.tr, self.case = logic, scene, tr, case
+        self.tableKey = None  # the cases and slicing axis the cases table shows
         self.training: panel.TrainingView | None = None
         self.generating: panel.GenerateView | None = None
         self.painting: panel.PaintView | None = None
@@ -41,6 +46,47 @@ class PanelActions:
         """Slicer closes: running jobs are asked to stop (a trainer saves its checkpoint)."""
         for view in self.views():
             view.job.request_stop()
+
+    # The case list (the parameter node's `cases`).
+
+    def cases(self, parameters) -> list:
+        """The training cases whose nodes are still in the scene."""
+        return [case for case in parameters.cases if case.image and case.label]
+
+    def addCases(self, parameters, new: list) -> None:
+        """Add cases (anything with .image and .label) not in the list yet."""
+        added = [self.case(image=case.image, label=case.label) for case in new]
+        parameters.cases = panel.with_cases(self.cases(parameters), added)
+
+    def removeCases(self, parameters, rows: set) -> None:
+        """Remove the cases of these rows of the cases table."""
+        parameters.cases = [case for row, case in enumerate(self.cases(parameters)) if row not in rows]
+
+    def addChosenCase(self, parameters) -> None:
+        self.addCases(parameters, [self.chosenCase(parameters.imageVolume, parameters.labelNode)])
+
+    def addLabelledCases(self, parameters) -> None:
+        self.addCases(parameters, self.labelledCases(self.cases(parameters)))
+
+    def addDemoCase(self, parameters):
+        """A new phantom case in the scene, added to the list and chosen as the input, with CT intensities: its
+        volume."""
+        volume, segmentation = demo_data.add_phantom_case(self.scene, seed=len(self.cases(parameters)))
+        self.addCases(parameters, [training_cases.TrainingCase(volume, segmentation)])
+        parameters.imageVolume, parameters.labelNode, parameters.intensity = volume, segmentation, "ct"
+        return volume
+
+    def casesTable(self, parameters) -> tuple | None:
+        """panel.cases_table for the parameter node's cases and slicing axis when either changed since the last call,
+        else None (counting the labelled slices exports each label)."""
+        cases = self.cases(parameters)
+        key = (parameters.axis, [(case.image.GetID(), case.label.GetID()) for case in cases])
+        if key == self.tableKey:
+            return None
+        self.tableKey = key
+        return panel.cases_table(self.scene, cases, parameters.axis, self.tr)
+
+    # Jobs.
 
     def chosenCase(self, image, label) -> training_cases.TrainingCase:
         if not image or not label:
@@ -90,9 +136,13 @@ class PanelActions:
     def check(self, device: str) -> None:
         self.checking = panel.EnvironmentView(self.logic.checkEnvironment(device), self.tr)
 
-    def poll(self) -> list:
-        """The views take what their jobs reported; returns those whose jobs have just ended."""
-        return [view for view in self.views() if view.poll()]
+    def poll(self, parameters=None) -> list:
+        """The views take what their jobs reported; returns those whose jobs have just ended. A training that ended
+        with a model sets the parameter node's model folder (`parameters`; None while the scene closes)."""
+        ended = [view for view in self.views() if view.poll()]
+        if self.training in ended and self.training.model and parameters:
+            parameters.modelFolder = self.training.model
+        return ended
 
     def load(self, view) -> tuple:
         """A finished generate or paint job's volume and segmentation into the scene beside the case it was made for:
@@ -105,7 +155,8 @@ class PanelActions:
 
     def export(self, exportFolder, modelFolder, includeReal: bool, includeSynthetic: bool) -> tuple[str, str | None]:
         """Write the nnU-Net dataset (the run's real cases, the last generated synthetic ones): the message to show,
-        and a warning when the synthetic cases would swamp the real ones (else None)."""
+        and a warning when the synthetic cases would swamp the real ones (else None), which the generate panel's
+        status line then says until the next job."""
         target, model = panel.folder_or_none(exportFolder), panel.folder_or_none(modelFolder)
         if target is None or model is None:
             raise NeedsInput(self.tr("Choose a model folder and a dataset folder to export to."))
@@ -118,7 +169,10 @@ class PanelActions:
                 "Its splits_final.json validates on real cases only: copy it into "
                 "nnUNet_preprocessed/{name}/ after nnUNetv2_plan_and_preprocess and before training."
             ).format(name=written.name)
-        return message, dataset_export.synthetic_share_warning(written, model)
+        warning = dataset_export.synthetic_share_warning(written, model)
+        if warning and self.result is not None:
+            self.result.status = warning
+        return message, warning
 
     def logTail(self) -> str:
         """The last lines of the log of the training, else of the last result job, else of the environment check."""
@@ -147,3 +201,17 @@ class PanelActions:
             exportFolder=panel.folder_or_none(exportFolder),
             tr=self.tr,
         )
+
+    def widgetStates(self, trainer, parameters) -> dict[str, dict]:
+        """What the trainer, the jobs and the parameter node's values decide of the panel's widgets: their properties
+        by the widgets' .ui names."""
+        states = {name: {"text": text} for name, text in self.statusTexts().items()}
+        states["trainerNotReadyWidget"] = {"visible": not trainer.ready}
+        states["trainerNotReadyLabel"] = {"text": trainer.reason}
+        if self.training is not None:
+            states["trainingProgressBar"] = {"maximum": self.training.total, "value": self.training.step}
+        p = parameters
+        buttons = self.buttons(trainer, bool(self.cases(p)), p.modelFolder, p.paintSegmentation, p.exportFolder)
+        for name, button in buttons.items():
+            states[name] = {key: value for key, value in dataclasses.asdict(button).items() if value is not None}
+        return states

@@ -1,18 +1,19 @@
-"""The panel's training options, read from RaGANLib's option table (TrainSpec's field metadata): the parameter node's
-fields for them (choices, ranges and defaults as the spec declares them), the presets, and the one mapping from the
-parameter node back to spec options. Adding an option to the panel: `panel=True` on its TrainSpec field and a widget
-in RaGAN.ui bound to it by SlicerParameterName.
+"""The parameter node's values: the panel's training options, read from RaGANLib's option table (TrainSpec's field
+metadata: choices, ranges and defaults as the spec declares them), the panel's own settings (PANEL_SETTINGS), the
+presets, and the one mapping from the parameter node back to spec options. Adding an option to the panel:
+`panel=True` on its TrainSpec field and a widget in RaGAN.ui bound to it by SlicerParameterName.
 
     @parameterNodeWrapper
-    @with_training_options(Choice, WithinRange)
-    class RaGANParameterNode: ...
+    @with_panel_values(Choice, WithinRange)
+    class RaGANParameterNode: ...                      # declares the node fields only
 
     write_spec(run, exported, spec_options(parameterNode))
 """
 
+from pathlib import Path
 from typing import Annotated
 
-from RaGANModuleLib.locations import import_ragan_lib
+from RaGANModuleLib.locations import default_output_folder, import_ragan_lib
 
 import_ragan_lib()
 from RaGANLib.spec import OPTIONS, PRESET_NAMES, PRESETS  # noqa: E402 (RaGANLib is on sys.path now)
@@ -20,6 +21,20 @@ from RaGANLib.spec import OPTIONS, PRESET_NAMES, PRESETS  # noqa: E402 (RaGANLib
 SPIN_BOX_MAX = 2**31 - 1  # a Qt spin box holds a C int: larger values the trainer accepts stay for the command line
 DEFAULT_PRESET = PRESET_NAMES[0]  # the panel starts with the quick look
 PANEL_OPTIONS = [name for name, field in OPTIONS.items() if field.metadata["panel"]]  # parameter name == option name
+OUTPUT_FOLDER = default_output_folder()
+
+# The panel's settings beside the training options: name -> (type, default, the choices or (low, high) range or None).
+PANEL_SETTINGS = {
+    "preset": (str, DEFAULT_PRESET, list(PRESETS)),
+    "outputFolder": (Path, OUTPUT_FOLDER, None),
+    "device": (str, "auto", ["auto", "cpu"]),
+    "modelFolder": (Path, OUTPUT_FOLDER, None),  # set to the run's model/ when training ends
+    "count": (int, 16, (1, 100000)),
+    "generateSeed": (int, 0, (0, 999999)),
+    "exportFolder": (Path, OUTPUT_FOLDER / "nnUNet_raw" / "Dataset501_RaGAN", None),
+    "exportReal": (bool, True, None),
+    "exportSynthetic": (bool, True, None),
+}
 
 
 def panel_choices(name: str) -> list[str] | None:
@@ -60,15 +75,29 @@ def panel_default(name: str):
     return str(value) if isinstance(OPTIONS[name].metadata["panel"], tuple) else value
 
 
-def with_training_options(choice, within_range):
-    """A class decorator that adds the panel's training options to a parameter node class as annotated fields with
-    defaults. `choice` and `within_range` are Slicer's parameterNodeWrapper Choice and WithinRange (passed in: this
-    package runs without Slicer's GUI classes)."""
+def panel_values(choice, within_range) -> dict[str, tuple]:
+    """The parameter node's value fields, name -> (type, default): the panel's settings, then its training options.
+    `choice` and `within_range` are Slicer's parameterNodeWrapper Choice and WithinRange (passed in: this package runs
+    without Slicer's GUI classes)."""
+    values = {}
+    for name, (kind, default, limits) in PANEL_SETTINGS.items():
+        if isinstance(limits, list):
+            kind = Annotated[kind, choice(limits)]
+        elif limits:
+            kind = Annotated[kind, within_range(*limits)]
+        values[name] = (kind, default)
+    return values | {
+        name: (panel_annotation(name, choice, within_range), panel_default(name)) for name in PANEL_OPTIONS
+    }
+
+
+def with_panel_values(choice, within_range):
+    """A class decorator that adds `panel_values` to a parameter node class as annotated fields with defaults."""
 
     def add(cls):
-        for name in PANEL_OPTIONS:
-            cls.__annotations__[name] = panel_annotation(name, choice, within_range)
-            setattr(cls, name, panel_default(name))
+        for name, (kind, default) in panel_values(choice, within_range).items():
+            cls.__annotations__[name] = kind
+            setattr(cls, name, default)
         return cls
 
     return add
@@ -80,6 +109,8 @@ def spec_options(parameters) -> dict:
     return {name: getattr(parameters, name) for name in PANEL_OPTIONS}
 
 
-def preset_options(name: str) -> dict:
-    """The options a preset sets (the others stay as the user left them); {} for a name that is not a preset."""
-    return dict(PRESETS.get(name, {}))
+def apply_preset(parameters, name: str) -> None:
+    """Set the options the preset `name` sets on the parameter node (the others stay as the user left them); a name
+    that is not a preset sets nothing."""
+    for option, value in PRESETS.get(name, {}).items():
+        setattr(parameters, option, value)

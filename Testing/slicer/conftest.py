@@ -80,10 +80,10 @@ def ct_with_segmentation(scene):
 
 @pytest.fixture(scope="module")
 def ragan_module():
-    """RaGAN.py imported outside Slicer, for the few tests of what it declares to Slicer (module, parameter node
-    defaults, logic and test classes). Its import needs stand-ins for Qt (`qt`) and for the Qt-based parts of Slicer
-    that slicer-core lacks (ScriptedLoadableModule, parameterNodeWrapper, i18n, slicer.app); they are here only.
-    What RaGAN.py calls lives in RaGANModuleLib, tested on slicer-core's real scene without them."""
+    """RaGAN.py imported outside Slicer, for the one test of what it declares to Slicer (test_module_logic.py). Its
+    import needs stand-ins for Qt (`qt`) and for the parts of Slicer built on Qt that slicer-core lacks (the
+    ScriptedLoadableModule classes, parameterNodeWrapper, i18n, slicer.app); nothing else is stood in, and only
+    here. What RaGAN.py calls lives in RaGANModuleLib, tested on slicer-core's real scene without them."""
     import types
 
     class GuiClass:

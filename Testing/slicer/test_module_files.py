@@ -23,24 +23,26 @@ def ui_widgets() -> dict[str, ElementTree.Element]:
 
 
 def parameter_fields() -> set[str]:
-    """The parameter node's fields: those RaGAN.py declares and the training options added from TrainSpec."""
-    from RaGANModuleLib.training_options import PANEL_OPTIONS
+    """The parameter node's fields: the node fields RaGAN.py declares and the values training_options.py adds (the
+    panel's settings and the training options from TrainSpec)."""
+    from RaGANModuleLib.training_options import PANEL_OPTIONS, PANEL_SETTINGS
 
     tree = ast.parse(MODULE_SOURCE.read_text())
     parameters = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RaGANParameterNode")
-    return {n.target.id for n in parameters.body if isinstance(n, ast.AnnAssign)} | set(PANEL_OPTIONS)
+    declared = {n.target.id for n in parameters.body if isinstance(n, ast.AnnAssign)}
+    return declared | set(PANEL_SETTINGS) | set(PANEL_OPTIONS)
 
 
 def test_every_widget_the_module_uses_exists_in_the_ui_file():
-    """Widgets the widget names as self.ui.NAME, and the buttons and labels it, panel.py and panel_actions.py name by
-    text ("trainButton", "trainingStatusLabel")."""
+    """Widgets the widget names as self.ui.NAME, and the buttons, labels, progress bars and widgets it, panel.py and
+    panel_actions.py name by text ("trainButton", "trainingStatusLabel", "trainingProgressBar")."""
     source = MODULE_SOURCE.read_text()
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     for text in (
         source,
         *((MODULE_FOLDER / "RaGANModuleLib" / f).read_text() for f in ("panel.py", "panel_actions.py")),
     ):
-        used |= set(re.findall(r'"(\w+(?:Button|Label))"', text))
+        used |= set(re.findall(r'"(\w+(?:Button|Label|ProgressBar|Widget))"', text))
     assert len(used) > 15, "the pattern should find the panel's widgets"
     missing = sorted(used - set(ui_widgets()))
     assert not missing, f"RaGAN.py uses widgets that RaGAN.ui does not have: {missing}"
@@ -73,7 +75,6 @@ def test_every_choice_parameter_offers_the_same_items_as_its_combo_box():
     spec, for training options) would never apply."""
     from RaGANModuleLib import training_options
 
-    source = MODULE_SOURCE.read_text()
     checked = set()
     for name, widget in ui_widgets().items():
         if widget.get("class") != "QComboBox":
@@ -82,10 +83,8 @@ def test_every_choice_parameter_offers_the_same_items_as_its_combo_box():
         parameter = bound_parameter(widget)
         if parameter in training_options.PANEL_OPTIONS:
             expected = training_options.panel_choices(parameter)
-        elif parameter == "preset":
-            expected = list(training_options.PRESETS)
         else:
-            expected = ast.literal_eval(re.search(rf"{parameter}: Annotated\[str, Choice\((.+?)\)\]", source).group(1))
+            expected = training_options.PANEL_SETTINGS[parameter][2]
         assert items == expected, f"{name}: .ui offers {items}, the parameter node {expected}"
         checked.add(parameter)
     assert {"preset", "device", "axis", "intensity", "slices", "augment", "mode"} <= checked

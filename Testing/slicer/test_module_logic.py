@@ -1,19 +1,30 @@
 """The module's logic (RaGANModuleLib/logic.py, RaGANLogic in RaGAN.py), the calls the panel and the self-test make, on
-a real scene; and what RaGAN.py declares to Slicer (its GUI classes stood in)."""
+a real scene; the parameter node's values; and what RaGAN.py declares to Slicer (its Qt-based parts stood in)."""
 
 import json
 import logging
 import sys
+import types
 
 import pytest
 import slicer
-from RaGANModuleLib import demo_data, training_cases
+from RaGANModuleLib import demo_data, training_cases, training_options
 from RaGANModuleLib.environment import TrainerNotReady
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
+from RaGANModuleLib.self_test import SelfTest
 from slicer_test_support import module_logic
 
 
-def test_module_declares_its_category_and_help(ragan_module):
+def panel_defaults() -> dict:
+    """The parameter node's values as the panel starts (Slicer's Choice and WithinRange only annotate them)."""
+    values = training_options.panel_values(lambda items: items, lambda low, high: (low, high))
+    return {name: default for name, (_kind, default) in values.items()}
+
+
+def test_what_the_module_declares_to_slicer(ragan_module):
+    """RaGAN.py imported as Slicer imports it: the module's category, help and Sample Data registration, the
+    parameter node with the panel's values, the logic made as Slicer makes it (Slicer's ScriptedLoadableModuleLogic
+    .__init__ calls super().__init__(): the Qt-free logic must come first), and the self-test as its test class."""
     parent = type("Parent", (), {})()
     ragan_module.RaGAN(parent)
     assert parent.title == "RaGAN" and parent.categories == ["Image Synthesis"]
@@ -22,23 +33,29 @@ def test_module_declares_its_category_and_help(ragan_module):
     assert slicer.app.connections[-1] == ("startupCompleted()", ragan_module.registerSampleData), (
         "the phantom is registered with Sample Data once Slicer has started (demo_data.sample_data_source)"
     )
-
-
-def test_the_modules_logic_is_made_as_slicer_makes_it(ragan_module):
-    """Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__(): the Qt-free logic must come first."""
+    defaults = panel_defaults()
+    assert {name: getattr(ragan_module.RaGANParameterNode, name) for name in defaults} == defaults
     logic = ragan_module.RaGANLogic()
-    assert isinstance(logic, ragan_module.ModuleLogic) and callable(logic.startTraining)
+    assert isinstance(logic, ModuleLogic) and callable(logic.startTraining)
+    assert issubclass(ragan_module.RaGANTest, SelfTest) and ragan_module.RaGANTest.logic is not SelfTest.logic
 
 
-def test_parameter_defaults_are_the_quick_look_preset(ragan_module):
+def test_parameter_defaults_are_the_quick_look_preset_and_a_preset_sets_only_its_options():
     from RaGANLib.spec import PRESETS
 
-    parameters = ragan_module.RaGANParameterNode
-    assert parameters.preset == "quick look"
+    defaults = panel_defaults()
+    assert defaults["preset"] == "quick look"
     quick = PRESETS["quick look"]
-    assert (parameters.size, parameters.steps, parameters.batch) == (quick["size"], quick["steps"], quick["batch"])
-    assert parameters.outputFolder.name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
-    assert parameters.mode == "conditional", "the panel trains the mode `ragan train` does by default"
+    assert (defaults["size"], defaults["steps"], defaults["batch"]) == (quick["size"], quick["steps"], quick["batch"])
+    assert defaults["outputFolder"].name == "RaGAN", "runs go to the user's RaGAN folder, not a temp dir"
+    assert defaults["mode"] == "conditional", "the panel trains the mode `ragan train` does by default"
+    assert (defaults["device"], defaults["count"], defaults["exportReal"]) == ("auto", 16, True)
+
+    parameters = types.SimpleNamespace(size=64, steps=10, batch=2, seed=7)
+    training_options.apply_preset(parameters, "standard")
+    assert vars(parameters) == PRESETS["standard"] | {"seed": 7}, "the other options stay as the user left them"
+    training_options.apply_preset(parameters, "no such preset")
+    assert vars(parameters) == PRESETS["standard"] | {"seed": 7}
 
 
 def test_train_writes_a_new_run_folder_and_starts_the_chosen_python(scene, tmp_path):

@@ -2,6 +2,7 @@
 and what the buttons ask of the logic and do when a job ends (panel_actions.py). The job views are tested on real
 trainer jobs in test_trainer_job.py, a generate result loaded and exported in test_results_to_scene.py."""
 
+import types
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,57 @@ def test_the_panels_requests_say_what_is_missing_and_start_nothing(scene, tmp_pa
     volume, segmentation = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
     assert actions.chosenCase(volume, segmentation) == training_cases.TrainingCase(volume, segmentation)
     assert actions.labelledCases([]) == [training_cases.TrainingCase(volume, segmentation)]
+
+
+def test_the_case_buttons_edit_the_parameter_nodes_list_and_the_table_is_counted_when_it_changed(scene):
+    """Add, add all, remove and the demo case on the parameter node's fields (here a plain object with them: the
+    wrapper needs Qt); the cases table is counted again only when the cases or the slicing axis changed."""
+    actions = PanelActions(module_logic(start=False), scene)
+    p = types.SimpleNamespace(cases=[], imageVolume=None, labelNode=None, axis="axial", intensity="auto")
+    with pytest.raises(NeedsInput, match="Select an image volume and its label first"):
+        actions.addChosenCase(p)
+    assert actions.casesTable(p) == ([], "No training cases yet.") and actions.casesTable(p) is None
+
+    first = actions.addDemoCase(p)
+    assert (first.GetName(), p.imageVolume, p.labelNode.GetName(), p.intensity) == (
+        "RaGAN phantom 0",
+        first,
+        "RaGAN phantom 0 segmentation",
+        "ct",
+    ), "the demo case is added and chosen, with CT intensities"
+    actions.addChosenCase(p)
+    actions.addLabelledCases(p)
+    assert [case.image for case in p.cases] == [first], "a case already in the list is not added again"
+    second = actions.addDemoCase(p)
+    assert [case.image for case in actions.cases(p)] == [first, second], "the next demo case has the next seed"
+    rows, summary = actions.casesTable(p)
+    assert [row[0] for row in rows] == ["RaGAN phantom 0", "RaGAN phantom 1"] and summary.startswith("2 case(s), ")
+    assert actions.casesTable(p) is None, "nothing changed: not counted again"
+    p.axis = "coronal"
+    assert actions.casesTable(p)[1].endswith(" labelled coronal slices.")
+    actions.removeCases(p, {0})
+    assert [case.image for case in p.cases] == [second] and len(actions.casesTable(p)[0]) == 1
+
+
+def test_the_widget_states_follow_the_trainer_and_the_training(scene, tmp_path):
+    """The widget copies these properties into its widgets by name; None values (as the .ui has it) are left out."""
+    actions = PanelActions(module_logic(start=False), scene)
+    case = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64)))
+    p = types.SimpleNamespace(cases=[case], modelFolder=None, paintSegmentation=None, exportFolder=str(tmp_path))
+
+    blocked = actions.widgetStates(NOT_READY, p)
+    assert blocked["trainerNotReadyWidget"] == {"visible": True}
+    assert blocked["trainerNotReadyLabel"] == {"text": "tensorflow is not installed"}
+    assert blocked["trainButton"] == {"enabled": False, "text": "Train", "toolTip": "tensorflow is not installed"}
+    assert blocked["resumeButton"] == {"enabled": False} and blocked["exportButton"] == {"enabled": True}
+    assert "trainingProgressBar" not in blocked and "trainingStatusLabel" not in blocked, "no training yet"
+
+    actions.trainOrStop([case], {"steps": 10, "size": 64}, str(tmp_path), "cpu")
+    training = actions.widgetStates(READY, p)
+    assert training["trainerNotReadyWidget"] == {"visible": False}
+    assert training["trainingProgressBar"] == {"maximum": 0, "value": 0}
+    assert training["trainingStatusLabel"] == {"text": "Starting the trainer (loading TensorFlow)..."}
+    assert training["trainButton"] == {"enabled": True, "text": "Stop", "toolTip": "Stop training (saves a checkpoint)"}
 
 
 def test_train_then_stop_as_the_train_button_does(scene, tmp_path):

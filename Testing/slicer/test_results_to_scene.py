@@ -343,3 +343,4 @@ def test_the_panels_generate_result_loads_and_exports_with_its_message_and_warni
 
     assert message == f"nnU-Net dataset written to {tmp_path / 'Dataset506_Panel'}."
     assert swamped is not None and "2 synthetic cases" in swamped
+    assert actions.statusTexts()["generateStatusLabel"] == swamped, "the generate panel's status line says it too"

@@ -12,10 +12,13 @@ import signal
 import sys
 import textwrap
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 from RaGANModuleLib import demo_data, environment, panel, results, scene_files, training_cases
+from RaGANModuleLib.panel_actions import PanelActions
 from RaGANModuleLib.trainer_job import JobState, TrainerJob, train_arguments
 from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
 
@@ -180,6 +183,11 @@ def test_the_training_view_turns_the_runs_events_into_progress_previews_losses_a
     assert view.poll() and not view.poll(), "the end is reported once"
     assert view.failure is None and view.model == run / "model"
     assert view.status == f"Training finished. Model: {run / 'model'}"
+
+    actions = PanelActions(module_logic(start=False), scene)  # the panel's timer: the model becomes the one to use
+    parameters = types.SimpleNamespace(modelFolder=Path("an earlier model"))
+    ended = actions.watchTraining(job)
+    assert actions.poll(parameters) == [ended] and parameters.modelFolder == run / "model"
 
 
 @needs_trainer
