@@ -105,7 +105,7 @@ def label_array(scene, case: TrainingCase, values: dict[str, int] | None = None)
         scene_files.remove_node(scene, label)
 
 
-def labelled_slice_count(scene, case: TrainingCase, axis: str = "axial") -> int:
+def labelled_slice_count(scene, case: TrainingCase, axis: str) -> int:
     """How many slices along `axis` hold any label: what training with slices="labelled" uses of this case, counted
     the trainer's way. The label is turned to LPS as RaGANLib.data.inputs.read_case turns the exported file, then cut
     with the trainer's RaGANLib.data.prepare.to_slices: a sagittally acquired volume's axial slices are not its index

@@ -23,6 +23,7 @@ from RaGANLib.quality import downstream, metrics
 from RaGANLib.quality.features import slice_features
 from RaGANLib.quality.slices import SliceSet, Space, read_set
 from RaGANLib.results import outputs, preview
+from RaGANLib.spec import OPTIONS
 from RaGANLib.training.runfolder import write_json_atomic
 
 WORST_PAIRS = 8
@@ -138,7 +139,7 @@ def evaluate(
     reporter: Reporter,
     count: int = 1000,
     seed: int = 0,
-    size: int = 128,
+    size: int = OPTIONS["size"].default,
     with_downstream: bool = False,
     protocol: downstream.UNetProtocol | None = None,
 ) -> dict:
