@@ -26,7 +26,7 @@ from RaGANLib.errors import BadInput, DiskFull, describe_space, read_json
 from RaGANLib.events import Reporter
 from RaGANLib.model.model_info import MAX_LABEL_VALUE, LabelClass, Normalisation, SliceGrid, TrainingData
 from RaGANLib.seeds import stream
-from RaGANLib.spec import TrainSpec
+from RaGANLib.spec import OPTIONS, TrainSpec
 from RaGANLib.training.runfolder import write_json_atomic
 
 MAX_MAGNIFICATION = 2.0  # a case whose voxels would be enlarged more than this is refused
@@ -361,7 +361,7 @@ def survey(spec: TrainSpec, reporter: Reporter, stop=lambda: None) -> Survey:
             raise BadInput(
                 f"image '{case.image}' is {summary.shape[1]}x{summary.shape[2]} voxels in the slice plane, smaller "
                 f"than the training size {spec.size}: it would be magnified {magnification:.1f}x. "
-                f"Use a smaller size (e.g. {max(64, spec.size // 2)})"
+                f"Use a smaller size (e.g. {max(OPTIONS['size'].metadata['rule']['low'], spec.size // 2)})"
             )
     padded = sum(f < target * spec.size * 0.95 for f in fields)
     if padded:
