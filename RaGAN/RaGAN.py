@@ -21,7 +21,7 @@ from typing import Union
 import qt
 import slicer
 import vtk
-from RaGANModuleLib import demo_data, environment, panel, results, training_cases, training_options
+from RaGANModuleLib import demo_data, environment, results, training_cases, training_options
 from RaGANModuleLib.logic import ModuleLogic, Trainer, trainer_from_settings
 from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.self_test import SelfTest
@@ -400,9 +400,7 @@ class RaGANLogic(ModuleLogic, ScriptedLoadableModuleLogic):
         """The module's parameter node; a scene saved by an older RaGAN gives its case list to it (once)."""
         node = super().getParameterNode()
         parameters = RaGANParameterNode(node)
-        old = [RaGANCase(image=case.image, label=case.label) for case in training_cases.take_old_scene_cases(node)]
-        if old:
-            parameters.cases = panel.with_cases(list(parameters.cases), old)
+        training_cases.adopt_old_scene_cases(node, parameters, RaGANCase)
         return parameters
 
 

@@ -39,17 +39,6 @@ def duration(seconds: float) -> str:
 # Cases.
 
 
-def with_cases(cases: list, new: list) -> list:
-    """`cases` followed by those of `new` (anything with .image and .label nodes) not already among them."""
-    known = {(c.image.GetID(), c.label.GetID()) for c in cases}
-    added = []
-    for case in new:
-        if (case.image.GetID(), case.label.GetID()) not in known:
-            known.add((case.image.GetID(), case.label.GetID()))
-            added.append(case)
-    return list(cases) + added
-
-
 def cases_table(scene, cases: list, axis: str, tr=untranslated) -> tuple[list[tuple[str, str, str]], str]:
     """The cases table's rows (image, label, labelled slices along `axis`, counted as the trainer cuts them) and the
     summary line under it."""

@@ -56,7 +56,7 @@ class PanelActions:
     def addCases(self, parameters, new: list) -> None:
         """Add cases (anything with .image and .label) not in the list yet."""
         added = [self.case(image=case.image, label=case.label) for case in new]
-        parameters.cases = panel.with_cases(self.cases(parameters), added)
+        parameters.cases = training_cases.with_cases(self.cases(parameters), added)
 
     def removeCases(self, parameters, rows: set) -> None:
         """Remove the cases of these rows of the cases table."""

@@ -71,6 +71,17 @@ def cases_with_labels(scene) -> list[TrainingCase]:
     return cases
 
 
+def with_cases(cases: list, new: list) -> list:
+    """`cases` followed by those of `new` (anything with .image and .label nodes) not already among them."""
+    known = {(c.image.GetID(), c.label.GetID()) for c in cases}
+    added = []
+    for case in new:
+        if (case.image.GetID(), case.label.GetID()) not in known:
+            known.add((case.image.GetID(), case.label.GetID()))
+            added.append(case)
+    return list(cases) + added
+
+
 # Scenes saved before the case list became RaGAN.py's RaGANCase parameter pack keep their cases in two parallel lists,
 # stored as Slicer's parameter node wrapper stores a list of nodes: "<name>_len" and a node reference "<name>_<i>".
 OLD_CASE_LISTS = ("caseImages", "caseLabels")
@@ -84,6 +95,14 @@ def take_old_scene_cases(parameter_node) -> list[TrainingCase]:
     if images or labels:
         log.info("RaGAN: %d training case(s) read from a scene an older RaGAN saved (of %d)", len(cases), len(images))
     return cases
+
+
+def adopt_old_scene_cases(parameter_node, parameters, case=TrainingCase) -> None:
+    """The cases an older RaGAN saved on `parameter_node` (take_old_scene_cases) appended to the case list of
+    `parameters` (the node's wrapper: RaGANParameterNode), once; `case` makes an entry of that list (RaGANCase)."""
+    old = [case(image=c.image, label=c.label) for c in take_old_scene_cases(parameter_node)]
+    if old:
+        parameters.cases = with_cases(list(parameters.cases), old)
 
 
 def _old_node_list(parameter_node, name: str) -> list:

@@ -165,15 +165,8 @@ def test_a_scene_saved_with_the_old_case_lists_keeps_its_cases_once(scene, caplo
     its cases to the current list once (a pair whose node was deleted left out), and the old parameters are gone."""
     first = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
     second = demo_data.add_phantom_case(scene, seed=1, shape=(4, 64, 64))
-    old = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-    old.SetAttribute("ModuleName", "RaGAN")
     gone = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "deleted before the scene was saved")
-    images, labels = [first[0], second[0], first[0]], [first[1], second[1], gone]
-    for name, nodes in (("caseImages", images), ("caseLabels", labels)):
-        old.SetParameter(f"{name}_len", str(len(nodes)))
-        for i, node in enumerate(nodes):
-            old.SetParameter(f"{name}_{i}", "")
-            old.SetNodeReferenceID(f"{name}_{i}", node.GetID())
+    old_case_lists(scene, [first[0], second[0], first[0]], [first[1], second[1], gone])
     scene.RemoveNode(gone)
     opened = slicer.vtkMRMLScene()
     opened.SetLoadFromXMLString(1)
@@ -194,6 +187,31 @@ def test_a_scene_saved_with_the_old_case_lists_keeps_its_cases_once(scene, caplo
     assert parameters.GetNodeReference("caseImages_0") is None and parameters.GetNodeReference("caseLabels_1") is None
     assert "caseImages" not in scene_xml(opened), "the old lists are not saved again"
     assert training_cases.take_old_scene_cases(parameters) == [], "read once"
+
+
+def test_the_cases_of_an_old_scene_join_the_case_list_after_its_own_once(scene):
+    """What RaGANLogic.getParameterNode does with them (here on a plain object with the wrapper's `cases`)."""
+    first = demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64))
+    second = demo_data.add_phantom_case(scene, seed=1, shape=(4, 64, 64))
+    node = old_case_lists(scene, [first[0], second[0]], [first[1], second[1]])
+    parameters = types.SimpleNamespace(cases=[training_cases.TrainingCase(*second)])
+
+    training_cases.adopt_old_scene_cases(node, parameters)
+    training_cases.adopt_old_scene_cases(node, parameters)
+
+    assert [case.image for case in parameters.cases] == [second[0], first[0]], "once, and a case already listed kept"
+
+
+def old_case_lists(scene, images: list, labels: list):
+    """A parameter node with the case lists an older RaGAN saved, as Slicer's parameter node wrapper wrote them."""
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    node.SetAttribute("ModuleName", "RaGAN")
+    for name, nodes in (("caseImages", images), ("caseLabels", labels)):
+        node.SetParameter(f"{name}_len", str(len(nodes)))
+        for i, each in enumerate(nodes):
+            node.SetParameter(f"{name}_{i}", "")
+            node.SetNodeReferenceID(f"{name}_{i}", each.GetID())
+    return node
 
 
 def scene_xml(scene) -> str:

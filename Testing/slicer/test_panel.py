@@ -20,7 +20,7 @@ def test_cases_are_added_once_and_counted_along_the_axis(scene):
     first = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=0, shape=(6, 64, 64)))
     second = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=1, shape=(6, 64, 64)))
 
-    cases = panel.with_cases([first], [second, first, second])
+    cases = training_cases.with_cases([first], [second, first, second])
 
     assert cases == [first, second], "a case already in the list is not added again"
     rows, summary = panel.cases_table(scene, cases, "axial")
