@@ -118,6 +118,9 @@ def main() -> None:
         "--first-unet-seed", type=int, default=0, help="start the U-Net seeds here: add seeds to an earlier run's"
     )
     parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled per GAN")
+    parser.add_argument(
+        "--add-rare", type=int, default=0, metavar="N", help="conditional GANs: `ragan generate --add-rare N` layouts"
+    )
     parser.add_argument("--shares", default="0,25,50,75,100", help="synthetic percentages of each U-Net batch")
     args = parser.parse_args()
     shares = [int(s) for s in args.shares.split(",")]
@@ -155,7 +158,7 @@ def main() -> None:
     quiet = Reporter(stream=open(work / "prepare.log", "a"))
     synthetic = {}
     for gan_seed, model in models.items():
-        synthetic[gan_seed], space = sample_model(model, args.count, seed=1)
+        synthetic[gan_seed], space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         real = {key: read_set(folder, space, Path(scratch), key, quiet)[0] for key, folder in folders.items()}
     classes, names = len(space.values), list(space.names)
@@ -248,6 +251,8 @@ def report(figures: dict, suffix: str) -> str:
     def cell(entry: dict) -> str:
         return f"{entry['mean']:.3f} ± {entry['sd']:.3f}"
 
+    rare = f" (layouts with --add-rare {settings['add_rare']})" if settings.get("add_rare") else ""
+
     lines = [
         "# Benchmark: phantom arm" + (f" ({settings['tag']})" if settings["tag"] else ""),
         "",
@@ -255,7 +260,7 @@ def report(figures: dict, suffix: str) -> str:
         f"{settings['train_cases']} training cases, {settings['held_out_cases']} held-out cases from other seeds; "
         f"GAN with the demo's settings, {settings['gan_steps']} steps, extra training options "
         f"{figures['train_options'] or 'none'}, {settings['gan_seeds']} GAN seed(s), {settings['count']} synthetic "
-        f"slices each; U-Net {settings['unet_steps']} steps per arm, {settings['unet_seeds']} U-Net seed(s)"
+        f"slices each{rare}; U-Net {settings['unet_steps']} steps per arm, {settings['unet_seeds']} U-Net seed(s)"
         + (
             f" (only {figures['unet_seeds_done']} done when the run was cut short)"
             if figures["unet_seeds_done"] < settings["unet_seeds"]
