@@ -1,6 +1,6 @@
 """Benchmark arm on phantom CT: do synthetic pairs from a GAN trained on a few cases help a U-Net segment unseen ones?
 
-    .venv/bin/python benchmarks/phantom_arm.py                                  # about 40 min on 2 busy CPU cores
+    .venv/bin/python benchmarks/phantom_arm.py                                  # about 70 min on 2 busy CPU cores
     .venv/bin/python benchmarks/phantom_arm.py --train-option class_balance=0   # any `ragan train` option, compared
     .venv/bin/python benchmarks/phantom_arm.py --gan-steps 4000 --gan-seeds 3   # longer, with the GAN's own spread
 
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--first-gan-seed", type=int, default=0, help="start the GAN seeds here: add seeds to an earlier run's"
     )
-    parser.add_argument("--unet-steps", type=int, default=200)
+    parser.add_argument("--unet-steps", type=int, default=600, help="600: the real-alone arm is not converged at 200")
     parser.add_argument("--unet-seeds", type=int, default=3)
     parser.add_argument(
         "--first-unet-seed", type=int, default=0, help="start the U-Net seeds here: add seeds to an earlier run's"
