@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--seed", type=int, default=0, help=f"random seed, 0..{MAX_SEED}; the same seed gives the same output"
     )
+    generate.add_argument(
+        "--add-rare",
+        type=int,
+        default=0,
+        metavar="N",
+        help="conditional models: paste up to N more components of each rare or thin class (found from the training "
+        "labels, e.g. lesions, vessels) into each moved layout, each taken from another training slice, turned and "
+        "shifted a little, and placed only where the class that surrounded it is (a lesion inside the organ); "
+        "default 0; recorded in generation.json",
+    )
     generate.add_argument("--out", type=Path, required=True, help="output folder")
     _add_events_flag(generate)
 
@@ -248,10 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             check_sampling_options(args)
             if args.labels and args.count is not None:
                 raise BadInput("give --count or --labels, not both")
+            if args.labels and args.add_rare:
+                raise BadInput(
+                    "--add-rare adds to the moved training layouts of --count; --labels paints yours as given"
+                )
             if args.labels:
                 generate_for_labels(args.model, args.labels, args.seed, args.out, reporter)
             else:
-                generate(args.model, args.count, args.seed, args.out, reporter)
+                generate(args.model, args.count, args.seed, args.out, reporter, args.add_rare)
         elif args.command == "demo":
             from RaGANLib.demo import run_demo
 

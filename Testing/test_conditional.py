@@ -180,6 +180,35 @@ def test_generate_count_paints_moved_training_labels_and_writes_pairs_like_joint
     assert len(list((tmp_path / "a" / "nnunet" / "imagesTr").iterdir())) == 6
 
 
+def test_generate_add_rare_pastes_more_lesions_and_vessels_repeatably_and_records_it(conditional, joint, tmp_path):
+    run, _ = conditional
+    found = {}
+    for name, extra in (("plain", []), ("a", ["--add-rare", 3]), ("b", ["--add-rare", 3])):
+        result = ragan("generate", run / "model", "--count", 8, "--seed", 4, *extra, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found[name] = events_of(result.stdout)[-1]["outputs"]
+    for key in ("image", "label"):
+        assert open(found["a"][key], "rb").read() == open(found["b"][key], "rb").read()
+    settings = json.loads(open(found["a"]["settings"]).read())
+    assert settings["add_rare"] == 3 and settings["seed"] == 4 and settings["count"] == 8
+    assert settings["rare_classes"] == ["lesion", "vessel"]
+    assert json.loads(open(found["plain"]["settings"]).read())["add_rare"] == 0
+    labels = {name: sitk.GetArrayFromImage(sitk.ReadImage(found[name]["label"])) for name in ("plain", "a")}
+    assert set(np.unique(labels["a"])) <= {0, 1, 2, 3}
+    for value in (2, 3):  # lesion, vessel
+        assert (labels["a"] == value).sum() > (labels["plain"] == value).sum(), value
+
+    for model, flags, expected in (
+        (run / "model", ["--add-rare", 11, "--count", 2], "--add-rare must be in 0..10, got 11"),
+        (joint / "model", ["--add-rare", 1, "--count", 2], "is a joint model"),
+        (run / "model", ["--add-rare", 1, "--labels", found["plain"]["label"]], "--add-rare adds to"),
+    ):
+        refused = ragan("generate", model, *flags, "--out", tmp_path / "refused")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert expected in events_of(refused.stdout)[-1]["message"]
+        assert not (tmp_path / "refused").exists()
+
+
 def test_generate_labels_paints_a_volume_on_the_grid_of_the_given_label(conditional, phantom_dataset, tmp_path):
     run, _ = conditional
     _, label = phantom.make_case(11, (5, 70, 60))

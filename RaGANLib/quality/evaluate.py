@@ -47,14 +47,15 @@ class Progress:
         self.reporter.emit("progress", stage=stage, step=self.done, total=self.total, eta_s=round(remaining, 1))
 
 
-def sample_model(model: Path, count: int, seed: int) -> tuple[SliceSet, Space]:
-    """`count` slices sampled from a model folder, in the model's space; each is its own 'case'."""
+def sample_model(model: Path, count: int, seed: int, add_rare: int = 0) -> tuple[SliceSet, Space]:
+    """`count` slices sampled from a model folder, in the model's space; each is its own 'case'. `add_rare`: more
+    components of the rare and thin classes in a conditional model's layouts (results.generate.training_layouts)."""
     from RaGANLib.model.model_folder import load
     from RaGANLib.results.generate import training_layouts
     from RaGANLib.results.synthetic import sample
 
     generator, description = load(model)
-    layouts = training_layouts(model, description, seed)
+    layouts = training_layouts(model, description, seed, add_rare)
     images, labels = sample(generator, count, seed, description.latent_size, layouts)
     return SliceSet(images, labels, np.arange(count)), Space.of_model(description)
 

@@ -7,7 +7,9 @@
     DIR/nnunet/                the same cases as an nnU-Net v2 raw dataset (labels as consecutive class indices,
                                named in dataset.json, as nnU-Net requires)
     DIR/preview.png            the first slices, plain and with labels overlaid
-A conditional model (`ragan train --mode conditional`) paints these images for its training labels, moved.
+    DIR/generation.json        how they were made: model, count, seed, rare components added
+A conditional model (`ragan train --mode conditional`) paints these images for its training labels, moved;
+`--add-rare N` pastes up to N more components of each rare or thin class into each layout (RaGANLib.results.layouts).
 
 `ragan generate MODEL --labels FILE_OR_FOLDER --out DIR` (conditional models) paints an image for every slice of
 each given label volume (NRRD/NIfTI/MetaImage files, a folder of them, or an nnU-Net dataset's labelsTr) and writes
@@ -32,7 +34,7 @@ from RaGANLib.events import Reporter
 from RaGANLib.model import model_folder
 from RaGANLib.model.model_info import ModelInfo
 from RaGANLib.results import outputs, preview
-from RaGANLib.results.layouts import moved_layouts
+from RaGANLib.results.layouts import MAX_ADD_RARE, moved_layouts, rare_and_thin_classes
 from RaGANLib.results.segmentation_file import segmentation_header_lines
 from RaGANLib.results.synthetic import (
     StackWriter,
@@ -45,6 +47,7 @@ from RaGANLib.results.synthetic import (
 )
 from RaGANLib.results.synthetic_share import share_figures, share_warning, supported_count
 from RaGANLib.seeds import stream
+from RaGANLib.training.runfolder import write_json_atomic
 
 CHANNEL_NAMES = {"ct": "CT", "mr": "MRI", "xray": "XRAY"}
 OUTPUTS = {
@@ -53,18 +56,31 @@ OUTPUTS = {
     "segmentation": "synthetic_label.seg.nrrd",
     "nnunet": "nnunet",
     "preview": "preview.png",
+    "settings": "generation.json",
 }
 NIFTI_HEADER = 352  # bytes before the voxels of a .nii file
 SPACE_MARGIN = 1.1  # the estimate of what generate writes, with room for file system overhead
 
 
-def training_layouts(model: Path, description: ModelInfo, seed: int):
+def training_layouts(model: Path, description: ModelInfo, seed: int, add_rare: int = 0):
     """What a model paints from without user labels: None for a joint model (it makes its own labels); for a
     conditional model, its training label slices drawn and moved (RaGANLib.results.layouts), in an order fixed by
-    `seed`."""
+    `seed`, with up to `add_rare` more components of each rare or thin class pasted into each."""
+    check_add_rare(add_rare, model, description)
     if not description.conditional:
         return None
-    return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"))
+    return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"), add_rare)
+
+
+def check_add_rare(add_rare: int, model: Path, description: ModelInfo) -> None:
+    """Refuse an --add-rare that cannot work: out of range, or for a joint model (it draws its own labels)."""
+    if not 0 <= add_rare <= MAX_ADD_RARE:
+        raise BadInput(f"--add-rare must be in 0..{MAX_ADD_RARE}, got {add_rare}")
+    if add_rare and not description.conditional:
+        raise BadInput(
+            f"--add-rare {add_rare}: model '{model}' is a joint model, which draws its own labels; rare components "
+            "can only be added to the layouts of a model trained with --mode conditional"
+        )
 
 
 def output_bytes(count: int, description: ModelInfo) -> int:
@@ -92,9 +108,10 @@ def readable_size(size_bytes: int) -> str:
     return f"{size_bytes / 1e12:,.1f} TB" if size_bytes >= 1e12 else f"{size_bytes / 1e9:.3g} GB"
 
 
-def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Reporter) -> dict:
+def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Reporter, add_rare: int = 0) -> dict:
     """Write `count` synthetic pairs from a model folder into `out`; returns the output paths. `count` None: as many
-    as the benchmark supports beside the model's training slices (RaGANLib.results.synthetic_share).
+    as the benchmark supports beside the model's training slices (RaGANLib.results.synthetic_share). `add_rare`: see
+    training_layouts.
 
     `out` must be new, empty or an earlier `generate` output (see RaGANLib.results.outputs); only the entries in OUTPUTS
     are replaced there. Nothing is left behind when it fails."""
@@ -106,11 +123,17 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
     if count is None:
         count = max(1, supported_count(description.training.slices, description.mode))
     check_space(out, count, description)
-    reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out))
+    layouts = training_layouts(model, description, seed, add_rare)
+    reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out), add_rare=add_rare)
 
     with outputs.staged(out) as staging:
-        layouts = training_layouts(model, description, seed)
         pixel_counts = _write_outputs(staging, generator, description, count, seed, layouts)
+        settings = {"model": str(Path(os.path.abspath(model))), "count": count, "seed": seed, "add_rare": add_rare}
+        if add_rare:
+            labels = model_folder.training_labels(model, description)
+            chosen = rare_and_thin_classes(labels, len(description.classes))
+            settings["rare_classes"] = [description.classes[c].name for c in chosen]
+        write_json_atomic(staging / OUTPUTS["settings"], settings)
         published = outputs.publish(staging, out, "generated", tuple(OUTPUTS.values()))
     paths = {key: str(published[name]) for key, name in OUTPUTS.items()}
     shares = class_shares(pixel_counts, description, reporter)

@@ -1,12 +1,17 @@
 """Label layouts for the conditional generator: real label slices moved by a random smooth elastic + affine
-deformation, so that a few training cases give many plausible layouts.
+deformation, so that a few training cases give many plausible layouts; on request with more of the rare and thin
+classes: connected components of those classes taken from other training label slices, moved a little and pasted
+where they fit their host (a lesion only onto organ pixels, as in the slice it came from).
 
 Label-safe: every output pixel takes the class of its nearest source pixel (no blending of class indices, no class
-invented), pixels moved in from outside the slice are background. NumPy only, seeded by the caller's generator: the
-same generator state gives the same layout on every machine.
+invented), pixels moved in from outside the slice are background, a pasted component keeps its class. Seeded by the
+caller's generator: the same generator state gives the same layout on every machine.
 """
 
+import dataclasses
+
 import numpy as np
+import SimpleITK as sitk
 
 ROTATION = np.pi / 18  # up to 10 degrees
 ZOOM = 0.08  # up to 8% larger or smaller (log scale)
@@ -44,7 +49,128 @@ def move_label(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(inside, label[np.clip(r, 0, size - 1), np.clip(c, 0, size - 1)], 0).astype(label.dtype)
 
 
-def moved_layouts(labels: np.ndarray, rng: np.random.Generator):
-    """Endless layouts: a training label slice drawn at random, then moved; one after the other from `rng`."""
+MAX_ADD_RARE = 10  # components of each class pasted into one layout, at most
+RARE_SHARE = 0.5  # rare: fewer pixels than half those of the most common foreground class
+THIN_EDGE_SHARE = 0.6  # thin: more pixels on its edge than this; a band w px wide has 2/w, so at most about 3 px wide
+PASTE_ROTATION = np.pi / 12  # a pasted component turns up to 15 degrees about its centre ...
+PASTE_SHIFT = 0.12  # ... and moves up to 12% of the slice size from where it lay in its own slice
+PASTE_TRIES = 3  # components tried for each one pasted before it is skipped
+USUAL_HOST = 0.1  # a host class around fewer of a class's components than this is no place where it belongs
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One connected component of a class in a training label slice: where it lies and what surrounds it."""
+
+    slice_index: int
+    cls: int
+    host: int  # the class most of its neighbouring pixels belong to: the only class it may be pasted onto
+    rows: np.ndarray  # its pixels, relative to `home`
+    columns: np.ndarray
+    home: tuple[int, int]  # its centre, rounded to a pixel
+
+
+def rare_and_thin_classes(labels: np.ndarray, classes: int) -> list[int]:
+    """The foreground classes that a GAN's layouts hold too little of: rare ones (by pixel share, below RARE_SHARE of
+    the most common foreground class) and thin ones (most pixels touching another class, THIN_EDGE_SHARE)."""
+    counts = np.bincount(labels.ravel(), minlength=classes)
+    padded = np.pad(labels, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    above, below = padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]
+    left, right = padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]
+    edge = (above != labels) | (below != labels) | (left != labels) | (right != labels)
+    edge_counts = np.bincount(labels[edge], minlength=classes)
+    largest = counts[1:].max(initial=0)
+    return [
+        c
+        for c in range(1, classes)
+        if counts[c] and (counts[c] < RARE_SHARE * largest or edge_counts[c] > THIN_EDGE_SHARE * counts[c])
+    ]
+
+
+def components_of(labels: np.ndarray, chosen: list[int]) -> list[Component]:
+    """Every 8-connected component of the `chosen` classes in the label slices, with its host class; those with an
+    unusual host (USUAL_HOST: a lesion at the tip of a shrinking organ, surrounded by background) are left out."""
+    found = []
+    for index, label in enumerate(labels):
+        for cls in chosen:
+            mask = label == cls
+            if not mask.any():
+                continue
+            numbered = sitk.GetArrayFromImage(
+                sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+            )
+            for number in range(1, int(numbered.max()) + 1):
+                rows, columns = np.nonzero(numbered == number)
+                ring = _neighbours(numbered == number) & ~mask
+                if not ring.any():  # it fills the slice: nothing to be pasted onto
+                    continue
+                host = int(np.bincount(label[ring]).argmax())
+                home = (round(rows.mean()), round(columns.mean()))
+                found.append(Component(index, cls, host, rows - home[0], columns - home[1], home))
+    hosts = {cls: np.bincount([c.host for c in found if c.cls == cls]) for cls in {c.cls for c in found}}
+    return [c for c in found if hosts[c.cls][c.host] >= USUAL_HOST * hosts[c.cls].sum()]
+
+
+def _neighbours(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one pixel in all 8 directions."""
+    padded = np.pad(mask, 1)
+    size_r, size_c = mask.shape
+    grown = np.zeros_like(mask)
+    for dr in (0, 1, 2):
+        for dc in (0, 1, 2):
+            grown |= padded[dr : dr + size_r, dc : dc + size_c]
+    return grown
+
+
+def paste_component(layout: np.ndarray, component: Component, rng: np.random.Generator) -> bool:
+    """Paste `component` into `layout` (in place), turned a little and shifted by up to PASTE_SHIFT from where it lay,
+    at a place drawn among those where every pixel under it is its host class; False when none fits (the layout is
+    unchanged). Each pixel of the turned component looks up the component pixel that the inverse turn brings it to
+    (nearest), so a thin vessel keeps no gaps."""
+    size = layout.shape[0]
+    reach = int(np.ceil(np.hypot(component.rows, component.columns).max())) + 1
+    offsets = np.mgrid[-reach : reach + 1, -reach : reach + 1].reshape(2, -1).astype(np.float64)
+    width = 2 * reach + 1
+    shape = np.zeros((width + 2, width + 2), dtype=bool)  # the component on a grid about its centre, a blank border
+    shape[component.rows + reach + 1, component.columns + reach + 1] = True
+    most = max(1, round(PASTE_SHIFT * size))
+    shifts = np.mgrid[-most : most + 1, -most : most + 1].reshape(2, -1).T  # every shift in the window
+    home = component.home
+    angle = rng.uniform(-PASTE_ROTATION, PASTE_ROTATION)
+    cos, sin = np.cos(angle), np.sin(angle)
+    source_r = np.rint(cos * offsets[0] + sin * offsets[1]).astype(int) + reach + 1
+    source_c = np.rint(-sin * offsets[0] + cos * offsets[1]).astype(int) + reach + 1
+    covered = shape[np.clip(source_r, 0, width + 1), np.clip(source_c, 0, width + 1)]
+    turned = offsets[:, covered].astype(int)  # [2, pixels] about the centre
+    rows = home[0] + shifts[:, :1] + turned[0]  # [shifts, pixels]
+    columns = home[1] + shifts[:, 1:] + turned[1]
+    inside = ((rows >= 0) & (rows < size) & (columns >= 0) & (columns < size)).all(axis=1)
+    fits = np.flatnonzero(inside)
+    fits = fits[(layout[rows[fits], columns[fits]] == component.host).all(axis=1)]
+    if not len(fits):
+        return False
+    chosen = fits[rng.integers(len(fits))]
+    layout[rows[chosen], columns[chosen]] = component.cls
+    return True
+
+
+def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0):
+    """Endless layouts: a training label slice drawn at random, then moved; one after the other from `rng`.
+    `extra` > 0: then up to `extra` components of each rare or thin class, each drawn from another training slice,
+    are pasted where they fit (paste_component; PASTE_TRIES components are tried for each). `extra` 0 draws nothing
+    more from `rng`: the layouts of before."""
+    chosen = rare_and_thin_classes(labels, int(labels.max()) + 1) if extra else []
+    components = components_of(labels, chosen)
+    by_class = {}
+    for component in components:
+        by_class.setdefault(component.cls, []).append(component)
     while True:
-        yield move_label(labels[rng.integers(len(labels))], rng)
+        index = rng.integers(len(labels))
+        layout = move_label(labels[index], rng)
+        for found in by_class.values():
+            others = [c for c in found if c.slice_index != index]
+            for _ in range(extra if others else 0):
+                for _ in range(PASTE_TRIES):
+                    if paste_component(layout, others[rng.integers(len(others))], rng):
+                        break
+        yield layout
