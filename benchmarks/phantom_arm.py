@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/phantom_arm.py                                  # about 70 min on 2 busy CPU cores
     .venv/bin/python benchmarks/phantom_arm.py --train-option class_balance=0   # any `ragan train` option, compared
     .venv/bin/python benchmarks/phantom_arm.py --gan-steps 4000 --gan-seeds 3   # longer, with the GAN's own spread
+    .venv/bin/python benchmarks/phantom_arm.py --count 800 --keep-agreeing 400  # only pairs whose image shows the label
 
 Phantom cases (RaGANLib.data.phantom) are written to the work folder: a few training cases and more held-out ones, made
 from other seeds. The phantom's vessels (1-3 px wide) are the thin structure that blurred synthetic slices lose and that
@@ -14,6 +15,12 @@ better or worse than the real cases alone only when the difference of the means 
 root-sum-square of the two standard deviations; otherwise "within the spread". It also reports Frechet distance and
 KID on RaGAN's own features, diversity, memorisation, each class's share of the synthetic pixels and each class's
 intensity (mean and spread) in synthetic and real slices.
+
+With --keep-agreeing K, each U-Net seed's real-alone network (the checker: the same protocol and seed) segments every
+sampled synthetic image, each pair is scored by how well that segmentation agrees with its label
+(RaGANLib.quality.agreement), and the mixed arms of that U-Net seed train on the K best-agreeing pairs only. The
+scores of kept and dropped pairs and of the held-out real slices are reported, and
+docs/benchmark-phantom[-TAG]-agreement.png shows the worst-agreeing pairs with the checker's segmentation.
 
 Writes docs/benchmark-phantom[-TAG].md, docs/benchmark-phantom[-TAG].png (real against synthetic slices) and the
 figures as JSON in the work folder. GAN runs are kept there by tag and seed and reused when run again.
@@ -38,7 +45,7 @@ from RaGANLib.data import phantom  # noqa: E402
 from RaGANLib.demo import demo_spec  # noqa: E402
 from RaGANLib.errors import BadInput  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
-from RaGANLib.quality import downstream, metrics  # noqa: E402
+from RaGANLib.quality import agreement, downstream, metrics  # noqa: E402
 from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_model  # noqa: E402
 from RaGANLib.quality.features import class_pixel_counts, slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
@@ -47,6 +54,7 @@ from RaGANLib.spec import TrainSpec  # noqa: E402
 
 SHAPE = (20, 96, 96)  # slices, rows, columns of each phantom case; the demo's
 THIN_CLASS = "vessel"
+WORST_SHOWN = 16  # worst-agreeing pairs in the agreement picture, per GAN seed
 
 
 def train_options(entries: list[str]) -> dict:
@@ -130,10 +138,22 @@ def main() -> None:
         help="synthetic percentages of each U-Net batch; without 0 (the real cases alone, which an earlier run with "
         "the same U-Net seeds has measured: the U-Net runs repeat exactly) nothing is compared with it",
     )
+    parser.add_argument(
+        "--keep-agreeing",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train the mixed arms on the K of the --count synthetic pairs that agree best with the real-alone "
+        "network's segmentation (0: all pairs; needs share 0, whose network checks the pairs)",
+    )
     args = parser.parse_args()
-    shares = [int(s) for s in args.shares.split(",")]
+    shares = sorted(int(s) for s in args.shares.split(","))  # 0 first: with --keep-agreeing its network checks pairs
     if not shares or any(not 0 <= s <= 100 for s in shares):
         parser.error("--shares must be percentages in 0..100")
+    if not 0 <= args.keep_agreeing < args.count:
+        parser.error(f"--keep-agreeing must be below --count ({args.count}): it keeps a part of the sampled pairs")
+    if args.keep_agreeing and 0 not in shares:
+        parser.error("--keep-agreeing needs share 0 in --shares: the real-alone network checks the synthetic pairs")
     try:  # a wrong option is refused now, not after the cases are written
         options = train_options(args.train_option)
         gan_spec(Path("phantom"), args.gan_steps, 0, options)
@@ -193,6 +213,7 @@ def main() -> None:
     }
 
     runs = {share: [] for share in shares}  # per share: one Dice result per (GAN seed, U-Net seed)
+    checks = []  # with --keep-agreeing: the agreement figures per (U-Net seed, GAN seed)
     picture = preview.titled(
         [("real training slices (phantom CT, 64 px)", spread(real["train"], space.colors))]
         + [(f"synthetic, GAN seed {s}", spread(slices, space.colors)) for s, slices in synthetic.items()]
@@ -201,16 +222,30 @@ def main() -> None:
     preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}.png")
     for unet_seed in range(args.first_unet_seed, args.unet_seeds):
         protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
+        kept = {}  # with --keep-agreeing: the pairs this U-Net seed's mixed arms train on, per GAN seed
         for share in shares:
             for gan_seed in list(synthetic)[:1] if share == 0 else list(synthetic):  # real alone needs no GAN
                 stage(f"U-Net seed {unet_seed}: {share}% synthetic (GAN seed {gan_seed})")
-                sources = [real["train"], synthetic[gan_seed]]
+                sources = [real["train"], kept[gan_seed] if share and args.keep_agreeing else synthetic[gan_seed]]
                 clock = time.perf_counter()
-                result = downstream.run_arm(sources, real["held_out"], classes, protocol, mix=[100 - share, share])
+                network = downstream.train_unet(sources, classes, protocol, mix=[100 - share, share])
+                result = downstream.score_network(network, real["held_out"], classes)
                 timings[f"unet {share}%"] = timings.get(f"unet {share}%", 0) + time.perf_counter() - clock
                 runs[share].append({**result, "unet_seed": unet_seed, "gan_seed": gan_seed})
+                if share == 0 and args.keep_agreeing:  # this network checks the synthetic pairs of the mixed arms
+                    stage(f"U-Net seed {unet_seed}: keeping the {args.keep_agreeing} best-agreeing synthetic pairs")
+                    parts = []
+                    for seed, slices in synthetic.items():
+                        kept[seed], scores, check = keep_agreeing(
+                            network, slices, real["held_out"], args.keep_agreeing, names
+                        )
+                        checks.append({"unet_seed": unet_seed, "gan_seed": seed, **check})
+                        parts += worst_agreeing(network, slices, scores, space.colors, f"GAN seed {seed}")
+                    if unet_seed == args.first_unet_seed:
+                        picture = preview.titled(parts)
+                        preview.save_png(picture, args.docs / f"benchmark-phantom{suffix}-agreement.png")
         # The figures so far after every U-Net seed: a long run cut short still leaves its table.
-        figures = results(args, options, quality, names, classes, runs, timings, unet_seed + 1, started)
+        figures = results(args, options, quality, names, classes, runs, timings, unet_seed + 1, started, checks)
         (work / "figures.json").write_text(json.dumps(figures, indent=2))
         text = report(figures, suffix)
         (args.docs / f"benchmark-phantom{suffix}.md").write_text(text, encoding="utf-8")
@@ -218,7 +253,63 @@ def main() -> None:
     print(text)
 
 
-def results(args, options: dict, quality: dict, names, classes: int, runs: dict, timings: dict, seeds_done, started):
+def keep_agreeing(network, pairs, held_out, keep: int, names: list[str]):
+    """The `keep` pairs whose image the checker network segments most like their label, the scores of all pairs,
+    and figures of what was kept and what dropped, beside the held-out real slices' (how well a real image shows
+    its label to the same network): score quantiles, each class's mean Dice and share of slices holding it."""
+    dice = agreement.pair_dice(network, pairs, len(names))
+    scores = agreement.agreement_scores(dice)
+    chosen = agreement.best_agreeing(scores, keep)
+    dropped = np.setdiff1d(np.arange(len(pairs)), chosen)
+    figures = {
+        "held-out real": score_figures(agreement.pair_dice(network, held_out, len(names)), held_out.labels, names),
+        "kept": score_figures(dice[chosen], pairs.labels[chosen], names),
+        "dropped": score_figures(dice[dropped], pairs.labels[dropped], names),
+    }
+    return agreement.subset(pairs, chosen), scores, figures
+
+
+def score_figures(dice: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """Agreement scores (median, 10th percentile, extremes) of a set of pairs from their per-class Dice rows; each
+    class's mean Dice over the slices holding it (in the label or the segmentation), and the share of slices whose
+    label holds it."""
+    scores = agreement.agreement_scores(dice)
+    present = ~np.isnan(dice)
+    return {
+        "pairs": len(scores),
+        "score": {
+            "median": float(np.median(scores)),
+            "p10": float(np.percentile(scores, 10)),
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+        },
+        "class_dice": {
+            n: float(np.nanmean(dice[:, c])) if present[:, c].any() else None for c, n in enumerate(names[1:])
+        },
+        "slices_with_class": {n: float((labels == c).any(axis=(1, 2)).mean()) for c, n in enumerate(names) if c},
+    }
+
+
+def worst_agreeing(network, pairs, scores: np.ndarray, colors, title: str) -> list:
+    """Picture parts: the worst-agreeing pairs (image, image with its label) and the checker's segmentation of them."""
+    worst = np.argsort(scores, kind="stable")[:WORST_SHOWN]
+    images = np.asarray(pairs.images[worst], np.float32)
+    return [
+        (
+            f"{title}: the {WORST_SHOWN} worst-agreeing synthetic pairs (scores {scores[worst[0]]:.2f}.."
+            f"{scores[worst[-1]]:.2f})",
+            preview.grid(images, np.asarray(pairs.labels[worst]), colors),
+        ),
+        (
+            "the checker network's segmentation of the same images",
+            preview.grid(images, downstream.predict(network, images), colors),
+        ),
+    ]
+
+
+def results(
+    args, options: dict, quality: dict, names, classes: int, runs: dict, timings: dict, seeds_done, started, checks
+):
     """The figures of the U-Net runs so far: Dice per share and class (mean ± sd), compared with the real cases."""
     dice = {}
     for share, found in runs.items():
@@ -244,6 +335,7 @@ def results(args, options: dict, quality: dict, names, classes: int, runs: dict,
             ]
             for share, found in runs.items()
         },
+        "agreement": checks,
         "timings_s": {k: round(v) for k, v in timings.items()} | {"total": round(time.perf_counter() - started)},
     }
 
@@ -332,6 +424,10 @@ def report(figures: dict, suffix: str) -> str:
         "",
         "Each class's intensity (image units, about -1..1) over all its pixels: whether synthetic organs stand out "
         "from the body as much as real ones, and are as noisy.",
+    ]
+    if figures["agreement"]:
+        lines += agreement_table(figures["agreement"], settings)
+    lines += [
         "",
         "Time per part (s): " + ", ".join(f"{k} {v}" for k, v in figures["timings_s"].items()) + ".",
         "",
@@ -339,6 +435,44 @@ def report(figures: dict, suffix: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def agreement_table(checks: list[dict], settings: dict) -> list[str]:
+    """The label-agreement filter's figures: scores of the kept, dropped and held-out real pairs, and per class."""
+    names = list(checks[0]["kept"]["class_dice"])
+    lines = [
+        "",
+        f"Label-agreement filter: of {settings['count']} synthetic pairs per GAN, the {settings['keep_agreeing']} "
+        "whose image the real-alone U-Net of that seed segments most like their label were kept for its mixed arms. "
+        "Score: the slice's mean Dice over the classes in its label or segmentation; median (10th percentile, "
+        "extreme). Per class: mean Dice over the slices holding it (label or segmentation), kept / dropped / "
+        "held-out real, and the share of slices whose label holds it, kept / dropped.",
+        "",
+        "| U-Net seed, GAN seed | held-out real: median (10th pct) | kept: median (10th pct, lowest) | dropped: median "
+        "(highest) | "
+        + " | ".join(f"{n} Dice, kept / dropped / real" for n in names)
+        + " | "
+        + " | ".join(f"slices with {n}, kept / dropped" for n in names)
+        + " |",
+        "|---" * (4 + 2 * len(names)) + "|",
+    ]
+
+    def dice(entry: dict, name: str) -> str:
+        return "-" if entry["class_dice"][name] is None else f"{entry['class_dice'][name]:.2f}"
+
+    for check in checks:
+        real, kept, dropped = (check[k] for k in ("held-out real", "kept", "dropped"))
+        lines.append(
+            f"| {check['unet_seed']}, {check['gan_seed']} | "
+            f"{real['score']['median']:.3f} ({real['score']['p10']:.3f}) | "
+            f"{kept['score']['median']:.3f} ({kept['score']['p10']:.3f}, {kept['score']['min']:.3f}) | "
+            f"{dropped['score']['median']:.3f} ({dropped['score']['max']:.3f}) | "
+            + " | ".join(f"{dice(kept, n)} / {dice(dropped, n)} / {dice(real, n)}" for n in names)
+            + " | "
+            + " | ".join(f"{kept['slices_with_class'][n]:.0%} / {dropped['slices_with_class'][n]:.0%}" for n in names)
+            + " |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def run_arm(
     """Train on `sources` (in the proportions `mix`), test on `test`; Dice figures. With `agreement` (e.g. synthetic
     pairs), the same network also segments its images, scored against its labels, under the key "agreement": does
     each image show what its label says, as well as a held-out real slice shows its label?"""
-    model = train_unet(sources, classes, protocol, progress, mix)
+    return score_network(train_unet(sources, classes, protocol, progress, mix), test, classes, agreement)
+
+
+def score_network(model, test: SliceSet, classes: int, agreement: SliceSet | None = None) -> dict:
+    """A trained U-Net's Dice figures on `test` (and on `agreement`, under that key), as run_arm gives them."""
     result = dice_by_case(predict(model, test.images), np.asarray(test.labels), test.cases, classes)
     if agreement is not None:
         result["agreement"] = dice_by_case(
