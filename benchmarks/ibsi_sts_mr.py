@@ -62,8 +62,10 @@ SETTINGS = {
     "smoke": {"size": 64, "gan_steps": 20, "low_gan_steps": 20, "unet_steps": 20, "count": 32, "cases": [3, 2, 2]},
 }
 GAN_OPTIONS = {"batch": 16, "lr": 0.0002, "checkpoint_every": 200, "preview_every": 400, "log_every": 50}
+FIXED_OPTIONS = {"pairs_file", "dataset", "pairs", "size", "spacing", "arch", "mode", "steps", "seed"}  # set per GAN
 BASELINE = "dcgan"  # the baseline network, trained on the 35 cases in joint mode: its figures are a reference
 ARMS = ("low", "full")
+CASES_TITLE = {"low": "low-data cases", "full": "training cases"}  # what each arm's GANs learn from
 # Issue 9's goals on this benchmark (each judged per mode on the means over the runs).
 GOALS = {
     "frechet": 60.0,  # own-feature Frechet distance of the 35-case GAN, at most
@@ -81,7 +83,7 @@ def split(cases: list[str], limit: list[int] | None) -> dict:
     first few of each (the smoke setting), the low cases first among the training ones."""
     train = [c for c in cases if c not in TEST]
     if len(cases) != 49 or len(train) != 35 or not set(LOW) <= set(train):
-        raise BadInput("the data folder must hold the 49 IBSI STS cases STS_001..STS_051 (../shared/data/README.md)")
+        raise BadInput(f"holds {len(cases)} STS_ cases, not the 49 IBSI STS cases of ../shared/data/README.md")
     if limit is None:
         return {"full": train, "low": LOW, "test": TEST}
     full, low, test = limit
@@ -151,12 +153,24 @@ def main() -> None:
     if args.gan_seeds < 1 or not 0 <= args.first_unet_seed < args.unet_seeds:
         parser.error("--gan-seeds must be at least 1, and --first-unet-seed below --unet-seeds")
     setting = SETTINGS[args.setting]
-    try:  # a wrong option or data folder is refused now, not after the first GAN has trained
+    if not args.data.is_dir():
+        parser.error(
+            f"--data '{args.data}' is not a folder: the IBSI STS cases are described in ../shared/data/README.md"
+        )
+    try:  # a wrong option is refused now, not after the first GAN has trained
         options = train_options(args.train_option)
+        if set(options) & FIXED_OPTIONS:
+            raise BadInput(
+                f"--train-option cannot set {', '.join(sorted(set(options) & FIXED_OPTIONS))}: the "
+                "benchmark sets it (the mode with --modes)"
+            )
         gan_spec(Path("pairs.csv"), modes[0], 1, 0, {}, options)
-        cases = split(sorted(p.name for p in args.data.iterdir() if p.name.startswith("STS_")), setting.get("cases"))
-    except (BadInput, OSError) as error:
+    except BadInput as error:
         parser.error(str(error))
+    try:
+        cases = split(sorted(p.name for p in args.data.iterdir() if p.name.startswith("STS_")), setting.get("cases"))
+    except BadInput as error:
+        parser.error(f"--data '{args.data}' {error}")
     data, work = args.data.resolve(), args.work / args.setting
     work.mkdir(parents=True, exist_ok=True)
     pairs = {key: write_pairs(data, names, work / f"{key}.csv") for key, names in cases.items()}
@@ -212,7 +226,7 @@ def main() -> None:
     suffix = f"-{args.tag}" if args.tag else ""
     rows = [(f"real training slices (IBSI STS MR, {size} px)", spread(real[arms[-1]], space.colors))]
     rows += [
-        (f"synthetic: {network} GAN on the {len(cases[arm])} {arm} cases", spread(slices, space.colors))
+        (f"synthetic: {network} GAN on the {len(cases[arm])} {CASES_TITLE[arm]}", spread(slices, space.colors))
         for (arm, network, seed), slices in synthetic.items()
         if seed == 0
     ]
@@ -434,14 +448,17 @@ def report(figures: dict, suffix: str) -> str:
     lines = [
         "# Benchmark: IBSI soft-tissue sarcoma MR (ibsi-sts-mr)" + (f", {suffix[1:]}" if suffix else ""),
         "",
-        f"Made by `{command}` in {figures['timings_s']['total'] / 60:.0f} min: setting `{settings['setting']}`, "
-        f"{figures['size']} px slices of {figures['spacing_mm']:.3f} mm; arms {', '.join(arms)}; GAN modes "
-        f"{', '.join(modes)}, `residual` network, extra training options {figures['train_options'] or 'none'}; GANs "
-        f"{figures['gan_steps']} steps on the {cases['full']} training cases and {figures['low_gan_steps']} on the "
-        f"{cases['low']} low-data cases (batch 16, lr 2e-4), {settings['gan_seeds']} GAN seed(s), "
-        f"{figures['count']} synthetic slices each; U-Net {figures['unet_steps']} steps per arm, {planned} U-Net "
-        "seed(s)"
-        + (f" (only {done} done when the run was cut short)" if done < planned else "")
+        f"Made by `{command}` (this invocation {figures['timings_s']['total'] / 60:.0f} min; the time of each part, "
+        f"GANs from their own records, at the end): setting `{settings['setting']}`, {figures['size']} px slices of "
+        f"{figures['spacing_mm']:.3f} mm; GAN modes {', '.join(modes)} (`residual` network), extra training options "
+        f"{figures['train_options'] or 'none'}; GANs "
+        + " and ".join(
+            f"{figures['low_gan_steps' if arm == 'low' else 'gan_steps']} steps on the {cases[arm]} {CASES_TITLE[arm]}"
+            for arm in arms
+        )
+        + f" (batch 16, lr 2e-4), {settings['gan_seeds']} GAN seed(s), {figures['count']} synthetic slices each; "
+        f"U-Net {figures['unet_steps']} steps per arm, {planned} U-Net seed(s)"
+        + (f" (only {done} complete when the run was cut short)" if done < planned else "")
         + f". Split by case, fixed in the script; {cases['test']} held-out test cases. Dice: the tumour (GTV, "
         "label 1), per held-out case, averaged; mean ± sd (runs: U-Net seeds x GAN seeds).",
         "",
@@ -452,13 +469,13 @@ def report(figures: dict, suffix: str) -> str:
     if "low" in arms:
         rows += [
             (
-                "5 real cases; with synthetic slices from a GAN on them (half of each batch)",
+                f"{cases['low']} real cases; with synthetic slices from a GAN on them (half of each batch)",
                 "real-low",
                 "low+synthetic",
             ),
         ]
     if "full" in arms:
-        rows += [("35 real cases; synthetic slices only, from a GAN on them", "real-full", "synthetic")]
+        rows += [(f"{cases['full']} real cases; synthetic slices only, from a GAN on them", "real-full", "synthetic")]
     for title, alone, mixed in rows:
         values = [cell(dice.get(alone, {}).get("real"))] + [cell(dice.get(mixed, {}).get(m)) for m in modes]
         comparisons = ["-"] + [versus(figures["comparisons"].get(mixed, {}).get(m)) for m in modes]
@@ -485,7 +502,7 @@ def report(figures: dict, suffix: str) -> str:
     ]
     names = list(quality[arms[0]]["real"]["class_shares"])[1:]
     for arm in arms:
-        title = f"the {cases[arm]} {'low-data' if arm == 'low' else 'training'} cases"
+        title = f"the {cases[arm]} {CASES_TITLE[arm]}"
         gans = [m for m in columns[1:] if m in MODES] + ([BASELINE] if arm == "full" else [])
         for measure, key, form in measures:
             real = quality[arm]["real"].get(key)
