@@ -1,8 +1,8 @@
 """Benchmark: the whole `ragan evaluate` protocol on the IBSI soft-tissue-sarcoma MR cases (../shared/data).
 
     .venv/bin/python benchmarks/ibsi_sts_mr.py --arms low --modes conditional --tag conditional-low
-    .venv/bin/python benchmarks/ibsi_sts_mr.py --setting gpu --arms full         # the 35-case arm, on a GPU
-    .venv/bin/python benchmarks/ibsi_sts_mr.py --setting smoke --docs /tmp/docs  # every part, tiny: 2 min on 2 cores
+    .venv/bin/python benchmarks/ibsi_sts_mr.py --setting gpu --arms full          # the 35-case arm, on a GPU
+    .venv/bin/python benchmarks/ibsi_sts_mr.py --setting smoke --arms low --modes conditional --docs /tmp/docs
 
 Fixed split by case (below): 35 training cases, 14 held-out test cases, and 5 of the training cases as the
 low-data set. Two arms, each run alone with --arms or both:
@@ -16,12 +16,16 @@ KID over RaGAN's features, diversity (MS-SSIM), memorisation, the tumour's pixel
 and label agreement (the real-alone U-Net segments the synthetic images, scored against their labels, next to its
 Dice on held-out real cases). Issue 9's goals are each met, not met, or not measured in the run.
 
-Measured on this project's 2 busy CPU cores (setting "cpu", 128 px): the 5-case conditional GAN (800 steps) about
-20 min, a U-Net arm of 500 steps 4-8 min; earlier, joint mode and idle cores: a 35-case GAN (1,200 steps) 18 min.
-Writes docs/benchmark-ibsi-sts-mr[-TAG].md (one table, a column per mode; the figures so far after every U-Net
-seed, so a run cut short still leaves its table), docs/benchmark-ibsi-sts-mr[-TAG].png (real against synthetic
-slices) and the figures, every run's included, as JSON in the work folder. GAN runs are kept in the work folder,
-named by data, network, mode, options and seed, and reused (or resumed) when run again.
+Measured on this project's 2 CPU cores shared with other benchmarks: the 5-case conditional GAN of the "cpu" setting
+(800 steps, niced) 28 min for its first 300 steps; earlier, joint mode on idle cores, the 35-case GANs (1,200 steps)
+18 min each, the 5-case GAN 12 min, a U-Net arm of 500 steps 4 min. The smoke setting (64 px, 3 cases, 20 steps; it
+proves the script runs, its figures mean nothing): the command above about 3 min (its GAN 1.4 min, mostly building
+graphs, the rest 1.2 min); both arms and modes with 2 GAN seeds, 22 min up to the first U-Net seed's figures.
+
+Writes docs/benchmark-ibsi-sts-mr[-TAG].md (one table, a column per mode; the figures so far before the first U-Net
+and after every one, so a run cut short still leaves its table), docs/benchmark-ibsi-sts-mr[-TAG].png (real against
+synthetic slices) and the figures, every run's included, as JSON in the work folder. GAN runs are kept in the work
+folder, named by data, network, mode, options and seed, and reused (or resumed) when run again.
 """
 
 import argparse
