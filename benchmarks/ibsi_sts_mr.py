@@ -157,10 +157,6 @@ def main() -> None:
     if args.gan_seeds < 1 or not 0 <= args.first_unet_seed < args.unet_seeds:
         parser.error("--gan-seeds must be at least 1, and --first-unet-seed below --unet-seeds")
     setting = SETTINGS[args.setting]
-    if not args.data.is_dir():
-        parser.error(
-            f"--data '{args.data}' is not a folder: the IBSI STS cases are described in ../shared/data/README.md"
-        )
     try:  # a wrong option is refused now, not after the first GAN has trained
         options = train_options(args.train_option)
         if set(options) & FIXED_OPTIONS:
@@ -171,6 +167,10 @@ def main() -> None:
         gan_spec(Path("pairs.csv"), modes[0], 1, 0, {}, options)
     except BadInput as error:
         parser.error(str(error))
+    if not args.data.is_dir():
+        parser.error(
+            f"--data '{args.data}' is not a folder: the IBSI STS cases are described in ../shared/data/README.md"
+        )
     try:
         cases = split(sorted(p.name for p in args.data.iterdir() if p.name.startswith("STS_")), setting.get("cases"))
     except BadInput as error:
