@@ -74,6 +74,14 @@ def test_ibsi_goals_judge_only_what_the_run_measured():
     assert "| 5 real cases; with synthetic slices from a GAN on them (half of each batch) | 0.600 ± 0.020 (3) |" in text
     assert "dcgan" not in text  # the full arm did not run: no baseline column
 
+    # One U-Net seed: no spread is known, and neither the comparison nor the goal pretends otherwise.
+    one = ibsi_sts_mr.results(args, ["low"], ["conditional"], {}, cases, 1.7, quality, low_arm_runs()[:3], {}, 1, 0.0)
+    assert one["comparisons"]["low+synthetic"]["conditional"]["verdict"] == "better, but one run: no spread known"
+    one_gain = {goal["goal"]: goal["conditional"] for goal in one["goals"]}[
+        "5 real + synthetic >= real-low + 0.06 (mean over the runs)"
+    ]
+    assert one_gain == "not met: 0.640 against real-low + 0.06 = 0.660 (one run: no spread known)"
+
     # Before the first U-Net run (the figures written right after the GANs), every Dice goal is not measured yet.
     early = ibsi_sts_mr.results(args, ["low"], ["conditional"], {}, cases, 1.7, quality, [], {}, 0, time.perf_counter())
     early_verdicts = {goal["goal"]: goal["conditional"] for goal in early["goals"]}

@@ -307,6 +307,9 @@ def results(args, arms, modes, options, cases, spacing, quality, runs, timings, 
     for mixed, alone in (("low+synthetic", "real-low"), ("synthetic", "real-full")):
         if mixed in dice:
             comparisons[mixed] = {gan: compare(found, dice[alone]["real"]) for gan, found in dice[mixed].items()}
+            for gan, found in comparisons[mixed].items():
+                if min(dice[mixed][gan]["runs"], dice[alone]["real"]["runs"]) < 2:  # a spread of 0 says nothing
+                    found["verdict"] += ", but one run: no spread known"
     figures = {
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "docs", "data")},
         **SETTINGS[args.setting],
@@ -353,6 +356,8 @@ def goals(figures: dict, arms: list[str], modes: list[str]) -> list[dict]:
             text = f"{arm['mean']:.3f} against {wording} = {goal_value:.3f}"
             if 0 < abs(arm["mean"] - goal_value) <= spread_:
                 text += f" (within the spread {spread_:.3f}: undecided)"
+            elif min(arm["runs"], real["runs"]) < 2:
+                text += " (one run: no spread known)"
             return arm["mean"] >= goal_value, text
 
         return judge
