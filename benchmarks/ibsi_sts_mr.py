@@ -17,7 +17,7 @@ and label agreement (the real-alone U-Net segments the synthetic images, scored 
 Dice on held-out real cases). Issue 9's goals are each met, not met, or not measured in the run.
 
 Measured on this project's 2 CPU cores shared with other benchmarks: the 5-case conditional GAN of the "cpu" setting
-(800 steps, niced) 28 min for its first 300 steps; earlier, joint mode on idle cores, the 35-case GANs (1,200 steps)
+(800 steps, niced behind other benchmarks) 70 min; earlier, joint mode on idle cores, the 35-case GANs (1,200 steps)
 18 min each, the 5-case GAN 12 min, a U-Net arm of 500 steps 4 min. The smoke setting (64 px, 3 cases, 20 steps; it
 proves the script runs, its figures mean nothing): the command above about 3 min (its GAN 1.4 min, mostly building
 graphs, the rest 1.2 min); both arms and modes with 2 GAN seeds, 22 min up to the first U-Net seed's figures.
