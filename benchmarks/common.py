@@ -1,10 +1,12 @@
-"""What the benchmarks share: a GAN run trained (or reused) in a work folder, and a grid of slices spread over a set."""
+"""What the benchmarks share: a GAN run trained (or reused) in a work folder, --train-option values, a grid of slices
+spread over a set, and the mean ± sd of repeated U-Net runs with the spread rule that compares two arms."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 
+from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.model.model_info import read_model_info
 from RaGANLib.quality.evaluate import slice_grid
@@ -35,3 +37,38 @@ def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
 def spread(slices, colors, count: int = 16):
     """`count` slices spread evenly over a set, as a preview grid."""
     return slice_grid(slices, np.linspace(0, len(slices) - 1, count).astype(int), colors)
+
+
+def train_options(entries: list[str]) -> dict:
+    """--train-option KEY=VALUE entries as spec fields; VALUE is read as JSON where it parses (0.5, true, [1, 2])."""
+    options = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator or not key.strip():
+            raise BadInput(f"--train-option '{entry}' must look like KEY=VALUE, e.g. class_balance=0")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
+def summary(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single run) of a list of Dice figures, NaN-free."""
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return {"mean": float("nan"), "sd": float("nan"), "runs": 0}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
+
+
+def compare(arm: dict, real: dict) -> dict:
+    """The difference of means against the real cases alone, its spread (the root-sum-square of the two standard
+    deviations), and the verdict it allows: better or worse only beyond the spread."""
+    difference = arm["mean"] - real["mean"]
+    spread_ = float(np.hypot(arm["sd"], real["sd"]))
+    if abs(difference) <= spread_ or np.isnan(difference):
+        verdict = "within the spread"
+    else:
+        verdict = "better" if difference > 0 else "worse"
+    return {"difference": difference, "spread": spread_, "verdict": verdict}

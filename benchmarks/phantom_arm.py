@@ -34,12 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import spread, train_gan  # noqa: E402
+from common import compare, spread, summary, train_gan, train_options  # noqa: E402
 
 from RaGANLib.data import phantom  # noqa: E402
 from RaGANLib.demo import demo_spec  # noqa: E402
@@ -57,33 +55,10 @@ THIN_CLASS = "vessel"
 WORST_SHOWN = 16  # worst-agreeing pairs in the agreement picture, per GAN seed
 
 
-def train_options(entries: list[str]) -> dict:
-    """--train-option KEY=VALUE entries as spec fields; VALUE is read as JSON where it parses (0.5, true, [1, 2])."""
-    options = {}
-    for entry in entries:
-        key, separator, text = entry.partition("=")
-        if not separator or not key.strip():
-            raise BadInput(f"--train-option '{entry}' must look like KEY=VALUE, e.g. class_balance=0")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key.strip()] = text
-    return options
-
-
 def gan_spec(data: Path, steps: int, seed: int, options: dict) -> TrainSpec:
     """The demo's training settings on `data`, with the seed and the extra options (validated like a spec file)."""
     base = dataclasses.replace(demo_spec(data, steps), seed=seed, checkpoint_every=500, preview_every=500)
     return TrainSpec.from_json({**base.to_json(), **options}, "--train-option")
-
-
-def summary(values: list[float]) -> dict:
-    """Mean and sample standard deviation (0 for a single run) of a list of Dice figures, NaN-free."""
-    values = [v for v in values if not np.isnan(v)]
-    if not values:
-        return {"mean": float("nan"), "sd": float("nan"), "runs": 0}
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
 
 
 def class_intensity(slices, names) -> dict:
@@ -97,17 +72,6 @@ def class_intensity(slices, names) -> dict:
         for c, name in enumerate(names)
         if (slices.labels == c).any()
     }
-
-
-def compare(arm: dict, real: dict) -> dict:
-    """The difference of means against the real cases alone, its spread, and the verdict it allows."""
-    difference = arm["mean"] - real["mean"]
-    spread_ = float(np.hypot(arm["sd"], real["sd"]))
-    if abs(difference) <= spread_ or np.isnan(difference):
-        verdict = "within the spread"
-    else:
-        verdict = "better" if difference > 0 else "worse"
-    return {"difference": difference, "spread": spread_, "verdict": verdict}
 
 
 def main() -> None:
