@@ -7,7 +7,7 @@
     DIR/nnunet/                the same cases as an nnU-Net v2 raw dataset (labels as consecutive class indices,
                                named in dataset.json, as nnU-Net requires)
     DIR/preview.png            the first slices, plain and with labels overlaid
-    DIR/generation.json        how they were made: model, count, seed, rare components added
+    DIR/generation.json        how they were made: count, seed, rare components added (no paths)
 A conditional model (`ragan train --mode conditional`) paints these images for its training labels, moved;
 `--add-rare N` pastes up to N more components of each rare or thin class into each layout (RaGANLib.results.layouts).
 
@@ -128,7 +128,8 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
 
     with outputs.staged(out) as staging:
         pixel_counts = _write_outputs(staging, generator, description, count, seed, layouts)
-        settings = {"model": str(Path(os.path.abspath(model))), "count": count, "seed": seed, "add_rare": add_rare}
+        # No model path: a synthetic set is shared without the folders (and user or patient names) it came from.
+        settings = {"count": count, "seed": seed, "add_rare": add_rare}
         if add_rare:
             labels = model_folder.training_labels(model, description)
             chosen = rare_and_thin_classes(labels, len(description.classes))
