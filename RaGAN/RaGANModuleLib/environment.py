@@ -163,17 +163,20 @@ def describe_environment(job: TrainerJob) -> tuple[bool, str]:
     return True, f"TensorFlow {event['tensorflow']} on {device} ({kind}), Python {event.get('python', '?')}"
 
 
-def constraints_file() -> Path:
-    """A pip constraints file pinning Slicer's numpy, SimpleITK and vtk to the versions installed now."""
+@contextlib.contextmanager
+def constraints_file():
+    """A pip constraints file pinning Slicer's numpy, SimpleITK and vtk to the versions installed now, in a
+    temporary folder that is removed when pip is done."""
     lines = []
     for package in PROTECTED_PACKAGES:
         try:
             lines.append(f"{package}=={importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    path = Path(tempfile.mkdtemp(prefix="ragan-pip-")) / "constraints.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    with tempfile.TemporaryDirectory(prefix="ragan-pip-") as folder:
+        path = Path(folder) / "constraints.txt"
+        path.write_text("\n".join(lines) + "\n")
+        yield path
 
 
 def slicer_packaging():
@@ -206,16 +209,16 @@ def install_requirements(testing: bool = False, busy=contextlib.nullcontext) -> 
     testing. Returns one line for the panel."""
     if testing:
         return "skipped: Slicer runs in testing mode"
-    constraints = constraints_file()
     packaging = slicer_packaging()
-    if packaging is not None:
-        requirements = packaging.load_requirements(str(REQUIREMENTS))
-        packaging.pip_ensure(  # the user has said OK in the module's own dialog: no second prompt
-            requirements, constraints=str(constraints), prompt_install=False, requester="RaGAN", show_progress=True
-        )
-        return "requirements checked and installed with slicer.packaging.pip_ensure"
-    import slicer
+    with constraints_file() as constraints:  # both install calls block until pip is done
+        if packaging is not None:
+            requirements = packaging.load_requirements(str(REQUIREMENTS))
+            packaging.pip_ensure(  # the user has said OK in the module's own dialog: no second prompt
+                requirements, constraints=str(constraints), prompt_install=False, requester="RaGAN", show_progress=True
+            )
+            return "requirements checked and installed with slicer.packaging.pip_ensure"
+        import slicer
 
-    with busy():
-        slicer.util.pip_install(["-r", str(REQUIREMENTS), "-c", str(constraints)])
+        with busy():
+            slicer.util.pip_install(["-r", str(REQUIREMENTS), "-c", str(constraints)])
     return "requirements installed with slicer.util.pip_install"

@@ -16,11 +16,14 @@ from slicer_test_support import bare_python, module_logic
 
 
 class Recorder:
+    """slicer.util.pip_install, recording its arguments and the constraints file's pins while pip would run."""
+
     def __init__(self):
-        self.calls = []
+        self.calls, self.pins = [], []
 
     def __call__(self, *args, **kwargs):
         self.calls.append((args, kwargs))
+        self.pins.append(pinned(args[0][3]))
         return args[0] if args else None
 
 
@@ -40,7 +43,7 @@ def load_requirements(path):
 def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_install=True, prompt_restart=True,
                requester=None, skip_in_testing=True, show_progress=True):
     calls.append(dict(requirements=requirements, constraints=constraints, prompt_install=prompt_install,
-                      requester=requester, show_progress=show_progress))
+                      requester=requester, show_progress=show_progress, pins=open(constraints).read().split()))
 """
 
 
@@ -80,9 +83,10 @@ def test_slicer_5_12_imports_slicer_packaging_and_uses_pip_ensure_with_progress(
     import numpy
     import SimpleITK
 
-    versions = pinned(calls[0]["constraints"])
+    versions = dict(pin.split("==") for pin in calls[0]["pins"])
     assert versions["numpy"] == numpy.__version__ and versions["SimpleITK"] == SimpleITK.Version_VersionString()
     assert "vtk" in versions
+    assert not os.path.exists(calls[0]["constraints"]), "the temporary constraints file is removed after pip"
 
 
 def test_slicer_5_10_falls_back_to_pip_install_inside_the_busy_dialog(slicer_package):
@@ -100,7 +104,8 @@ def test_slicer_5_10_falls_back_to_pip_install_inside_the_busy_dialog(slicer_pac
 
     (arguments,), _ = pip_install.calls[0]
     assert arguments[:2] == ["-r", str(environment.REQUIREMENTS)] and arguments[2] == "-c"
-    assert set(pinned(arguments[3])) == {"numpy", "SimpleITK", "vtk"}
+    assert set(pip_install.pins[0]) == {"numpy", "SimpleITK", "vtk"}
+    assert not os.path.exists(arguments[3]), "the temporary constraints file is removed after pip"
     assert entered == ["open", "closed"] and "pip_install" in message
 
 
