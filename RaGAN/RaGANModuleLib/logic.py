@@ -5,7 +5,7 @@ scripts and tests choose it without patching anything):
     logic = ModuleLogic(Trainer(python="/opt/ragan/.venv/bin/python"))
     job, run = logic.startTraining(scene, cases, {"steps": 600}, Path.home() / "RaGAN", "auto")
     job.wait(3600)                                   # or poll() from a timer, as the panel does
-    job, out = logic.startGenerate(run / "model", count=16, seed=0, device="auto")   # addRare=1: more lesions
+    job, out = logic.startGenerate(run / "model", count=16, seed=0, device="auto")  # addRare=1: more lesions
     job.wait(600)
     volume, segmentation = logic.loadGenerated(scene, job.finished["outputs"], run / "model")
     # A model trained with {"mode": "conditional"} paints a scan for a segmentation drawn on a volume, on its grid:

@@ -244,11 +244,11 @@ class ModelReason:
 
 # The tool tip of "Extra lesions / thin structures per slice" (`generate --add-rare`; README, "add-rare").
 ADD_RARE_TIP = (
-    "Conditional models: paste up to this many more lesions (classes rarer than half the most common one) and thin "
-    "structures such as vessels, each cut from another training slice, into every synthetic slice's labels before "
-    "the images are painted. Helps when a rare class such as a lesion is what your segmentation must find: 1 raised "
-    "the lesion's Dice from 0.83 to 0.90 on the phantom benchmark, while the thin vessel's fell slightly (0.89 to "
-    "0.88). 0: the training labels as they are."
+    "Conditional models: paste up to this many more lesions (any class with under half the pixels of the most common "
+    "labelled class) and thin structures such as vessels, each cut from another training slice, into every "
+    "synthetic slice's labels before its image is painted. Helps when a rare class such as a lesion is what your "
+    "segmentation must find: 1 raised the lesion's Dice from 0.83 to 0.90 on the phantom benchmark, while the thin "
+    "vessel's fell slightly (0.89 to 0.88). 0: the training labels as they are."
 )
 
 

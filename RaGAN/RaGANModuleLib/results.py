@@ -1,4 +1,5 @@
-"""Trainer output -> scene: the synthetic volume and segmentation, the live preview, and the loss chart.
+"""Trainer output -> scene: the synthetic volume and segmentation, the live preview, and the loss chart; and what a
+model folder is (its checked model.json), with what only a conditional model can do.
 
     volume, segmentation = load_generated(scene, finished_event["outputs"], model_folder, source_node=ct_node)
     preview = PreviewNodes(scene); preview.update(preview_event)
