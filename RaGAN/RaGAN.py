@@ -142,7 +142,9 @@ class RaGANWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (
                 "generateButton",
                 _("Could not start generating."),
-                lambda p: actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p)),
+                lambda p: actions.generate(
+                    p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p), p.addRare
+                ),
             ),
             (
                 "paintButton",

@@ -5,7 +5,7 @@ scripts and tests choose it without patching anything):
     logic = ModuleLogic(Trainer(python="/opt/ragan/.venv/bin/python"))
     job, run = logic.startTraining(scene, cases, {"steps": 600}, Path.home() / "RaGAN", "auto")
     job.wait(3600)                                   # or poll() from a timer, as the panel does
-    job, out = logic.startGenerate(run / "model", count=16, seed=0, device="auto")
+    job, out = logic.startGenerate(run / "model", count=16, seed=0, device="auto")  # addRare=1: more lesions
     job.wait(600)
     volume, segmentation = logic.loadGenerated(scene, job.finished["outputs"], run / "model")
     # A model trained with {"mode": "conditional"} paints a scan for a segmentation drawn on a volume, on its grid:
@@ -100,13 +100,17 @@ class ModuleLogic:
         self.requireTrainer()
         return self._job(train_arguments(runFolder, resume=True), device, Path(runFolder))
 
-    def startGenerate(self, modelFolder: Path, count: int, seed: int, device: str):
-        """Start `ragan generate` into a new folder beside the model; returns (job, output folder)."""
+    def startGenerate(self, modelFolder: Path, count: int, seed: int, device: str, addRare: int = 0):
+        """Start `ragan generate` into a new folder beside the model, with `addRare` more rare and thin components
+        in each slice's layout (`--add-rare`, conditional models); returns (job, output folder)."""
         self.requireTrainer()
         # Refuses a folder that is not a model, or one the trainer's Keras cannot load, before starting anything.
-        results.read_model(modelFolder, keras=self.trainerCheck().versions.get("keras"))
+        info = results.read_model(modelFolder, keras=self.trainerCheck().versions.get("keras"))
+        reason = results.joint_model_reason(info, modelFolder, results.ADDING_RARE) if addRare else None
+        if reason:  # the child would refuse it (exit 2): said here, before anything starts
+            raise ValueError(f"{reason}; set 'Extra lesions / thin structures per slice' to 0 to generate with it")
         out = locations.new_run_folder(Path(modelFolder).parent, "generated")
-        return self._job(generate_arguments(modelFolder, count, seed, out), device, None), out
+        return self._job(generate_arguments(modelFolder, count, seed, out, addRare), device, None), out
 
     def startPaint(self, scene, segmentation, modelFolder: Path, seed: int, device: str):
         """Write the segmentation (on the grid of the volume it was drawn on) into a new `painted-NNN` folder beside

@@ -19,16 +19,7 @@ from RaGANModuleLib.trainer_job import paint_arguments
 from RaGANModuleLib.training_cases import TrainingCase, _label_on_image_grid
 
 LABEL_NAME = "segmentation"  # the label file's name, and so the painted volume's: images/segmentation.nrrd
-
-
-def joint_model_reason(info, model_folder: Path) -> str | None:
-    """Why the model in `model_folder` (its checked model.json, a ModelInfo) cannot paint a segmentation, or None."""
-    if info.conditional:
-        return None
-    return (
-        f"the model in '{model_folder}' makes its own labels (a joint model); painting a segmentation needs a model "
-        "trained in conditional mode (Training > Advanced > Mode: conditional)"
-    )
+PAINTING = "painting a segmentation"  # what a joint model cannot do (results.joint_model_reason)
 
 
 def paint_unavailable_reason(model_folder: Path | None) -> str | None:
@@ -39,7 +30,7 @@ def paint_unavailable_reason(model_folder: Path | None) -> str | None:
         info = results.read_model(model_folder)
     except ValueError as error:
         return str(error)
-    return joint_model_reason(info, model_folder)
+    return results.joint_model_reason(info, model_folder, PAINTING)
 
 
 def source_volume(scene, segmentation):
@@ -53,7 +44,7 @@ def export_label_for_model(scene, segmentation, source_volume, model_folder: Pat
     """Write `segmentation` on the grid of `source_volume` as `<folder>/segmentation.nrrd`, segments by name with
     the model's label values. ValueError (with the reason) for a joint model or a segment the model does not know."""
     info = results.read_model(model_folder)
-    reason = joint_model_reason(info, model_folder)
+    reason = results.joint_model_reason(info, model_folder, PAINTING)
     if reason:
         raise ValueError(reason)
     values = {c.name: c.value for c in info.classes if c.value != 0}

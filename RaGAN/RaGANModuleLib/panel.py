@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from RaGANModuleLib import environment, painting, results, training_cases
+from RaGANModuleLib import environment, results, training_cases
 from RaGANModuleLib.trainer_job import JobState
 
 log = logging.getLogger("RaGAN")
@@ -225,19 +225,31 @@ class EnvironmentView(JobView):
 # Buttons.
 
 
-class PaintReason:
-    """Why the model folder cannot paint a segmentation (None: it can), asked on every button update: model.json is
-    read again only when it changed."""
+class ModelReason:
+    """Why the model folder cannot be used for something (`reason(model folder)`, e.g.
+    painting.paint_unavailable_reason; None: it can), asked on every button update: model.json is read again only
+    when it changed."""
 
-    def __init__(self):
+    def __init__(self, reason):
+        self._reason_of = reason
         self._key, self._reason = None, None
 
     def __call__(self, modelFolder: Path | None) -> str | None:
         modelJson = modelFolder / "model.json" if modelFolder else None
         key = (str(modelJson), modelJson.stat().st_mtime if modelJson and modelJson.is_file() else None)
         if self._key != key:
-            self._key, self._reason = key, painting.paint_unavailable_reason(modelFolder)
+            self._key, self._reason = key, self._reason_of(modelFolder)
         return self._reason
+
+
+# The tool tip of "Extra lesions / thin structures per slice" (`generate --add-rare`; README, "add-rare").
+ADD_RARE_TIP = (
+    "Conditional models: paste up to this many more lesions (any class with under half the pixels of the most common "
+    "labelled class) and thin structures such as vessels, each cut from another training slice, into every "
+    "synthetic slice's labels before its image is painted. Helps when a rare class such as a lesion is what your "
+    "segmentation must find: 1 raised the lesion's Dice from 0.83 to 0.90 on the phantom benchmark, while the thin "
+    "vessel's fell slightly (0.89 to 0.88). 0: the training labels as they are."
+)
 
 
 @dataclasses.dataclass
@@ -258,9 +270,13 @@ def buttons(
     paintReason: str | None,
     paintSegmentation: bool,
     exportFolder: Path | None,
+    addRare: int = 0,
+    addRareReason: str | None = None,
     tr=untranslated,
 ) -> dict[str, Button]:
-    """Which of the panel's buttons can be pressed now, by their .ui names, with text and tool tip where they vary."""
+    """Which of the panel's buttons (and the Generate section's "Extra lesions / thin structures per slice", `addRare`,
+    which `addRareReason` says a joint model cannot use) can be pressed now, by their .ui names, with text and tool
+    tip where they vary."""
     isTraining = training is not None and training.running
     stopping = isTraining and training.job.state == JobState.STOPPING
     isGenerating = generating is not None and generating.running
@@ -289,6 +305,15 @@ def buttons(
             tr("Paint a synthetic scan for the chosen segmentation on its volume's grid, shown beside that volume")
             if cannotPaint is None
             else tr("Not available: {reason}").format(reason=cannotPaint),
+        ),
+        # Left enabled above 0 with a joint model, so that it can be set back to 0 (Generate refuses it until then).
+        "addRareSpinBox": Button(
+            addRareReason is None or addRare > 0,
+            None,
+            tr(ADD_RARE_TIP)
+            if addRareReason is None
+            else tr("Not available: {reason}").format(reason=addRareReason)
+            + (tr(". Set it to 0 to generate from this model.") if addRare > 0 else ""),
         ),
         "exportButton": Button(not isGenerating and exportFolder is not None),
         "checkEnvironmentButton": Button(not (checking is not None and checking.running)),

@@ -5,7 +5,7 @@ outcome in Qt:
 
     actions = PanelActions(logic, scene, tr, case=RaGANCase)   # case: how the parameter node stores a case
     actions.addChosenCase(p)                     # p: the parameter node; NeedsInput: a warning to show
-    actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p))
+    actions.generate(p.modelFolder, p.count, p.generateSeed, p.device, actions.cases(p), p.addRare)
     for view in actions.poll(p):                 # from the panel's timer: the views whose jobs have just ended
         ...                                      # view.error: the message to show; actions.load(view): the result
     actions.widgetStates(trainer, p)             # {"trainButton": {"enabled": True, "text": "Train", ...}, ...}
@@ -14,7 +14,7 @@ outcome in Qt:
 import dataclasses
 from pathlib import Path
 
-from RaGANModuleLib import dataset_export, demo_data, panel, results, training_cases
+from RaGANModuleLib import dataset_export, demo_data, painting, panel, results, training_cases
 
 
 class NeedsInput(ValueError):
@@ -33,7 +33,8 @@ class PanelActions:
         self.painting: panel.PaintView | None = None
         self.checking: panel.EnvironmentView | None = None
         self.result: panel.GenerateView | panel.PaintView | None = None  # started last: its status is shown
-        self.paintReason = panel.PaintReason()
+        self.paintReason = panel.ModelReason(painting.paint_unavailable_reason)
+        self.addRareReason = panel.ModelReason(results.add_rare_unavailable_reason)
 
     def views(self) -> list:
         return [v for v in (self.training, self.generating, self.painting, self.checking) if v is not None]
@@ -116,12 +117,13 @@ class PanelActions:
         self.training = panel.TrainingView(job, self.scene, self.tr)
         return self.training
 
-    def generate(self, modelFolder, count: int, seed: int, device: str, cases: list) -> None:
-        """Start generating from the model folder; the result is loaded beside the first case when it ends."""
+    def generate(self, modelFolder, count: int, seed: int, device: str, cases: list, addRare: int = 0) -> None:
+        """Start generating from the model folder (with `addRare` extra lesions / thin structures per slice: a
+        conditional model's `--add-rare`); the result is loaded beside the first case when it ends."""
         model = panel.folder_or_none(modelFolder)
         if model is None:
             raise NeedsInput(self.tr("Choose a model folder (the model/ folder of a training run)."))
-        job, folder = self.logic.startGenerate(model, count, seed, device)
+        job, folder = self.logic.startGenerate(model, count, seed, device, addRare)
         self.generating = self.result = panel.GenerateView(job, model, folder, cases[0] if cases else None, self.tr)
 
     def paint(self, segmentation, modelFolder, seed: int, device: str) -> None:
@@ -185,7 +187,7 @@ class PanelActions:
         labels["environmentStatusLabel"] = self.checking
         return {name: view.status for name, view in labels.items() if view is not None}
 
-    def buttons(self, trainer, hasCases: bool, modelFolder, paintSegmentation, exportFolder) -> dict:
+    def buttons(self, trainer, hasCases: bool, modelFolder, paintSegmentation, exportFolder, addRare: int = 0) -> dict:
         """panel.buttons for the parameter node's values and these jobs."""
         model = panel.folder_or_none(modelFolder)
         return panel.buttons(
@@ -199,6 +201,8 @@ class PanelActions:
             paintReason=self.paintReason(model),
             paintSegmentation=bool(paintSegmentation),
             exportFolder=panel.folder_or_none(exportFolder),
+            addRare=addRare,
+            addRareReason=self.addRareReason(model),
             tr=self.tr,
         )
 
@@ -211,7 +215,9 @@ class PanelActions:
         if self.training is not None:
             states["trainingProgressBar"] = {"maximum": self.training.total, "value": self.training.step}
         p = parameters
-        buttons = self.buttons(trainer, bool(self.cases(p)), p.modelFolder, p.paintSegmentation, p.exportFolder)
+        buttons = self.buttons(
+            trainer, bool(self.cases(p)), p.modelFolder, p.paintSegmentation, p.exportFolder, p.addRare
+        )
         for name, button in buttons.items():
             states[name] = {key: value for key, value in dataclasses.asdict(button).items() if value is not None}
         return states

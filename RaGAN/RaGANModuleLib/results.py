@@ -1,4 +1,5 @@
-"""Trainer output -> scene: the synthetic volume and segmentation, the live preview, and the loss chart.
+"""Trainer output -> scene: the synthetic volume and segmentation, the live preview, and the loss chart; and what a
+model folder is (its checked model.json), with what only a conditional model can do.
 
     volume, segmentation = load_generated(scene, finished_event["outputs"], model_folder, source_node=ct_node)
     preview = PreviewNodes(scene); preview.update(preview_event)
@@ -30,6 +31,32 @@ def read_model(model_folder: Path, keras: str | None = None):
         return info
     except BadInput as error:
         raise ValueError(str(error)) from None
+
+
+def joint_model_reason(info, model_folder: Path, wanted: str) -> str | None:
+    """Why the model in `model_folder` (its checked model.json, a ModelInfo) cannot do what only a conditional model
+    does (`wanted`, e.g. "painting a segmentation"), or None: a joint model makes its own labels."""
+    if info.conditional:
+        return None
+    return (
+        f"the model in '{model_folder}' makes its own labels (a joint model); {wanted} needs a model trained in "
+        "conditional mode (Training > Advanced > Mode: conditional)"
+    )
+
+
+ADDING_RARE = "adding extra lesions / thin structures to its slices"  # what the Generate section's addRare asks for
+
+
+def add_rare_unavailable_reason(model_folder: Path | None) -> str | None:
+    """Why the Generate section's "Extra lesions / thin structures per slice" cannot be used with this model folder
+    (a joint model), or None; a folder that is not a model says nothing here (Generate says it when pressed)."""
+    if model_folder is None:
+        return None
+    try:
+        info = read_model(model_folder)
+    except ValueError:
+        return None
+    return joint_model_reason(info, model_folder, ADDING_RARE)
 
 
 def orient_views(slice_nodes, axis: str) -> None:

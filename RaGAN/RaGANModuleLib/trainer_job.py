@@ -50,19 +50,13 @@ def train_arguments(run_folder: Path, resume: bool = False) -> list[str]:
     return arguments + ["--resume"] if resume else arguments
 
 
-def generate_arguments(model_folder: Path, count: int, seed: int, out_folder: Path) -> list[str]:
-    return [
-        "generate",
-        str(model_folder),
-        "--count",
-        str(count),
-        "--seed",
-        str(seed),
-        "--out",
-        str(out_folder),
-        "--events",
-        "json",
-    ]
+def generate_arguments(model_folder: Path, count: int, seed: int, out_folder: Path, add_rare: int = 0) -> list[str]:
+    """`generate --count`; `add_rare` > 0 adds `--add-rare` (more rare and thin components in each layout of a
+    conditional model), 0 leaves the command as it was before the option existed."""
+    arguments = ["generate", str(model_folder), "--count", str(count), "--seed", str(seed)]
+    if add_rare > 0:
+        arguments += ["--add-rare", str(add_rare)]
+    return arguments + ["--out", str(out_folder), "--events", "json"]
 
 
 def paint_arguments(model_folder: Path, labels: Path, seed: int, out_folder: Path) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Annotated
 from RaGANModuleLib.locations import default_output_folder, import_ragan_lib
 
 import_ragan_lib()
-from RaGANLib.spec import OPTIONS, PRESET_NAMES, PRESETS  # noqa: E402 (RaGANLib is on sys.path now)
+from RaGANLib.results.layouts import MAX_ADD_RARE  # noqa: E402 (RaGANLib is on sys.path now)
+from RaGANLib.spec import OPTIONS, PRESET_NAMES, PRESETS  # noqa: E402
 
 SPIN_BOX_MAX = 2**31 - 1  # a Qt spin box holds a C int: larger values the trainer accepts stay for the command line
 DEFAULT_PRESET = PRESET_NAMES[0]  # the panel starts with the quick look
@@ -31,6 +32,7 @@ PANEL_SETTINGS = {
     "modelFolder": (Path, OUTPUT_FOLDER, None),  # set to the run's model/ when training ends
     "count": (int, 16, (1, 100000)),
     "generateSeed": (int, 0, (0, 999999)),
+    "addRare": (int, 0, (0, MAX_ADD_RARE)),  # `generate --add-rare`: extra lesions / thin structures per slice
     "exportFolder": (Path, OUTPUT_FOLDER / "nnUNet_raw" / "Dataset501_RaGAN", None),
     "exportReal": (bool, True, None),
     "exportSynthetic": (bool, True, None),

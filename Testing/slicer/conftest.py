@@ -33,7 +33,7 @@ def _import_slicer_without_this_folder():
 slicer = _import_slicer_without_this_folder()
 vtk = pytest.importorskip("vtk")
 
-from slicer_test_support import make_volume  # noqa: E402  (after slicer, see above)
+from slicer_test_support import TINY_TRAINING, make_volume, module_logic  # noqa: E402  (after slicer, see above)
 
 
 @pytest.fixture
@@ -76,6 +76,24 @@ def ct_with_segmentation(scene):
     for node in (volume, segmentation):
         hierarchy.SetItemParent(scene_files.hierarchy_item(scene, node), study)
     return volume, segmentation, labels
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory) -> Path:
+    """A run folder whose tiny model was trained in the module's default, conditional mode by the module's logic, as
+    the Train button does, on the phantom case `demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))` (a test
+    makes the same case in its own scene). test_painting.py paints with it and test_trainer_job.py generates from it;
+    one training serves both. Never changed: a test writes only new generated-NNN / painted-NNN folders into it."""
+    from RaGANModuleLib import demo_data, training_cases
+    from RaGANModuleLib.trainer_job import JobState
+
+    scene = slicer.vtkMRMLScene()
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))
+    cases = [training_cases.TrainingCase(volume, segmentation)]
+    options = TINY_TRAINING | {"mode": "conditional"}
+    job, run = module_logic().startTraining(scene, cases, options, tmp_path_factory.mktemp("conditional"), "cpu")
+    assert job.wait(timeout_s=300) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
+    return run
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ RaGAN/ goes on sys.path as Slicer puts it there, so tests import the module's he
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +30,36 @@ needs_trainer = pytest.mark.skipif(
 # Tiny training settings: a few steps on 64x64 slices, enough for every event kind to appear.
 TINY_TRAINING = {"size": 64, "steps": 6, "batch": 4, "checkpoint_every": 3, "preview_every": 3, "log_every": 1}
 TINY_TRAINING |= {"mode": "joint"}  # as TINY (Testing/ragan_testing.py); the module's default, conditional, trains in
-#                                     test_module_logic.py and test_painting.py
+#                                     conftest.py's conditional_run
+
+
+CLASSES = [
+    {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
+    {"index": 1, "value": 1, "name": "liver", "color": [0.9, 0.4, 0.3]},
+    {"index": 2, "value": 7, "name": "tumour", "color": [0.2, 0.8, 0.1]},
+]
+
+
+def model_folder(parent: Path, mode="conditional") -> Path:
+    """`parent`/model holding only a model.json (conditional or joint): what the module reads of a model before it
+    starts a child, without a trained generator."""
+    folder = parent / "model"
+    folder.mkdir(parents=True)
+    info = {
+        "format": 2,
+        "generator": "generator.keras",
+        "latent_size": 128,
+        "mode": mode,
+        "classes": CLASSES,
+        "modality": "ct",
+        "intensity": {"low": -1000.0, "high": 1000.0},
+        "slice": {"size": 64, "spacing": [0.7, 0.7], "thickness": 3.0, "axis": "axial"},
+        "training": {"cases": 2, "slices": 10, "steps": 100, "batch": 4, "seed": 0},
+    }
+    if mode == "conditional":
+        info["labels"] = "labels.npz"
+    (folder / "model.json").write_text(json.dumps(info))
+    return folder
 
 
 def make_volume(scene, node_class, name, array, spacing=(0.8, 0.9, 2.5), origin=(12.0, -30.0, 40.0)):

@@ -34,15 +34,15 @@ def parameter_fields() -> set[str]:
 
 
 def test_every_widget_the_module_uses_exists_in_the_ui_file():
-    """Widgets the widget names as self.ui.NAME, and the buttons, labels, progress bars and widgets it, panel.py and
-    panel_actions.py name by text ("trainButton", "trainingStatusLabel", "trainingProgressBar")."""
+    """Widgets the widget names as self.ui.NAME, and the buttons, labels, progress bars, spin boxes and widgets it,
+    panel.py and panel_actions.py name by text ("trainButton", "trainingStatusLabel", "addRareSpinBox")."""
     source = MODULE_SOURCE.read_text()
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     for text in (
         source,
         *((MODULE_FOLDER / "RaGANModuleLib" / f).read_text() for f in ("panel.py", "panel_actions.py")),
     ):
-        used |= set(re.findall(r'"(\w+(?:Button|Label|ProgressBar|Widget))"', text))
+        used |= set(re.findall(r'"(\w+(?:Button|Label|ProgressBar|Widget|SpinBox))"', text))
     assert len(used) > 15, "the pattern should find the panel's widgets"
     missing = sorted(used - set(ui_widgets()))
     assert not missing, f"RaGAN.py uses widgets that RaGAN.ui does not have: {missing}"
@@ -111,6 +111,23 @@ def test_every_training_option_spin_box_has_the_spec_range_step_and_default():
             assert number_property(widget, "singleStep") == multiple, name
 
 
+def test_every_panel_setting_spin_box_has_the_parameter_nodes_range_and_default():
+    """The Generate section's spin boxes allow what the parameter node allows and start at its default; "Extra lesions
+    / thin structures per slice" up to the most `ragan generate --add-rare` takes (RaGANLib's, not a copy)."""
+    from RaGANModuleLib import training_options
+
+    from RaGANLib.results.layouts import MAX_ADD_RARE
+
+    spin_boxes = {bound_parameter(w): w for w in ui_widgets().values() if w.get("class") == "QSpinBox"}
+    settings = {name: s for name, s in training_options.PANEL_SETTINGS.items() if name in spin_boxes}
+    assert set(settings) == {"count", "generateSeed", "addRare"}
+    for name, (_kind, default, limits) in settings.items():
+        widget = spin_boxes[name]
+        shown = (number_property(widget, "minimum"), number_property(widget, "maximum"))
+        assert shown == limits and number_property(widget, "value") == default, f"{name}: .ui {shown}, node {limits}"
+    assert settings["addRare"][1:] == (0, (0, MAX_ADD_RARE)), "off unless asked for, as `ragan generate`"
+
+
 def test_any_training_option_can_join_the_panel_with_the_specs_choices_and_range():
     """Adding an option to the panel is `panel=True` on its TrainSpec field (and a widget in RaGAN.ui): its parameter
     node type comes from the spec, whole numbers, other numbers, choices and switches alike."""
@@ -164,6 +181,7 @@ def test_the_module_never_imports_tensorflow():
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from RaGANModuleLib import dataset_export, demo_data, environment, results, trainer_job, training_cases;"
+        "from RaGANModuleLib import training_options;"
         "from RaGANModuleLib.locations import import_ragan_lib; import_ragan_lib();"
         "import RaGANLib.spec, RaGANLib.data.nnunet, RaGANLib.data.phantom, RaGANLib.data.prepare;"
         "import RaGANLib.results.segmentation_file;"

@@ -3,45 +3,18 @@ Generate panel): the module writes a segmentation with the model's label values 
 `generate --labels` through the child-process protocol, and loads the painted volume back on that grid, on a real MRML
 scene (slicer-core), through the module's Logic as the panel calls it.
 
-The first tests use a model folder's model.json only (no TensorFlow); the last trains a tiny conditional model from the
-scene with the real trainer, paints a lesion into the case's segmentation and has the model paint a scan for it.
+The first tests use a model folder's model.json only (no TensorFlow); the last takes a tiny conditional model trained
+from a scene with the real trainer (conftest.py), paints a lesion into the case's segmentation and has the model paint
+a scan for it.
 """
 
-import json
 import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from RaGANModuleLib import painting, panel, scene_files, training_cases
-from RaGANModuleLib.trainer_job import JobState
-from slicer_test_support import TINY_TRAINING, module_logic, needs_trainer, view_until_ended
-
-CLASSES = [
-    {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
-    {"index": 1, "value": 1, "name": "liver", "color": [0.9, 0.4, 0.3]},
-    {"index": 2, "value": 7, "name": "tumour", "color": [0.2, 0.8, 0.1]},
-]
-
-
-def model_folder(tmp_path, mode="conditional"):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    info = {
-        "format": 2,
-        "generator": "generator.keras",
-        "latent_size": 128,
-        "mode": mode,
-        "classes": CLASSES,
-        "modality": "ct",
-        "intensity": {"low": -1000.0, "high": 1000.0},
-        "slice": {"size": 64, "spacing": [0.7, 0.7], "thickness": 3.0, "axis": "axial"},
-        "training": {"cases": 2, "slices": 10, "steps": 100, "batch": 4, "seed": 0},
-    }
-    if mode == "conditional":
-        info["labels"] = "labels.npz"
-    (folder / "model.json").write_text(json.dumps(info))
-    return folder
+from slicer_test_support import model_folder, module_logic, needs_trainer, view_until_ended
 
 
 def test_segmentation_is_written_on_its_scans_grid_with_the_models_label_values(scene, ct_with_segmentation, tmp_path):
@@ -131,16 +104,14 @@ def test_paint_refuses_in_plain_words_and_writes_nothing(scene, ct_with_segmenta
 
 
 @needs_trainer
-def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(scene, tmp_path):
-    """The panel's path: train in conditional mode from the scene, paint a lesion into the case's segmentation (as
-    with Segment Editor), and get a synthetic scan for it on the case's grid."""
+def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(scene, conditional_run):
+    """The panel's path: a model trained in conditional mode from the case (conftest.py's conditional_run), a lesion
+    painted into the case's segmentation (as with Segment Editor), and a synthetic scan for it on the case's grid."""
     from RaGANModuleLib import demo_data
 
+    run = conditional_run
     logic = module_logic()
-    volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))
-    cases = [training_cases.TrainingCase(volume, segmentation)]
-    job, run = logic.startTraining(scene, cases, TINY_TRAINING | {"mode": "conditional"}, tmp_path, "cpu")
-    assert job.wait(timeout_s=300) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
+    volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))  # the case it was trained on
 
     values = {"organ": 1, "lesion": 2, "vessel": 3}
     original = training_cases.label_array(scene, training_cases.TrainingCase(volume, segmentation), values)

@@ -2,15 +2,16 @@
 and what the buttons ask of the logic and do when a job ends (panel_actions.py). The job views are tested on real
 trainer jobs in test_trainer_job.py, a generate result loaded and exported in test_results_to_scene.py."""
 
+import sys
 import types
 from pathlib import Path
 
 import pytest
-from RaGANModuleLib import demo_data, panel, training_cases
+from RaGANModuleLib import demo_data, painting, panel, training_cases
 from RaGANModuleLib.environment import TrainerCheck
 from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
-from slicer_test_support import module_logic
+from slicer_test_support import model_folder, module_logic
 
 READY = TrainerCheck(True, "TensorFlow 2.21.0, Keras 3.15.1, Python 3.12.1", {})
 NOT_READY = TrainerCheck(False, "tensorflow is not installed", {})
@@ -68,7 +69,7 @@ def test_the_paint_reason_is_read_again_only_when_model_json_changed(tmp_path):
     import json
     import os
 
-    reason = panel.PaintReason()
+    reason = panel.ModelReason(painting.paint_unavailable_reason)
     assert "choose a model folder" in reason(None)
     assert "it has no model.json" in reason(tmp_path)
     model = tmp_path / "model.json"
@@ -156,7 +157,9 @@ def test_the_widget_states_follow_the_trainer_and_the_training(scene, tmp_path):
     """The widget copies these properties into its widgets by name; None values (as the .ui has it) are left out."""
     actions = PanelActions(module_logic(start=False), scene)
     case = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=0, shape=(4, 64, 64)))
-    p = types.SimpleNamespace(cases=[case], modelFolder=None, paintSegmentation=None, exportFolder=str(tmp_path))
+    p = types.SimpleNamespace(
+        cases=[case], modelFolder=None, paintSegmentation=None, exportFolder=str(tmp_path), addRare=0
+    )
 
     blocked = actions.widgetStates(NOT_READY, p)
     assert blocked["trainerNotReadyWidget"] == {"visible": True}
@@ -202,3 +205,60 @@ def test_ended_jobs_are_reported_once_with_the_error_to_show(scene, tmp_path):
     assert actions.checking.error is None and "no-such-python" in actions.statusTexts()["environmentStatusLabel"]
     assert "could not start" in actions.generating.error
     assert actions.training.error == actions.training.status and actions.training.status.startswith("Training failed")
+
+
+def test_extra_lesions_reach_generate_only_when_asked_and_never_start_a_child_for_a_joint_model(scene, tmp_path):
+    """Generate pressed with "Extra lesions / thin structures per slice": 0 starts the command it always started, N
+    adds `--add-rare N`; with a joint model (which `generate` refuses it for) N > 0 starts nothing, writes nothing
+    and says why, while 0 still generates from it."""
+    conditional = model_folder(tmp_path / "conditional")
+    old = [sys.executable, "-m", "RaGANLib", "generate", str(conditional), "--count", "4", "--seed", "3"]
+    actions = PanelActions(module_logic(start=False), scene)
+
+    actions.generate(conditional, 4, 3, "cpu", [], 0)
+    first = actions.generating
+    actions.generate(conditional, 4, 3, "cpu", [], 2)
+
+    assert first.job.command == [*old, "--out", str(first.folder), "--events", "json"]
+    folder = actions.generating.folder
+    assert actions.generating.job.command == [*old, "--add-rare", "2", "--out", str(folder), "--events", "json"]
+
+    joint = model_folder(tmp_path / "joint", mode="joint")
+    refusing = PanelActions(module_logic(start=False), scene)
+    refusing.logic._startJob = lambda job: pytest.fail(f"a child was started: {job.command}")
+    with pytest.raises(ValueError) as refused:
+        refusing.generate(joint, 4, 3, "cpu", [], 1)
+    assert str(refused.value) == (
+        f"the model in '{joint}' makes its own labels (a joint model); adding extra lesions / thin structures to its "
+        "slices needs a model trained in conditional mode (Training > Advanced > Mode: conditional); set 'Extra "
+        "lesions / thin structures per slice' to 0 to generate with it"
+    )
+    assert refusing.views() == [] and sorted(p.name for p in (tmp_path / "joint").iterdir()) == ["model"]
+    actions.generate(joint, 4, 3, "cpu", [], 0)
+    assert "--add-rare" not in actions.generating.job.command
+
+
+def test_the_extra_lesions_spin_box_says_what_it_does_and_why_a_joint_model_cannot_use_it(scene, tmp_path):
+    """Enabled with its description for a conditional model (and with no model yet); for a joint model disabled with
+    the reason, or left enabled while it is above 0, so that it can be set back to 0."""
+    actions = PanelActions(module_logic(start=False), scene)
+    p = types.SimpleNamespace(cases=[], paintSegmentation=None, exportFolder=None, addRare=0)
+
+    def spinBox(modelFolder, addRare=0):
+        p.modelFolder, p.addRare = modelFolder, addRare
+        return actions.widgetStates(READY, p)["addRareSpinBox"]
+
+    conditional = spinBox(model_folder(tmp_path / "conditional"))
+    assert conditional == {"enabled": True, "toolTip": panel.ADD_RARE_TIP} and spinBox(None) == conditional
+    for said in ("lesions", "thin structures such as vessels", "0.83 to 0.90", "thin vessel's fell slightly"):
+        assert said in panel.ADD_RARE_TIP, said
+    joint = model_folder(tmp_path / "joint", mode="joint")
+    reason = (
+        f"Not available: the model in '{joint}' makes its own labels (a joint model); adding extra lesions / thin "
+        "structures to its slices needs a model trained in conditional mode (Training > Advanced > Mode: conditional)"
+    )
+    assert spinBox(joint) == {"enabled": False, "toolTip": reason}
+    assert spinBox(joint, addRare=2) == {
+        "enabled": True,
+        "toolTip": reason + ". Set it to 0 to generate from this model.",
+    }

@@ -222,6 +222,32 @@ def test_generated_pairs_come_back_as_volume_and_segmentation_with_the_training_
 
 
 @needs_trainer
+def test_generate_with_extra_lesions_from_a_conditional_model_records_them_and_loads_into_the_scene(
+    scene, conditional_run
+):
+    """Generate pressed with "Extra lesions / thin structures per slice" at 1 (PanelActions.generate, as the button
+    does) on the module's default, conditional model: the real child runs `generate --add-rare 1`, its
+    generation.json says so, and the volume and segmentation come into the scene beside the case."""
+    case = training_cases.TrainingCase(*demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64)))
+    actions = PanelActions(module_logic(), scene)
+
+    actions.generate(conditional_run / "model", 3, 4, "cpu", [case], 1)
+    view = actions.generating
+    view_until_ended(view, 180)  # as the panel's timer polls it
+
+    assert view.failure is None, f"{view.job.message}\n{view.job.log_tail()}"
+    assert view.job.arguments[5:8] == ["4", "--add-rare", "1"]
+    settings = json.loads((view.folder / "generation.json").read_text())
+    assert settings == {"count": 3, "seed": 4, "add_rare": 1, "rare_classes": ["lesion", "vessel"]}
+    source, volume, segmentation, axis = actions.load(view)
+    assert source == case and axis == "axial" and volume.GetImageData().GetDimensions() == (64, 64, 3)
+    names = sorted(
+        s.GetName() for s in map(segmentation.GetSegmentation().GetSegment, scene_files.segment_ids(segmentation))
+    )
+    assert names == ["lesion", "organ", "vessel"] and view.status.startswith(f"Loaded '{volume.GetName()}' (3 slices).")
+
+
+@needs_trainer
 def test_stop_ends_the_child_within_seconds_and_leaves_a_checkpoint_to_resume_from(scene, tmp_path):
     run = tmp_path / "run"
     job = start_training(scene, run, steps=5000, checkpoint_every=1000, log_every=1)
