@@ -90,6 +90,37 @@ def test_ibsi_goals_judge_only_what_the_run_measured():
     assert "only 0 complete when the run was cut short" in ibsi_sts_mr.report(early, "-t")
 
 
+def test_ibsi_quotes_a_conditional_gans_memorisation_floor_and_no_floor_for_a_joint_one():
+    """A conditional GAN's layouts are moved copies of training labels: its memorised share is shown beside the share
+    of its layouts' training slices moved alike (docs/benchmark-ibsi-sts-mr-memorisation.md), the goal unchanged."""
+    gan = {
+        "frechet": 40.0,
+        "kid": 8.0,
+        "kid_std": 0.2,
+        "ms_ssim": 0.35,
+        "class_shares": {"background": 0.9, "label_1": 0.1},
+    }
+    quality = {
+        "low": {
+            "joint seed 0": gan | {"memorised_share": 0.114, "memorised_floor": None},
+            "conditional seed 0": gan | {"memorised_share": 0.289, "memorised_floor": 0.421},
+            "real": gan,
+        }
+    }
+    args = argparse.Namespace(
+        tag="t", setting="cpu", arms="low", modes="joint,conditional", train_option=[], gan_seeds=1, unet_seeds=3,
+        first_unet_seed=0, work=None, docs=None, data=None,
+    )  # fmt: skip
+    cases = {"full": ["case"] * 35, "low": ["case"] * 5, "test": ["case"] * 14}
+    figures = ibsi_sts_mr.results(args, ["low"], ["joint", "conditional"], {}, cases, 1.7, quality, [], {}, 0, 0.0)
+    (memorised,) = [goal for goal in figures["goals"] if goal["goal"] == "5-case GAN memorised <= 2%"]
+    assert memorised["joint"] == "not met: 11.40%"
+    assert memorised["conditional"] == "not met: 28.90% (its layouts' training slices moved alike: 42.10%)"
+    text = ibsi_sts_mr.report(figures, "-t")
+    row = "| the 5 low-data cases: memorised share of its layouts' training slices, moved alike | - | - | 42.10% |"
+    assert row in text
+
+
 def test_ibsi_refuses_a_train_option_it_sets_itself(tmp_path):
     script = REPOSITORY / "benchmarks" / "ibsi_sts_mr.py"
     work = tmp_path / "work"

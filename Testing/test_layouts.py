@@ -86,3 +86,20 @@ def test_the_share_of_the_rare_and_thin_classes_in_200_layouts_rises(training_la
     plain, more = shares(found[0]), shares(found[1])
     assert more[LESION] > 1.2 * plain[LESION] and more[VESSEL] > 1.1 * plain[VESSEL], (plain, more)
     assert (found[1] == LESION).any(axis=(1, 2)).mean() > (found[0] == LESION).any(axis=(1, 2)).mean()
+
+
+def test_the_training_images_move_like_their_layouts(training_labels):
+    """The memorisation check's floor for a conditional model: each layout's source image, moved by the layout's own
+    move (the same draws), so a moved image's body lies where its layout's foreground lies."""
+    images = np.where(training_labels > 0, 1.0, -1.0).astype(np.float32)  # foreground bright on air
+    drawn = layouts.moved_layouts(training_labels, np.random.default_rng(4))
+    foreground = np.stack([next(drawn) for _ in range(30)]) > 0
+
+    def overlap(seed: int) -> float:
+        inside = layouts.moved_sources(training_labels, images, np.random.default_rng(seed), 30) > 0
+        return (inside & foreground).sum() / (inside | foreground).sum()
+
+    moved = layouts.moved_sources(training_labels, images, np.random.default_rng(4), 30)
+    assert moved.shape == foreground.shape and moved.dtype == np.float32
+    assert -1 <= moved.min() and moved.max() <= 1 and not np.isin(moved, [-1, 1]).all()  # interpolated at the edges
+    assert overlap(4) > 0.9 and overlap(5) < 0.6  # the layouts' own moves, not just any

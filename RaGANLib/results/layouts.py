@@ -5,7 +5,8 @@ where they fit their host (a lesion only onto organ pixels, as in the slice it c
 
 Label-safe: every output pixel takes the class of its nearest source pixel (no blending of class indices, no class
 invented), pixels moved in from outside the slice are background, a pasted component keeps its class. Seeded by the
-caller's generator: the same generator state gives the same layout on every machine.
+caller's generator: the same generator state gives the same layout on every machine. For the memorisation check,
+the training images moved like their layouts (moved_sources): what the layouts alone carry over from the patients.
 """
 
 import dataclasses
@@ -32,21 +33,47 @@ def _smooth(coarse: np.ndarray, size: int) -> np.ndarray:
     return spread @ coarse @ spread.T
 
 
-def move_label(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A [size, size] slice of class indices, rotated, zoomed and shifted about its centre and smoothly warped."""
-    size = label.shape[0]
+def move(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random move of a [size, size] slice, rotated, zoomed and shifted about its centre and smoothly warped: for
+    each output pixel the (fractional) source row and column that the inverse move brings it to."""
     angle, zoom = rng.uniform(-ROTATION, ROTATION), np.exp(rng.uniform(-ZOOM, ZOOM))
     shift = rng.uniform(-SHIFT, SHIFT, size=2) * size
     warp = rng.normal(0, ELASTIC * size, size=(2, ELASTIC_GRID, ELASTIC_GRID))
     centre = (size - 1) / 2
     rows, columns = np.mgrid[0:size, 0:size].astype(np.float64) - centre
     cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-    # Each output pixel looks up the source pixel that the inverse move brings it to.
     source_rows = cos * rows - sin * columns + centre - shift[0] + _smooth(warp[0], size)
     source_columns = sin * rows + cos * columns + centre - shift[1] + _smooth(warp[1], size)
+    return source_rows, source_columns
+
+
+def move_label(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A [size, size] slice of class indices, moved (`move`): each pixel takes its nearest source pixel's class."""
+    return _nearest(label, *move(label.shape[0], rng))
+
+
+def _nearest(label: np.ndarray, source_rows: np.ndarray, source_columns: np.ndarray) -> np.ndarray:
+    size = label.shape[0]
     r, c = np.rint(source_rows).astype(int), np.rint(source_columns).astype(int)
     inside = (r >= 0) & (r < size) & (c >= 0) & (c < size)
     return np.where(inside, label[np.clip(r, 0, size - 1), np.clip(c, 0, size - 1)], 0).astype(label.dtype)
+
+
+def _linear(image: np.ndarray, source_rows: np.ndarray, source_columns: np.ndarray) -> np.ndarray:
+    """The image at fractional source positions, interpolated linearly; -1 (the bottom of the [-1, 1] scale, air)
+    outside the slice."""
+    size = image.shape[0]
+    padded = np.pad(np.asarray(image, np.float64), 1, constant_values=-1.0)
+    top, left = np.floor(source_rows).astype(int), np.floor(source_columns).astype(int)
+    down, right = source_rows - top, source_columns - left
+
+    def at(r, c):  # a position up to one pixel outside the slice reads the padding's -1
+        return padded[np.clip(r + 1, 0, size + 1), np.clip(c + 1, 0, size + 1)]
+
+    value = (at(top, left) * (1 - down) + at(top + 1, left) * down) * (1 - right) + (
+        at(top, left + 1) * (1 - down) + at(top + 1, left + 1) * down
+    ) * right
+    return value.astype(np.float32)
 
 
 MAX_ADD_RARE = 10  # components of each class pasted into one layout, at most
@@ -174,3 +201,14 @@ def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0):
                     if paste_component(layout, others[rng.integers(len(others))], rng):
                         break
         yield layout
+
+
+def moved_sources(labels: np.ndarray, images: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """The training images under the first `count` layouts of moved_layouts(labels, rng) without extra components:
+    each layout's source image ([-1, 1]) moved by the layout's own move, interpolated linearly. What the layouts alone
+    carry over from the training slices: the floor of a conditional generator's memorisation check."""
+    moved = []
+    for _ in range(count):
+        index = rng.integers(len(labels))  # the draws of moved_layouts, in its order
+        moved.append(_linear(images[index], *move(labels.shape[1], rng)))
+    return np.stack(moved)
