@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from ragan_testing import REPOSITORY
 
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
@@ -129,3 +130,25 @@ def test_ibsi_refuses_a_train_option_it_sets_itself(tmp_path):
     assert done.returncode == 2
     assert "--train-option cannot set mode" in done.stderr and "--modes" in done.stderr
     assert not work.exists()  # refused before anything is written
+
+
+def test_a_gan_run_trained_with_other_options_is_refused_not_passed_off_as_the_new_setting(tmp_path):
+    """A benchmark reuses a GAN run by its folder name; one made before a default changed (here the plain generator
+    of spec version 3) must not stand in for today's defaults. Nothing trains: the check comes first."""
+    from common import train_gan
+
+    from RaGANLib.errors import BadInput
+    from RaGANLib.spec import OLD_GENERATOR, TrainSpec
+
+    old = TrainSpec(dataset=str(tmp_path / "cases"), steps=600, **OLD_GENERATOR)
+    (tmp_path / "gan-seed0").mkdir()
+    old.save(tmp_path / "gan-seed0" / "spec.json")
+    written = (tmp_path / "gan-seed0" / "spec.json").read_bytes()
+    with pytest.raises(BadInput, match="trained with other border_padding, class_intensity, pixel_noise than"):
+        train_gan("gan-seed0", TrainSpec(dataset=str(tmp_path / "cases"), steps=600), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "gan-seed0").iterdir()) == ["spec.json"]
+    assert (tmp_path / "gan-seed0" / "spec.json").read_bytes() == written
+    # A longer request of the same options, the cases named by another path, passes the check and goes on to train
+    # (where RaGAN refuses this folder, which it did not make).
+    with pytest.raises(BadInput, match="is not an earlier run folder made by RaGAN"):
+        train_gan("gan-seed0", TrainSpec(dataset="cases", steps=900, **OLD_GENERATOR), tmp_path)

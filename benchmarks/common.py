@@ -21,6 +21,8 @@ def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
 
     root = work / name
     model = root / "model"
+    if (root / "spec.json").exists():
+        check_same_run(root, spec)
     if not (model.exists() and read_model_info(model).training.steps >= spec.steps):
         with open(work / f"{name}.log", "a") as log:
             train(spec, root, Reporter(stream=log), resume=(root / "checkpoints").exists())
@@ -32,6 +34,21 @@ def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
         elif event["event"] == "finished" and begun is not None:
             seconds, begun = seconds + event["time"] - begun, None
     return model, seconds
+
+
+def check_same_run(root: Path, spec: TrainSpec) -> None:
+    """Refuse to reuse or resume the GAN run in `root` when it was trained with other options than `spec` asks for
+    (e.g. made before a default changed): its figures would be passed off as the new setting's. The inputs (the work
+    folder's cases), the step count (a longer run is reused) and options left to the device are not compared."""
+    saved = TrainSpec.load(root / "spec.json").to_json()
+    skipped = ("dataset", "pairs_file", "pairs", "steps", "version")
+    wanted = {k: v for k, v in spec.to_json().items() if k not in skipped and v is not None}
+    other = sorted(k for k, v in wanted.items() if saved.get(k) != v)
+    if other:
+        raise BadInput(
+            f"the GAN run '{root}' was trained with other {', '.join(other)} than this benchmark asks for; give "
+            "another --work folder or --tag (a run is reused only for the same options)"
+        )
 
 
 def spread(slices, colors, count: int = 16):
