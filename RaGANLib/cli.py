@@ -14,25 +14,33 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import MAX_SEED, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
+from RaGANLib.spec import MAX_SEED, OLD_GENERATOR, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
 from RaGANLib.training.runfolder import block_stop_signals
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides the messages that matter
 
 # The spec options that have a flag of their own: a `--flag VALUE` (type, help and default from TrainSpec), or for a
-# true/false option a `--flag` that sets it.
+# true/false option a `--flag` that sets it and a `--no-flag` that clears it.
 FLAGGED = [name for name, field in OPTIONS.items() if field.metadata["flag"]]
 SWITCHES = [name for name in FLAGGED if isinstance(OPTIONS[name].default, bool)]
 TRAIN_OPTIONS = [name for name in FLAGGED if name not in SWITCHES]
 FLAGS = {name: flag_of(name) for name in FLAGGED} | {"ct_window": "--ct-window", "label_names": "--label-name"}
 MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
+# Options whose default changed (spec versions 3 and 4): a run resumed by its flags keeps its own values of them
+# unless a flag sets one, whatever today's default.
+KEPT_ON_RESUME = ("mode", "smooth_labels", *OLD_GENERATOR)
 
 
 def _add_events_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events", choices=["text", "json"], default="text", help="json: one JSON event per line on stdout"
     )
+
+
+def switch_help(name: str) -> str:
+    """A true/false option's help, with its default: on or off."""
+    return f"{OPTIONS[name].metadata['help']} (default {'on' if OPTIONS[name].default else 'off'})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ct-window", nargs=2, type=float, metavar=("LOW", "HIGH"), help=OPTIONS["ct_window"].metadata["help"]
     )
     for name in SWITCHES:
-        train.add_argument(flag_of(name), action="store_true", default=None, help=OPTIONS[name].metadata["help"])
+        train.add_argument(flag_of(name), action=argparse.BooleanOptionalAction, default=None, help=switch_help(name))
     for name in TRAIN_OPTIONS:
         train.add_argument(flag_of(name), type=OPTIONS[name].metadata["parse"], help=describe_option(name))
     _add_events_flag(train)
@@ -138,8 +146,8 @@ def spec_from_arguments(args) -> TrainSpec | None:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     for name in SWITCHES:
-        if getattr(args, name):
-            values[name] = True
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     if args.ct_window:
         values["ct_window"] = list(args.ct_window)
     for entry in args.label_name:
@@ -156,8 +164,9 @@ def spec_from_arguments(args) -> TrainSpec | None:
             pairs_file=str(args.pairs_file.resolve()) if args.pairs_file else None,
             pairs=[[str(Path(i).resolve()), str(Path(label).resolve())] for i, label in (args.pair or [])],
         )
-        if args.resume and args.mode is None and saved and saved.exists():  # the run's mode, whatever today's default
-            values["mode"] = TrainSpec.load(saved).mode
+        if args.resume and saved and saved.exists():  # the run's own values of the options whose default changed
+            run = TrainSpec.load(saved)
+            values = {name: getattr(run, name) for name in KEPT_ON_RESUME} | values
     elif args.resume and saved and saved.exists():
         spec = TrainSpec.load(saved)
     elif args.resume:

@@ -21,7 +21,10 @@ from RaGANLib.training.runfolder import write_json_atomic
 # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `mode` defaults to
 # conditional, and `smooth_labels`; a spec of version 1 or 2 (or without version, read as 2) that does not name them
 # means joint and the hard label map, the defaults when it was written, so a run made then resumes as it trained.
-SPEC_VERSION = 3
+# 4: `border_padding` reflect, `pixel_noise` on and `class_intensity` 1 by default; a spec before version 4 that does
+# not name them means zero padding, no noise and no intensity term.
+SPEC_VERSION = 4
+OLD_GENERATOR = {"border_padding": "zero", "pixel_noise": False, "class_intensity": 0.0}  # before version 4
 OLD_MODE = "joint"  # the mode a spec.json before version 3 means when it does not name one
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
@@ -67,7 +70,8 @@ def option(
     help: what the option does, for `ragan train --help` (which adds the choices or range and the default).
     choices: the values it takes. rule: number_problem's rule (whole, low, high, above, multiple) for a number.
     flag: `ragan train` has a `--name-with-dashes` flag of the field's kind for it: a value, or for a true/false
-    option (a bool default) a switch without one (False: no flag, or one of its own shape written in cli.py).
+    option (a bool default) a switch without one, with its `--no-...` opposite (False: no flag, or one of its own
+    shape written in cli.py).
     default_text: the default in words where the value alone says too little.
     panel: the Slicer panel shows it (a tuple: offered as these texts, read as the flag reads them).
     presets: the values the presets of PRESET_NAMES set, in that order.
@@ -147,13 +151,13 @@ class TrainSpec:
         flag=False,
     )
     border_padding: str = option(
-        "zero",
+        "reflect",
         "how the generator's 3x3 convolutions pad the slice border: zeros, or the mirrored pixels inside it",
         choices=BORDER_PADDINGS,
     )
-    pixel_noise: bool = option(False, "the generator adds per-pixel noise of learned strength at every resolution")
+    pixel_noise: bool = option(True, "the generator adds per-pixel noise of learned strength at every resolution")
     class_intensity: float = option(
-        0.0,
+        1.0,
         "conditional: weight of a generator loss that matches each class's mean and standard deviation of "
         "intensity in the synthetic batch to the real batch's; 0: none",
         low=0,
@@ -254,9 +258,11 @@ class TrainSpec:
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
         # Written before version 3 (no version: read as 2): joint by default, and a conditional generator that
-        # modulated from the hard label map.
+        # modulated from the hard label map; before version 4: the generator without the options against its defects.
         if data.get("version", 2) in (1, 2):
             data = {"mode": OLD_MODE, "smooth_labels": False, **data}
+        if data.get("version", 2) in (1, 2, 3):
+            data = {**OLD_GENERATOR, **data}
         try:
             spec = cls(**data)
         except TypeError as error:

@@ -19,19 +19,19 @@ from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
 
 from RaGANLib.cli import build_parser, spec_from_arguments
 from RaGANLib.data import phantom
-from RaGANLib.spec import TrainSpec
+from RaGANLib.spec import OLD_GENERATOR, SPEC_VERSION, TrainSpec
 
 SCORED = ["--score-every", "3"]
-# The generator options against its remaining defects (off by default), on in the shared run so that training, the
-# exact resume, the saved model (loaded with safe_mode) and generate go through them without a training of their own.
-DEFECT_OPTIONS = ["--border-padding", "reflect", "--pixel-noise", "--class-intensity", "1"]
+# The generator without the options against its defects (the defaults before spec version 4), in the joint run, so
+# that their off settings train and generate too; the conditional runs have the defaults.
+PLAIN_GENERATOR = ["--border-padding", "zero", "--no-pixel-noise", "--class-intensity", "0"]
 
 
 @trained_ahead
 def conditional(folder, phantom_dataset):
     """A tiny conditional run (6 steps, checkpoints and scores at 3 and 6)."""
     run = folder / "run"
-    flags = [*TINY, *SCORED, "--mode", "conditional", *DEFECT_OPTIONS]
+    flags = [*TINY, *SCORED, "--mode", "conditional"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *flags)
     assert result.returncode == 0, result.stdout + result.stderr
     return run, events_of(result.stdout)
@@ -39,10 +39,10 @@ def conditional(folder, phantom_dataset):
 
 @trained_ahead
 def joint(folder, phantom_dataset):
-    """A tiny joint run, 2 steps, with networks half the CPU's default width."""
+    """A tiny joint run, 2 steps, with networks half the CPU's default width and the plain generator."""
     run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
-    steps += ["--width", "8", "--mode", "joint"]
+    steps += ["--width", "8", "--mode", "joint", *PLAIN_GENERATOR]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
@@ -93,7 +93,6 @@ def stopped_and_resumed(folder, phantom_dataset):
         "--log-every",
         "1",
         *SCORED,
-        *DEFECT_OPTIONS,
     ]
     first = ragan("train", "--dataset", phantom_dataset, "--mode", "conditional", "--out", run, *options, "--steps", 3)
     return run, first, ragan("train", "--resume", "--out", run, "--steps", 6)
@@ -138,8 +137,10 @@ def test_the_generator_options_against_its_defects_are_in_the_saved_model(condit
     # Every 3x3 convolution pads by mirroring: 2 per doubling (4 doublings to 64 px) and 3 per modulation (9).
     assert len(saved_layers(run / "model", "_pad")) == 2 * 4 + 3 * 9
     assert len(saved_layers(run / "model", "_noise")) == 9  # before every normalisation
-    # A spec that does not name them (every spec before them) means the generator as it was.
-    spec = {k: v for k, v in spec.items() if k not in ("border_padding", "pixel_noise", "class_intensity")}
+    # The defaults since spec version 4; a spec before it that does not name them means the generator as it was.
+    new = TrainSpec.from_json({k: v for k, v in spec.items() if k not in OLD_GENERATOR}, "spec")
+    assert (new.border_padding, new.pixel_noise, new.class_intensity) == ("reflect", True, 1.0)
+    spec = {k: v for k, v in spec.items() if k not in OLD_GENERATOR} | {"version": 3}
     old = TrainSpec.from_json(spec, "spec")
     assert (old.border_padding, old.pixel_noise, old.class_intensity) == ("zero", False, 0.0)
 
@@ -147,7 +148,7 @@ def test_the_generator_options_against_its_defects_are_in_the_saved_model(condit
 def test_new_runs_modulate_from_smoothed_labels_and_a_run_from_before_resumes_with_hard_ones(conditional, tmp_path):
     new, _ = conditional
     spec = json.loads((new / "spec.json").read_text())
-    assert spec["smooth_labels"] is True and spec["version"] == 3
+    assert spec["smooth_labels"] is True and spec["version"] == SPEC_VERSION
     assert len(smoothing_layers(new / "model")) == 9  # every modulation: 4x4, two per doubling to 64 px
     # A run folder written before spec version 3 (no smooth_labels) resumes with the generator it was trained with.
     old = tmp_path / "run"
@@ -271,6 +272,8 @@ def test_joint_models_generate_as_before_also_from_a_model_json_without_mode(joi
     with zipfile.ZipFile(joint / "model" / "generator.keras") as saved:  # the network is as wide as recorded
         layers = json.loads(saved.read("config.json"))["config"]["layers"]
     assert next(layer for layer in layers if layer["name"] == "conv64_1")["config"]["filters"] == 8
+    # --border-padding zero --no-pixel-noise: the plain generator, without mirroring or noise layers
+    assert not [layer for layer in layers if layer["name"].endswith(("_pad", "_noise"))]
     assert sorted(stored_files(joint / "model")) == ["generator.keras", "model.json"]
     older = tmp_path / "older"
     shutil.copytree(joint / "model", older)
@@ -295,11 +298,11 @@ def test_mode_is_validated_like_every_option(phantom_dataset, tmp_path):
     assert result.returncode == 2 and "mode must be one of" in events_of(result.stdout)[-1]["message"]
 
 
-def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_resumes_joint(joint, tmp_path):
+def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_resumes_as_trained(joint, tmp_path):
     """Conditional became the default with spec version 3. A spec of version 1 or 2, or without a version, that names
     no mode means joint, the default it was written under: a run started from such a spec.json resumes as the joint
-    run it is, from its joint checkpoint, and its spec.json stays as written. Resumed by its flags without --mode, a
-    run keeps its own mode too; a new run gets the default."""
+    run it is, from its joint checkpoint, and its spec.json stays as written. Resumed by its flags, a run keeps its
+    own mode and generator options too; a new run gets the defaults."""
     for old in ({"version": 1}, {"version": 2}, {}):
         assert TrainSpec.from_json({"dataset": "data", **old}, "old spec").mode == "joint"
     assert TrainSpec.from_json({"dataset": "data", "version": 3}, "new spec").mode == "conditional"
@@ -308,17 +311,28 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
     run = tmp_path / "run"
     shutil.copytree(joint, run)
     spec = json.loads((run / "spec.json").read_text())
-    assert spec["mode"] == "joint" and spec["version"] == 3
+    assert spec["mode"] == "joint" and spec["version"] == SPEC_VERSION
     del spec["mode"], spec["version"]  # as a hand-written spec.json the run was started with
     (run / "spec.json").write_text(json.dumps(spec))
     written = (run / "spec.json").read_bytes()
 
-    def mode(*flags) -> str:
-        return spec_from_arguments(build_parser().parse_args(["train", *map(str, flags)])).mode
+    def spec_by(*flags) -> TrainSpec:
+        return spec_from_arguments(build_parser().parse_args(["train", *map(str, flags)]))
 
-    assert mode("--dataset", spec["dataset"], "--out", run, "--resume") == "joint"
-    assert mode("--dataset", spec["dataset"], "--out", run, "--resume", "--mode", "conditional") == "conditional"
-    assert mode("--dataset", spec["dataset"], "--out", tmp_path / "new") == "conditional"
+    # Resumed by its flags, the run keeps its own values of the options whose default changed since (spec versions 3
+    # and 4: the mode, and the fixture's plain generator); a flag still sets one, and a new run gets the defaults.
+    kept = spec_by("--dataset", spec["dataset"], "--out", run, "--resume")
+    assert (kept.mode, kept.border_padding, kept.pixel_noise, kept.class_intensity) == ("joint", "zero", False, 0.0)
+    assert (
+        spec_by("--dataset", spec["dataset"], "--out", run, "--resume", "--mode", "conditional").mode == "conditional"
+    )
+    assert spec_by("--dataset", spec["dataset"], "--out", run, "--resume", "--pixel-noise").pixel_noise is True
+    new = spec_by("--dataset", spec["dataset"], "--out", tmp_path / "new")
+    assert (new.mode, new.border_padding, new.pixel_noise, new.class_intensity) == ("conditional", "reflect", True, 1.0)
+    by_flags = tmp_path / "by-flags"
+    shutil.copytree(run, by_flags)
+    result = ragan("train", "--dataset", spec["dataset"], "--size", 64, "--batch", 4, "--out", by_flags, "--resume")
+    assert result.returncode == 0, result.stdout + result.stderr
 
     result = ragan("train", "--resume", "--out", run)
     assert result.returncode == 0, result.stdout + result.stderr

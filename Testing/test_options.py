@@ -36,8 +36,9 @@ def test_every_option_flag_states_the_default_and_range_the_spec_has():
     assert shown["--size"] == "training slice size in pixels (64..512, a multiple of 16; default 128)"
 
 
-def test_every_true_false_option_with_a_flag_is_a_switch_that_sets_it():
-    """A true/false option is one edit in spec.py: its flag is a switch without a value, whose help is the spec's."""
+def test_every_true_false_option_with_a_flag_is_a_switch_that_sets_it_and_its_opposite_clears_it():
+    """A true/false option is one edit in spec.py: its flag is a switch without a value, whose help is the spec's,
+    with a `--no-` opposite (needed where the default is true)."""
     switches = [n for n, field in OPTIONS.items() if field.metadata["flag"] and isinstance(field.default, bool)]
     assert {"multi_gpu", "mixed_precision", "xla", "pixel_noise"} <= set(switches)
     assert "smooth_labels" not in switches, "a true/false option without a flag gets none"
@@ -46,10 +47,15 @@ def test_every_true_false_option_with_a_flag_is_a_switch_that_sets_it():
     actions = {flag: action for action in train._actions for flag in action.option_strings}
     assert "--smooth-labels" not in actions
     for name in switches:
-        action = actions[flag_of(name)]
-        assert action.nargs == 0 and action.help == OPTIONS[name].metadata["help"], name
-        assert getattr(spec_of(), name) is False and getattr(spec_of(flag_of(name)), name) is True, name
-        assert [getattr(spec_of(flag_of(other)), name) for other in switches].count(True) == 1, "it sets only itself"
+        action, opposite = actions[flag_of(name)], "--no-" + flag_of(name)[2:]
+        default = "on" if OPTIONS[name].default else "off"
+        assert action.nargs == 0 and action.help == f"{OPTIONS[name].metadata['help']} (default {default})", name
+        assert actions[opposite] is action, name
+        assert getattr(spec_of(), name) is OPTIONS[name].default, name
+        assert getattr(spec_of(flag_of(name)), name) is True and getattr(spec_of(opposite), name) is False, name
+        others = [getattr(spec_of(flag_of(other)), name) for other in switches if other != name]
+        assert others == [OPTIONS[name].default] * len(others), "it sets only itself"
+    assert spec_of().pixel_noise is True and spec_of("--no-pixel-noise").pixel_noise is False
 
 
 def test_a_preset_sets_what_the_panels_preset_sets_and_flags_beside_it_win():

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, events_of, ragan, read_until
 
-from RaGANLib.spec import TrainSpec, default_width
+from RaGANLib.spec import SPEC_VERSION, TrainSpec, default_width
 from RaGANLib.training.distributed import stop_requests
 
 EVENT_FIELDS = {
@@ -293,7 +293,7 @@ def stop_while_refusing_a_second_trainer(process, phantom_dataset, run):
 def test_a_spec_from_before_the_width_option_has_the_cpu_width_and_a_new_one_the_devices():
     old = TrainSpec.from_json({"dataset": "data", "size": 256, "version": 1}, "old spec")
     new = TrainSpec.from_json({"dataset": "data", "size": 256}, "new spec")
-    assert old.width == 12 and new.width is None and new.version == 3
+    assert old.width == 12 and new.width is None and new.version == SPEC_VERSION
     assert default_width(256, gpu=False) == 12 and default_width(64, gpu=True) == 32
 
 

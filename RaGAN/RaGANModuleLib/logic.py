@@ -108,7 +108,9 @@ class ModuleLogic:
         info = results.read_model(modelFolder, keras=self.trainerCheck().versions.get("keras"))
         reason = results.joint_model_reason(info, modelFolder, results.ADDING_RARE) if addRare else None
         if reason:  # the child would refuse it (exit 2): said here, before anything starts
-            raise ValueError(f"{reason}; set 'Extra lesions / thin structures per slice' to 0 to generate with it")
+            raise ValueError(
+                f"{reason}; set 'Extra lesions / thin structures per slice' to 0 to generate from this model"
+            )
         out = locations.new_run_folder(Path(modelFolder).parent, "generated")
         return self._job(generate_arguments(modelFolder, count, seed, out, addRare), device, None), out
 

@@ -7,8 +7,9 @@ Scores are the discriminator's raw outputs (logits); high means "real":
                    it keeps the discriminator from sharpening without bound around the few real slices. Computed
                    every R1_INTERVAL steps only (lazy R1) and weighted up by as much to match.
 
-The conditional mode may add a term to the generator's loss (`class_intensity`, off by default): how far each class's
-mean and spread of intensity in the synthetic batch are from the real batch's (class_intensity_gap).
+The conditional mode adds a term to the generator's loss (`class_intensity`, weight 1 by default since spec
+version 4): how far each class's mean and spread of intensity in the synthetic batch are from the real batch's
+(class_intensity_gap).
 """
 
 import tensorflow as tf

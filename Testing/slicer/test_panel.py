@@ -231,7 +231,7 @@ def test_extra_lesions_reach_generate_only_when_asked_and_never_start_a_child_fo
     assert str(refused.value) == (
         f"the model in '{joint}' makes its own labels (a joint model); adding extra lesions / thin structures to its "
         "slices needs a model trained in conditional mode (Training > Advanced > Mode: conditional); set 'Extra "
-        "lesions / thin structures per slice' to 0 to generate with it"
+        "lesions / thin structures per slice' to 0 to generate from this model"
     )
     assert refusing.views() == [] and sorted(p.name for p in (tmp_path / "joint").iterdir()) == ["model"]
     actions.generate(joint, 4, 3, "cpu", [], 0)
@@ -250,7 +250,7 @@ def test_the_extra_lesions_spin_box_says_what_it_does_and_why_a_joint_model_cann
 
     conditional = spinBox(model_folder(tmp_path / "conditional"))
     assert conditional == {"enabled": True, "toolTip": panel.ADD_RARE_TIP} and spinBox(None) == conditional
-    for said in ("lesions", "thin structures such as vessels", "0.83 to 0.90", "thin vessel's fell slightly"):
+    for said in ("lesions", "thin structures such as vessels", "lowered the thin vessel", "leave it at 0"):
         assert said in panel.ADD_RARE_TIP, said
     joint = model_folder(tmp_path / "joint", mode="joint")
     reason = (
