@@ -16,31 +16,13 @@ import SimpleITK as sitk
 from RaGANModuleLib import dataset_export, panel, results, scene_files
 from RaGANModuleLib.panel_actions import NeedsInput, PanelActions
 from RaGANModuleLib.trainer_job import JobState, TrainerJob
-from slicer_test_support import make_volume, module_logic
-
-CLASSES = [
-    {"index": 0, "value": 0, "name": "background", "color": [0, 0, 0]},
-    {"index": 1, "value": 1, "name": "liver", "color": [0.9, 0.4, 0.3]},
-    {"index": 2, "value": 7, "name": "tumour", "color": [0.2, 0.8, 0.1]},
-]
+from slicer_test_support import CLASSES, make_volume, model_folder, module_logic
 
 
 @pytest.fixture
 def generated(tmp_path):
     """A model folder and generate's outputs: 5 slices of 32x32 at 0.7 x 0.7 mm, 3 mm apart, HU values."""
-    model = tmp_path / "run" / "model"
-    model.mkdir(parents=True)
-    info = {
-        "format": 1,
-        "generator": "generator.keras",
-        "latent_size": 128,
-        "classes": CLASSES,
-        "modality": "ct",
-        "intensity": {"low": -1000.0, "high": 1000.0},
-        "slice": {"size": 64, "spacing": [0.7, 0.7], "thickness": 3.0, "axis": "axial"},
-        "training": {"cases": 2, "slices": 10, "steps": 100, "batch": 4, "seed": 0},
-    }
-    (model / "model.json").write_text(json.dumps(info))
+    model = model_folder(tmp_path / "run", mode="joint")
     out = tmp_path / "generated"
     out.mkdir()
     rng = np.random.default_rng(0)
