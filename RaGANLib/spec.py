@@ -152,10 +152,13 @@ class TrainSpec:
     )
     border_padding: str = option(
         "reflect",
-        "how the generator's 3x3 convolutions pad the slice border: zeros, or the mirrored pixels inside it",
+        "conditional: how the generator's 3x3 convolutions pad the slice border: zeros, or the mirrored pixels inside "
+        "it",
         choices=BORDER_PADDINGS,
     )
-    pixel_noise: bool = option(True, "the generator adds per-pixel noise of learned strength at every resolution")
+    pixel_noise: bool = option(
+        True, "conditional: the generator adds per-pixel noise of learned strength at every resolution"
+    )
     class_intensity: float = option(
         1.0,
         "conditional: weight of a generator loss that matches each class's mean and standard deviation of "

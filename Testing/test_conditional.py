@@ -22,9 +22,6 @@ from RaGANLib.data import phantom
 from RaGANLib.spec import OLD_GENERATOR, SPEC_VERSION, TrainSpec
 
 SCORED = ["--score-every", "3"]
-# The generator without the options against its defects (the defaults before spec version 4), in the joint run, so
-# that their off settings train and generate too; the conditional runs have the defaults.
-PLAIN_GENERATOR = ["--border-padding", "zero", "--no-pixel-noise", "--class-intensity", "0"]
 
 
 @trained_ahead
@@ -39,10 +36,10 @@ def conditional(folder, phantom_dataset):
 
 @trained_ahead
 def joint(folder, phantom_dataset):
-    """A tiny joint run, 2 steps, with networks half the CPU's default width and the plain generator."""
+    """A tiny joint run, 2 steps, with networks half the CPU's default width."""
     run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
-    steps += ["--width", "8", "--mode", "joint", *PLAIN_GENERATOR]
+    steps += ["--width", "8", "--mode", "joint"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
@@ -272,7 +269,9 @@ def test_joint_models_generate_as_before_also_from_a_model_json_without_mode(joi
     with zipfile.ZipFile(joint / "model" / "generator.keras") as saved:  # the network is as wide as recorded
         layers = json.loads(saved.read("config.json"))["config"]["layers"]
     assert next(layer for layer in layers if layer["name"] == "conv64_1")["config"]["filters"] == 8
-    # --border-padding zero --no-pixel-noise: the plain generator, without mirroring or noise layers
+    # Mirrored padding and pixel noise are the conditional generator's: a joint one is plain, whatever its spec says.
+    spec = json.loads((joint / "spec.json").read_text())
+    assert (spec["border_padding"], spec["pixel_noise"]) == ("reflect", True)
     assert not [layer for layer in layers if layer["name"].endswith(("_pad", "_noise"))]
     assert sorted(stored_files(joint / "model")) == ["generator.keras", "model.json"]
     older = tmp_path / "older"
@@ -313,6 +312,7 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
     spec = json.loads((run / "spec.json").read_text())
     assert spec["mode"] == "joint" and spec["version"] == SPEC_VERSION
     del spec["mode"], spec["version"]  # as a hand-written spec.json the run was started with
+    spec |= OLD_GENERATOR  # and naming the generator options' values before spec version 4
     (run / "spec.json").write_text(json.dumps(spec))
     written = (run / "spec.json").read_bytes()
 
@@ -320,7 +320,7 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
         return spec_from_arguments(build_parser().parse_args(["train", *map(str, flags)]))
 
     # Resumed by its flags, the run keeps its own values of the options whose default changed since (spec versions 3
-    # and 4: the mode, and the fixture's plain generator); a flag still sets one, and a new run gets the defaults.
+    # and 4: the mode and the generator options); a flag still sets one, and a new run gets the defaults.
     kept = spec_by("--dataset", spec["dataset"], "--out", run, "--resume")
     assert (kept.mode, kept.border_padding, kept.pixel_noise, kept.class_intensity) == ("joint", "zero", False, 0.0)
     assert (

@@ -22,7 +22,8 @@ the joint one, fed the synthetic image with the label it was made for.
 Three options against the defects the conditional generator still showed after 600 steps on the phantom (a faint dark
 frame along the slice border, smooth texture, organs a little off the real intensity; screened in
 docs/conditional-vs-joint-phantom.md; all on by default since spec version 4, when the phantom arm's converged U-Net
-showed that together they stop the synthetic slices from costing the thin vessel Dice):
+showed that together they stop the synthetic slices from costing the thin vessel Dice; the conditional generator's
+only: a joint generator built with the two layers drew speckled noise):
     border_padding="reflect"  its 3x3 convolutions pad by mirroring the pixels inside the border (ReflectPad):
                               with zero padding every convolution sees the border as an edge of dark pixels, and
                               draws one.
@@ -278,10 +279,13 @@ class Family:
         pixel_noise: bool = False,
     ) -> keras.Model:
         """The generator that fulfils `contract`; a conditional one is modulated from the smoothed label map unless
-        `smooth_labels` is false (runs from before spec version 3). border_padding: how its 3x3 convolutions pad
-        ("zero" or "reflect"); pixel_noise: noise added before every normalisation. Without them, the plain graph
-        (runs from before spec version 4); the trainer passes the spec's values, reflect and noise by default."""
-        conditional, reflect = contract.mode == "conditional", border_padding == "reflect"
+        `smooth_labels` is false (runs from before spec version 3). A conditional one's options: border_padding, how
+        its 3x3 convolutions pad ("zero" or "reflect"); pixel_noise, noise added before every normalisation. Without
+        them, the plain graph (runs from before spec version 4); the trainer passes the spec's values, reflect and
+        noise by default. A joint generator is always the plain graph: with them its 600 phantom steps drew speckled
+        noise (docs/conditional-vs-joint-phantom.md, last section)."""
+        conditional = contract.mode == "conditional"
+        reflect, pixel_noise = conditional and border_padding == "reflect", conditional and pixel_noise
         return _generator(
             contract.size,
             contract.classes,

@@ -83,14 +83,17 @@ def conditional_run(tmp_path_factory) -> Path:
     """A run folder whose tiny model was trained in the module's default, conditional mode by the module's logic, as
     the Train button does, on the phantom case `demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))` (a test
     makes the same case in its own scene). test_painting.py paints with it and test_trainer_job.py generates from it;
-    one training serves both. Never changed: a test writes only new generated-NNN / painted-NNN folders into it."""
+    one training serves both. Never changed: a test writes only new generated-NNN / painted-NNN folders into it. It
+    has the conditional generator without the options of spec version 4 (zero padding, no noise, no intensity term),
+    so that their off settings train and generate too (the library's conditional runs have them on)."""
     from RaGANModuleLib import demo_data, training_cases
     from RaGANModuleLib.trainer_job import JobState
 
     scene = slicer.vtkMRMLScene()
     volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))
     cases = [training_cases.TrainingCase(volume, segmentation)]
-    options = TINY_TRAINING | {"mode": "conditional"}
+    options = TINY_TRAINING | {"mode": "conditional", "border_padding": "zero", "pixel_noise": False}
+    options |= {"class_intensity": 0.0}
     job, run = module_logic().startTraining(scene, cases, options, tmp_path_factory.mktemp("conditional"), "cpu")
     assert job.wait(timeout_s=300) == JobState.DONE, f"{job.message}\n{job.log_tail()}"
     return run

@@ -8,7 +8,9 @@ from a scene with the real trainer (conftest.py), paints a lesion into the case'
 a scan for it.
 """
 
+import json
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -110,6 +112,12 @@ def test_a_conditional_model_paints_a_scan_for_a_scene_segmentation_on_its_grid(
     from RaGANModuleLib import demo_data
 
     run = conditional_run
+    # The panel's options reached the run: the conditional generator without the options of spec version 4.
+    spec = json.loads((run / "spec.json").read_text())
+    assert (spec["border_padding"], spec["pixel_noise"], spec["class_intensity"]) == ("zero", False, 0.0)
+    with zipfile.ZipFile(run / "model" / "generator.keras") as saved:
+        layers = [layer["name"] for layer in json.loads(saved.read("config.json"))["config"]["layers"]]
+    assert "norm4_mod_scaled" in layers and not [name for name in layers if name.endswith(("_pad", "_noise"))]
     logic = module_logic()
     volume, segmentation = demo_data.add_phantom_case(scene, seed=2, shape=(8, 64, 64))  # the case it was trained on
 

@@ -1,0 +1,92 @@
+"""Controls for the phantom arm: is a mixed arm's gain over the real cases alone due to the synthetic pairs, or would
+other extra slices at the same share do as much?
+
+    .venv/bin/python benchmarks/phantom_controls.py --work /tmp/ragan-benchmark-phantom/conditional --gan gan-seed0
+
+Reads a phantom arm's work folder (benchmarks/phantom_arm.py: its train-N and held_out-M case sets and a GAN run in
+it) and trains the same U-Net (same protocol, seeds and share) on the real cases mixed with
+    moved     the training cases' own slices moved by the conditional layouts' random elastic + affine moves, image and
+              label alike (RaGANLib.results.layouts): what augmentation of the real pairs alone gives;
+    shuffled  the GAN's synthetic images (sampled as phantom_arm samples them) with their labels shuffled among them:
+              the same images, the pairs broken, so whether the images show their labels matters;
+and prints Dice per class as mean ± sd over the U-Net seeds, as phantom_arm reports its arms, with the figures as JSON
+in the work folder (controls-KIND.json).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from common import summary  # noqa: E402
+
+from RaGANLib.events import Reporter  # noqa: E402
+from RaGANLib.quality import downstream  # noqa: E402
+from RaGANLib.quality.evaluate import sample_model  # noqa: E402
+from RaGANLib.quality.slices import SliceSet, read_set  # noqa: E402
+from RaGANLib.results.layouts import moved_layouts, moved_sources  # noqa: E402
+
+KINDS = ("moved", "shuffled")
+
+
+def control_slices(kind: str, train: SliceSet, synthetic: SliceSet, seed: int) -> SliceSet:
+    """The control's extra slices, as many as the GAN's sampled ones."""
+    count, rng = len(synthetic), np.random.default_rng(seed)
+    if kind == "moved":  # the same draws for the labels and the images: each image moved with its label
+        layouts = moved_layouts(train.labels, np.random.default_rng(seed))
+        labels = np.stack([next(layouts) for _ in range(count)]).astype(np.uint8)
+        images = moved_sources(train.labels, train.images, rng, count).astype(np.float32)
+        return SliceSet(images, labels, np.arange(count))
+    return SliceSet(synthetic.images, synthetic.labels[rng.permutation(count)], synthetic.cases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="a phantom arm's work folder (WORK/TAG)")
+    parser.add_argument("--gan", required=True, help="the GAN run's folder name in it, e.g. gan-seed0")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"controls to run, of {', '.join(KINDS)}")
+    parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled (phantom_arm's --count)")
+    parser.add_argument("--share", type=int, default=25, help="percentage of each U-Net batch from the control")
+    parser.add_argument("--unet-steps", type=int, default=600)
+    parser.add_argument("--unet-seeds", type=int, default=3)
+    args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    if set(kinds) - set(KINDS):
+        parser.error(f"--kinds must be among {', '.join(KINDS)}")
+    sets = {name: next(args.work.glob(f"{name}-*"), None) for name in ("train", "held_out")}
+    if None in sets.values() or not (args.work / args.gan / "model").is_dir():
+        parser.error(f"'{args.work}' needs train-N/, held_out-M/ and {args.gan}/model/ (a phantom arm's work folder)")
+
+    synthetic, space = sample_model(args.work / args.gan / "model", args.count, seed=1)  # as phantom_arm samples
+    quiet = Reporter(stream=open(args.work / "prepare.log", "a"))
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        real = {name: read_set(folder, space, Path(scratch), name, quiet)[0] for name, folder in sets.items()}
+    classes, names = len(space.values), list(space.names)
+    for kind in kinds:
+        extra = control_slices(kind, real["train"], synthetic, seed=7)
+        runs = []
+        for unet_seed in range(args.unet_seeds):
+            protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
+            network = downstream.train_unet(
+                [real["train"], extra], classes, protocol, mix=[100 - args.share, args.share]
+            )
+            result = downstream.score_network(network, real["held_out"], classes)
+            runs.append({"unet_seed": unet_seed, "mean foreground": result["mean_foreground"]})
+            runs[-1] |= {names[c]: result["per_class"][c] for c in range(1, classes)}
+            print(f"{kind}, U-Net seed {unet_seed}: {runs[-1]}", flush=True)
+        figures = {key: summary([run[key] for run in runs]) for key in runs[0] if key != "unet_seed"}
+        (args.work / f"controls-{kind}.json").write_text(
+            json.dumps({"settings": vars(args) | {"work": str(args.work)}, "runs": runs, "dice": figures}, indent=2)
+        )
+        cells = ", ".join(f"{key} {f['mean']:.3f} ± {f['sd']:.3f}" for key, f in figures.items())
+        print(f"{args.share}% {kind}: {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
