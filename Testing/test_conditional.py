@@ -331,8 +331,10 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
     assert (new.mode, new.border_padding, new.pixel_noise, new.class_intensity) == ("conditional", "reflect", True, 1.0)
     by_flags = tmp_path / "by-flags"
     shutil.copytree(run, by_flags)
-    result = ragan("train", "--dataset", spec["dataset"], "--size", 64, "--batch", 4, "--out", by_flags, "--resume")
+    flags = ["--dataset", spec["dataset"], "--size", 64, "--batch", 4, "--steps", 2]  # the run's; it is complete
+    result = ragan("train", *flags, "--out", by_flags, "--resume")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert next(e for e in events_of(result.stdout) if e["event"] == "started")["resumed"] is True
 
     result = ragan("train", "--resume", "--out", run)
     assert result.returncode == 0, result.stdout + result.stderr
