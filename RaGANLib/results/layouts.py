@@ -10,6 +10,7 @@ the training images moved like their layouts (moved_sources): what the layouts a
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 import SimpleITK as sitk
@@ -191,9 +192,8 @@ def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0):
     by_class = {}
     for component in components:
         by_class.setdefault(component.cls, []).append(component)
-    while True:
-        index = rng.integers(len(labels))
-        layout = move_label(labels[index], rng)
+    for index, source in _draws(labels, rng):
+        layout = _nearest(labels[index], *source)
         for found in by_class.values():
             others = [c for c in found if c.slice_index != index]
             for _ in range(extra if others else 0):
@@ -207,8 +207,12 @@ def moved_sources(labels: np.ndarray, images: np.ndarray, rng: np.random.Generat
     """The training images under the first `count` layouts of moved_layouts(labels, rng) without extra components:
     each layout's source image ([-1, 1]) moved by the layout's own move, interpolated linearly. What the layouts alone
     carry over from the training slices: the floor of a conditional generator's memorisation check."""
-    moved = []
-    for _ in range(count):
-        index = rng.integers(len(labels))  # the draws of moved_layouts, in its order
-        moved.append(_linear(images[index], *move(labels.shape[1], rng)))
-    return np.stack(moved)
+    return np.stack([_linear(images[index], *source) for index, source in itertools.islice(_draws(labels, rng), count)])
+
+
+def _draws(labels: np.ndarray, rng: np.random.Generator):
+    """Endless (training slice index, its move) from `rng`, what every layout starts from: moved_layouts and
+    moved_sources draw them alike, so the n-th source image is moved exactly as the n-th layout."""
+    while True:
+        index = rng.integers(len(labels))
+        yield index, move(labels.shape[1], rng)
