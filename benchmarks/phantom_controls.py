@@ -9,8 +9,11 @@ it) and trains the same U-Net (same protocol, seeds and share) on the real cases
               label alike (RaGANLib.results.layouts): what augmentation of the real pairs alone gives;
     shuffled  the GAN's synthetic images (sampled as phantom_arm samples them) with their labels shuffled among them:
               the same images, the pairs broken, so whether the images show their labels matters;
+    moved+synthetic  half the share moved training slices, half the GAN's synthetic pairs: run it at --share 50
+              against `moved` at --share 50 (the same real share, the other quarter moved slices) to see whether the
+              synthetic pairs add anything on top of augmentation of the real pairs;
 and prints Dice per class as mean ± sd over the U-Net seeds, as phantom_arm reports its arms, with the figures as JSON
-in the work folder (controls-KIND.json).
+in the work folder (controls-KIND-SHARE.json).
 """
 
 import argparse
@@ -32,7 +35,15 @@ from RaGANLib.quality.evaluate import sample_model  # noqa: E402
 from RaGANLib.quality.slices import SliceSet, read_set  # noqa: E402
 from RaGANLib.results.layouts import moved_layouts, moved_sources  # noqa: E402
 
-KINDS = ("moved", "shuffled")
+KINDS = ("moved", "shuffled", "moved+synthetic")
+
+
+def control_sources(kind: str, train: SliceSet, synthetic: SliceSet, share: int, seed: int) -> tuple[list, list]:
+    """The control's U-Net sources beside the real training slices, and each one's share of a batch (percent)."""
+    if kind == "moved+synthetic":
+        moved = control_slices("moved", train, synthetic, seed)
+        return [train, moved, synthetic], [100 - share, share / 2, share / 2]
+    return [train, control_slices(kind, train, synthetic, seed)], [100 - share, share]
 
 
 def control_slices(kind: str, train: SliceSet, synthetic: SliceSet, seed: int) -> SliceSet:
@@ -52,6 +63,7 @@ def main() -> None:
     parser.add_argument("--gan", required=True, help="the GAN run's folder name in it, e.g. gan-seed0")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"controls to run, of {', '.join(KINDS)}")
     parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled (phantom_arm's --count)")
+    parser.add_argument("--add-rare", type=int, default=0, metavar="N", help="sample as phantom_arm --add-rare N")
     parser.add_argument("--share", type=int, default=25, help="percentage of each U-Net batch from the control")
     parser.add_argument("--unet-steps", type=int, default=600)
     parser.add_argument("--unet-seeds", type=int, default=3)
@@ -63,25 +75,24 @@ def main() -> None:
     if None in sets.values() or not (args.work / args.gan / "model").is_dir():
         parser.error(f"'{args.work}' needs train-N/, held_out-M/ and {args.gan}/model/ (a phantom arm's work folder)")
 
-    synthetic, space = sample_model(args.work / args.gan / "model", args.count, seed=1)  # as phantom_arm samples
+    model = args.work / args.gan / "model"
+    synthetic, space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)  # as phantom_arm samples
     quiet = Reporter(stream=open(args.work / "prepare.log", "a"))
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         real = {name: read_set(folder, space, Path(scratch), name, quiet)[0] for name, folder in sets.items()}
     classes, names = len(space.values), list(space.names)
     for kind in kinds:
-        extra = control_slices(kind, real["train"], synthetic, seed=7)
+        sources, mix = control_sources(kind, real["train"], synthetic, args.share, seed=7)
         runs = []
         for unet_seed in range(args.unet_seeds):
             protocol = downstream.UNetProtocol(steps=args.unet_steps, seed=unet_seed)
-            network = downstream.train_unet(
-                [real["train"], extra], classes, protocol, mix=[100 - args.share, args.share]
-            )
+            network = downstream.train_unet(sources, classes, protocol, mix=mix)
             result = downstream.score_network(network, real["held_out"], classes)
             runs.append({"unet_seed": unet_seed, "mean foreground": result["mean_foreground"]})
             runs[-1] |= {names[c]: result["per_class"][c] for c in range(1, classes)}
             print(f"{kind}, U-Net seed {unet_seed}: {runs[-1]}", flush=True)
         figures = {key: summary([run[key] for run in runs]) for key in runs[0] if key != "unet_seed"}
-        (args.work / f"controls-{kind}.json").write_text(
+        (args.work / f"controls-{kind}-{args.share}{f'-rare{args.add_rare}' if args.add_rare else ''}.json").write_text(
             json.dumps({"settings": vars(args) | {"work": str(args.work)}, "runs": runs, "dice": figures}, indent=2)
         )
         cells = ", ".join(f"{key} {f['mean']:.3f} ± {f['sd']:.3f}" for key, f in figures.items())
