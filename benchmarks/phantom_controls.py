@@ -33,7 +33,7 @@ from RaGANLib.events import Reporter  # noqa: E402
 from RaGANLib.quality import downstream  # noqa: E402
 from RaGANLib.quality.evaluate import sample_model  # noqa: E402
 from RaGANLib.quality.slices import SliceSet, read_set  # noqa: E402
-from RaGANLib.results.layouts import moved_layouts, moved_sources  # noqa: E402
+from RaGANLib.results.layouts import moved_pairs  # noqa: E402
 
 KINDS = ("moved", "shuffled", "moved+synthetic")
 
@@ -49,11 +49,9 @@ def control_sources(kind: str, train: SliceSet, synthetic: SliceSet, share: int,
 def control_slices(kind: str, train: SliceSet, synthetic: SliceSet, seed: int) -> SliceSet:
     """The control's extra slices, as many as the GAN's sampled ones."""
     count, rng = len(synthetic), np.random.default_rng(seed)
-    if kind == "moved":  # the same draws for the labels and the images: each image moved with its label
-        layouts = moved_layouts(train.labels, np.random.default_rng(seed))
-        labels = np.stack([next(layouts) for _ in range(count)]).astype(np.uint8)
-        images = moved_sources(train.labels, train.images, rng, count).astype(np.float32)
-        return SliceSet(images, labels, np.arange(count))
+    if kind == "moved":
+        images, labels = moved_pairs(train.labels, train.images, count, rng)
+        return SliceSet(images, labels.astype(np.uint8), np.arange(count))
     return SliceSet(synthetic.images, synthetic.labels[rng.permutation(count)], synthetic.cases)
 
 
