@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--downstream", action="store_true", help="also train and test a U-Net on each arm")
     evaluate.add_argument("--unet-steps", type=int, default=1500, help="U-Net steps per arm (default 1500)")
+    evaluate.add_argument(
+        "--unet-seeds",
+        type=int,
+        default=1,
+        help="U-Net seeds per arm, 0..N-1: mean ± sd, and a verdict only beyond the spread (default 1; 3 to decide)",
+    )
     evaluate.epilog = "(*) an nnU-Net dataset folder, a CSV/JSON pairs file, or a run's spec.json (its inputs)"
     _add_events_flag(evaluate)
 
@@ -286,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             check_sampling_options(args)
             if args.unet_steps < 1:
                 raise BadInput(f"--unet-steps must be at least 1, got {args.unet_steps}")
+            if args.unet_seeds < 1:
+                raise BadInput(f"--unet-seeds must be at least 1, got {args.unet_seeds}")
             evaluate(
                 args.synthetic,
                 args.real,
@@ -297,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 size=args.size,
                 with_downstream=args.downstream,
                 protocol=UNetProtocol(steps=args.unet_steps),
+                unet_seeds=args.unet_seeds,
             )
         else:
             run_info(reporter)

@@ -20,6 +20,7 @@ STREAMS = {
     "empty slices": (),  # prepare: which unlabelled slices of case i join the training slices ([seed, i])
     "unet batches": (),  # quality.downstream: the U-Net's batch of step i ([seed, i])
     "preview": tuple(b"preview"),  # training: the preview's latents and shown slices
+    "augmented real pairs": tuple(b"augmented real pairs"),  # evaluate: the real+augmented arms' moved real pairs
 }
 
 

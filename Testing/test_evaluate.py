@@ -33,12 +33,14 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     out = split / "report"
     result = ragan(
         "evaluate", "--synthetic", split / "run" / "model", "--real", split / "run" / "spec.json",
-        "--held-out", split / "test.csv", "--out", out, "--count", "48", "--downstream", "--unet-steps", "4",
+        "--held-out", split / "test.csv", "--out", out, "--count", "48",
+        "--downstream", "--unet-steps", "4", "--unet-seeds", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     events = events_of(result.stdout)
     stages = [e["stage"] for e in events if e["event"] == "progress"]
-    assert stages[-1] == "report written" and any(s.startswith("U-Net on real+synthetic") for s in stages)
+    assert stages[-1] == "report written" and "augmented real pairs" in stages
+    assert "U-Net on real+augmented+synthetic slices, seed 1, step 4" in stages
     assert [e["step"] for e in events if e["event"] == "progress"] == sorted(e["step"] for e in events[1:-1])
     assert events[-1]["event"] == "finished"
     assert sorted(p.name for p in out.iterdir()) == [
@@ -60,17 +62,43 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert 0 < figures["diversity"]["ms_ssim_training"] <= 1
     assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2", "label_3"}
     assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text(encoding="utf-8")
+    report = (out / "report.md").read_text(encoding="utf-8")
     arms = figures["downstream"]["arms"]
-    assert list(arms) == ["real", "synthetic", "real+synthetic"]
-    assert all(0 <= arm["mean_foreground_dice"] <= 1 for arm in arms.values())
-    assert "| real+synthetic |" in (out / "report.md").read_text(encoding="utf-8")
+    assert list(arms) == ["real", "synthetic", "real+synthetic", "real+augmented", "real+augmented+synthetic"]
+    assert figures["downstream"]["protocol"]["seeds"] == [0, 1]
+    for name, arm in arms.items():  # the means and sd of the two seeds' figures, under the keys of one network's
+        by_seed = [seed["mean_foreground_dice"] for seed in arm["seeds"]]
+        assert len(by_seed) == 2 and all(0 <= value <= 1 for value in by_seed)
+        assert arm["mean_foreground_dice"] == pytest.approx(np.mean(by_seed), abs=1e-4)
+        assert arm["mean_foreground_dice_sd"] == pytest.approx(np.std(by_seed, ddof=1), abs=1e-4)
+        assert set(arm["dice_sd"]) == set(arm["dice"]) == {"label_1", "label_2", "label_3"}
+        cell = f"{arm['mean_foreground_dice']:.3f} ± {arm['mean_foreground_dice_sd']:.3f}"
+        assert f"| {name} | " in report and f"{cell} |" in report
+    assert arms["real"]["seeds"][0] != arms["real"]["seeds"][1]  # two seeds, two networks
+    verdict = figures["downstream"]["verdict"]
+    assert [(v["with"], v["without"]) for v in verdict.values()] == [
+        ("real+synthetic", "real"),
+        ("real+augmented+synthetic", "real+augmented"),
+    ]
+    for found in verdict.values():
+        a, b = arms[found["with"]], arms[found["without"]]
+        judged = found["mean_foreground"]
+        difference = a["mean_foreground_dice"] - b["mean_foreground_dice"]
+        assert judged["difference"] == pytest.approx(difference, abs=1e-4)
+        assert judged["spread"] == pytest.approx(
+            np.hypot(a["mean_foreground_dice_sd"], b["mean_foreground_dice_sd"]), abs=1e-4
+        )
+        words = "within the spread" if abs(difference) <= judged["spread"] else "better" if difference > 0 else "worse"
+        assert judged["verdict"] == words and set(found["classes"]) == {"label_1", "label_2", "label_3"}
+        figures_in_words = f"{found['with']} {a['mean_foreground_dice']:.3f} vs {found['without']}"
+        assert figures_in_words in found["summary"] and f"- {found['summary']}" in report
     agreement = figures["downstream"]["label_agreement"]
     assert agreement["held_out"] == arms["real"] and set(agreement["synthetic"]["dice"]) == {
         "label_1",
         "label_2",
         "label_3",
     }
-    assert "| synthetic slices |" in (out / "report.md").read_text(encoding="utf-8")
+    assert agreement["synthetic"]["mean_foreground_dice_sd"] is not None and "| synthetic slices |" in report
 
 
 def test_copies_of_training_cases_are_flagged_as_memorised(split):
@@ -109,6 +137,15 @@ def test_bad_inputs_are_refused_before_anything_is_written(split, tmp_path):
     )  # fmt: skip
     message = events_of(result.stdout)[-1]["message"]
     assert result.returncode == 2 and "held-out" in message and "[5, 10, 15]" in message
+    assert not (tmp_path / "report").exists()
+
+    result = ragan(
+        "evaluate", "--synthetic", split / "run" / "model", "--real", split / "train.csv",
+        "--held-out", split / "test.csv", "--out", tmp_path / "report", "--downstream", "--unet-seeds", "0",
+    )  # fmt: skip
+    assert (
+        result.returncode == 2 and events_of(result.stdout)[-1]["message"] == "--unet-seeds must be at least 1, got 0"
+    )
     assert not (tmp_path / "report").exists()
 
 
@@ -163,6 +200,87 @@ def test_dice_by_case_known_answers():
     assert downstream.dice_by_case(wrong, truth, cases, 2)["per_class"][1] == pytest.approx(0.5)
     absent = downstream.dice_by_case(truth, truth, cases, 3)
     assert np.isnan(absent["per_class"][2]) and absent["mean_foreground"] == 1.0
+
+
+def dice_figures(mean: float, sd: float | None, lesion: float = 0.5, lesion_sd: float | None = 0.01) -> dict:
+    """An arm's downstream figures as report.json keeps them, over three U-Net seeds (one where `sd` is None)."""
+    return {
+        "dice": {"organ": mean, "lesion": lesion},
+        "dice_sd": {"organ": sd, "lesion": lesion_sd},
+        "mean_foreground_dice": mean,
+        "mean_foreground_dice_sd": sd,
+        "seeds": [{}] * (1 if sd is None else 3),
+    }
+
+
+def test_the_verdict_calls_a_difference_only_beyond_the_spread_of_the_unet_seeds():
+    """The phantom arm's figures (issue 10): synthetic pairs beat the real cases alone, by 0.021 beyond the spread
+    0.017, but add nothing beyond augmenting the real cases (0.903 vs 0.904 within 0.014); a class can differ on its own
+    (lesion worse by 0.1, beyond its spread 0.014)."""
+    found = downstream.verdict(
+        {
+            "real": dice_figures(0.882, 0.012),
+            "real+synthetic": dice_figures(0.903, 0.012),
+            "real+augmented": dice_figures(0.904, 0.008, lesion=0.6),
+            "real+augmented+synthetic": dice_figures(0.903, 0.012),
+        }
+    )
+    beats, same = found["synthetic_vs_real"], found["synthetic_vs_augmented"]
+    assert (beats["with"], beats["without"], same["with"], same["without"]) == (
+        "real+synthetic",
+        "real",
+        "real+augmented+synthetic",
+        "real+augmented",
+    )
+    assert beats["mean_foreground"] == {"difference": 0.021, "spread": 0.017, "verdict": "better"}
+    assert beats["classes"]["lesion"] == {"difference": 0.0, "spread": 0.0141, "verdict": "within the spread"}
+    assert beats["summary"] == (
+        "Synthetic pairs help beyond the real cases alone: real+synthetic 0.903 vs real 0.882 in mean foreground Dice, "
+        "better by 0.021, more than the spread 0.017 over 3 U-Net seeds. Per class: organ better by 0.021, lesion "
+        "within the spread."
+    )
+    assert same["mean_foreground"] == {"difference": -0.001, "spread": 0.0144, "verdict": "within the spread"}
+    assert same["classes"]["lesion"]["verdict"] == "worse"
+    assert same["summary"] == (
+        "Synthetic pairs add nothing beyond augmenting the real cases: real+augmented+synthetic 0.903 vs "
+        "real+augmented 0.904 in mean foreground Dice, within the spread 0.014 over 3 U-Net seeds. Per class: organ "
+        "within the spread, lesion worse by 0.100."
+    )
+
+
+def test_the_verdict_says_worse_beyond_the_spread_and_that_one_seed_leaves_the_spread_unknown():
+    worse = downstream.verdict(
+        {
+            "real": dice_figures(0.88, 0.01),
+            "real+synthetic": dice_figures(0.80, 0.02, lesion=float("nan"), lesion_sd=None),
+            "real+augmented": dice_figures(0.9, 0.01),
+            "real+augmented+synthetic": dice_figures(0.9, 0.01),
+        }
+    )["synthetic_vs_real"]
+    assert worse["mean_foreground"]["verdict"] == "worse" and worse["classes"]["lesion"]["verdict"] == "not measured"
+    assert worse["summary"].startswith(
+        "Synthetic pairs do worse than the real cases alone: real+synthetic 0.800 vs real 0.880 in mean foreground "
+        "Dice, worse by 0.080, more than the spread 0.022 over 3 U-Net seeds."
+    )
+    one_seed = downstream.verdict(
+        {
+            arm: dice_figures(mean, None, lesion_sd=None)
+            for arm, mean in (
+                ("real", 0.7),
+                ("real+synthetic", 0.9),
+                ("real+augmented", 0.8),
+                ("real+augmented+synthetic", 0.8),
+            )
+        }
+    )
+    for found in one_seed.values():  # 0.2 better with one seed is still not known to be better
+        assert found["mean_foreground"]["verdict"] == "spread unknown" and found["mean_foreground"]["spread"] is None
+        assert "unknown" in found["summary"] and "--unet-seeds 3" in found["summary"]
+    assert one_seed["synthetic_vs_real"]["summary"] == (
+        "With one U-Net seed it is unknown whether synthetic pairs help beyond the real cases alone: real+synthetic "
+        "0.900 vs real 0.700 in mean foreground Dice, rerun with --unet-seeds 3 to know the spread. Per class: organ "
+        "+0.200 (spread unknown), lesion +0.000 (spread unknown)."
+    )
 
 
 def files_of(folder):

@@ -1,7 +1,8 @@
 """The conditional generator's layouts with more of the rare and thin classes (`ragan generate --add-rare N`), on
 phantom label slices (64 px, no training): lesions and vessels cut from other slices are pasted only onto the class
 that surrounded them, no class appears that the training labels lack, a seed repeats its layouts, the layouts of
-before are unchanged without the option, and the rare classes' share of the layouts rises with it.
+before are unchanged without the option, and the rare classes' share of the layouts rises with it. The training
+pairs moved by the same moves (augmentation of the real cases) move image and label alike.
 """
 
 import numpy as np
@@ -103,3 +104,28 @@ def test_the_training_images_move_like_their_layouts(training_labels):
     assert moved.shape == foreground.shape and moved.dtype == np.float32
     assert -1 <= moved.min() and moved.max() <= 1 and not np.isin(moved, [-1, 1]).all()  # interpolated at the edges
     assert overlap(4) > 0.9 and overlap(5) < 0.6  # the layouts' own moves, not just any
+
+
+def test_augmented_real_pairs_move_image_and_label_alike(training_labels):
+    """`ragan evaluate --downstream`'s augmented real pairs: a training image that is its label scaled to [-1, 1],
+    moved by moved_pairs, still reads as its moved label wherever the label does not change within a pixel (linear
+    interpolation blurs only the outline); a moved label paired with another pair's moved image does not."""
+    images = (training_labels / 3 * 2 - 1).astype(np.float32)
+    moved_images, moved_labels = layouts.moved_pairs(training_labels, images, 30, np.random.default_rng(4))
+    assert moved_images.shape == moved_labels.shape == (30, 64, 64) and moved_images.dtype == np.float32
+    assert moved_labels.dtype == training_labels.dtype
+    read = np.rint((moved_images + 1) / 2 * 3).astype(moved_labels.dtype)  # the class each image value stands for
+
+    def off_the_outline(labels: np.ndarray) -> int:
+        padded = np.pad(labels, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        outline = np.zeros(labels.shape, bool)
+        for dr in range(3):
+            for dc in range(3):
+                outline |= padded[:, dr : dr + 64, dc : dc + 64] != labels
+        return int(((read != labels) & ~outline).sum())
+
+    assert off_the_outline(moved_labels) == 0 and 0 < (read != moved_labels).mean() < 0.05
+    assert off_the_outline(np.roll(moved_labels, 1, axis=0)) > 1000
+    drawn = layouts.moved_layouts(training_labels, np.random.default_rng(4))
+    assert np.array_equal(moved_labels, np.stack([next(drawn) for _ in range(30)]))  # the layouts' own moves
+    assert not any(np.array_equal(moved, label) for moved in moved_labels for label in training_labels)

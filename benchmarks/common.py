@@ -9,6 +9,7 @@ import numpy as np
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.model.model_info import read_model_info
+from RaGANLib.quality.downstream import compare, summary  # noqa: F401  (the spread rule the benchmarks share)
 from RaGANLib.quality.evaluate import slice_grid
 from RaGANLib.spec import TrainSpec
 
@@ -68,24 +69,3 @@ def train_options(entries: list[str]) -> dict:
         except json.JSONDecodeError:
             options[key.strip()] = text
     return options
-
-
-def summary(values: list[float]) -> dict:
-    """Mean and sample standard deviation (0 for a single run) of a list of Dice figures, NaN-free."""
-    values = [v for v in values if not np.isnan(v)]
-    if not values:
-        return {"mean": float("nan"), "sd": float("nan"), "runs": 0}
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
-
-
-def compare(arm: dict, real: dict) -> dict:
-    """The difference of means against the real cases alone, its spread (the root-sum-square of the two standard
-    deviations), and the verdict it allows: better or worse only beyond the spread."""
-    difference = arm["mean"] - real["mean"]
-    spread_ = float(np.hypot(arm["sd"], real["sd"]))
-    if abs(difference) <= spread_ or np.isnan(difference):
-        verdict = "within the spread"
-    else:
-        verdict = "better" if difference > 0 else "worse"
-    return {"difference": difference, "spread": spread_, "verdict": verdict}

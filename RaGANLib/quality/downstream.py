@@ -1,11 +1,13 @@
-"""The downstream test: does a segmentation network trained on synthetic pairs segment real scans?
+"""The downstream test: does a segmentation network trained on synthetic pairs segment real scans, and better than
+without them?
 
 A fixed small 2D U-Net (built here, fixed seed, fixed step budget, same for every arm) is trained on one set of
 slices and tested on held-out real cases. Arms: real slices only, synthetic only, and real + synthetic (each batch
 half real, half synthetic by default, so a few real cases are not drowned by thousands of synthetic ones; `mix` sets
 other shares, e.g. a quarter synthetic). Dice is computed per
 held-out case over its slices, per class, and averaged over the cases where the class appears in the truth or the
-prediction.
+prediction. Arms trained with several U-Net seeds are compared by their means beyond the spread of the seeds
+(summary, compare, verdict): one seed's Dice moves by several hundredths from seed to seed.
 """
 
 import dataclasses
@@ -62,23 +64,9 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
 
     keras.utils.set_random_seed(protocol.seed)
     size = sources[0].images.shape[1]
-    model = build_unet(size, classes, protocol.width, protocol.depth)
-    optimizer = keras.optimizers.Adam(protocol.lr)
-
-    @tf.function
-    def step(images, labels):
-        truth = tf.one_hot(tf.cast(labels, tf.int32), classes)
-        with tf.GradientTape() as tape:
-            predicted = model(images[..., None], training=True)
-            cross_entropy = tf.reduce_mean(keras.losses.categorical_crossentropy(truth, predicted))
-            overlap = tf.reduce_sum(truth * predicted, axis=[0, 1, 2])
-            total = tf.reduce_sum(truth + predicted, axis=[0, 1, 2])
-            soft_dice = tf.reduce_mean(((2 * overlap + 1) / (total + 1))[1:])
-            loss = cross_entropy + (1 - soft_dice)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(gradients, model.trainable_variables)
-        return loss
-
+    network = build_unet(size, classes, protocol.width, protocol.depth)  # the seed's starting weights
+    trained, step = _training_step(size, classes, protocol)
+    trained.set_weights(network.get_weights())
     mix = np.ones(len(sources)) if mix is None else np.asarray(mix, np.float64)
     shares = np.diff(np.round(np.concatenate([[0], np.cumsum(mix)]) / mix.sum() * protocol.batch).astype(int))
     for number in range(protocol.steps):
@@ -91,7 +79,47 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
         step(tf.constant(images), tf.constant(labels))
         if progress and ((number + 1) % 50 == 0 or number + 1 == protocol.steps):
             progress(number + 1, protocol.steps)
-    return model
+    network.set_weights(trained.get_weights())
+    return network
+
+
+_COMPILED = {}  # the last (size, classes, width, depth, lr)'s network and compiled training step, for the next arm
+
+
+def _training_step(size: int, classes: int, protocol: UNetProtocol):
+    """A U-Net of this shape and its compiled training step (Adam, cross-entropy + soft Dice), the optimizer set back
+    to its start. Compiling the step takes seconds, longer than a short U-Net run: the arms and seeds of one
+    evaluation share it, each starting from its own seed's weights (copied in by the caller) and a fresh optimizer
+    state, so every run trains exactly as on a network of its own."""
+    import keras
+    import tensorflow as tf
+
+    key = (size, classes, protocol.width, protocol.depth, protocol.lr)
+    if key not in _COMPILED:
+        model = build_unet(size, classes, protocol.width, protocol.depth)
+        optimizer = keras.optimizers.Adam(protocol.lr)
+        optimizer.build(model.trainable_variables)
+
+        @tf.function
+        def step(images, labels):
+            truth = tf.one_hot(tf.cast(labels, tf.int32), classes)
+            with tf.GradientTape() as tape:
+                predicted = model(images[..., None], training=True)
+                cross_entropy = tf.reduce_mean(keras.losses.categorical_crossentropy(truth, predicted))
+                overlap = tf.reduce_sum(truth * predicted, axis=[0, 1, 2])
+                total = tf.reduce_sum(truth + predicted, axis=[0, 1, 2])
+                soft_dice = tf.reduce_mean(((2 * overlap + 1) / (total + 1))[1:])
+                loss = cross_entropy + (1 - soft_dice)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(gradients, model.trainable_variables)
+            return loss
+
+        _COMPILED.clear()
+        _COMPILED[key] = model, optimizer, [v.numpy() for v in optimizer.variables], step
+    model, optimizer, start, step = _COMPILED[key]
+    for variable, value in zip(optimizer.variables, start):
+        variable.assign(value)
+    return model, step
 
 
 def predict(model, images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -142,3 +170,100 @@ def score_network(model, test: SliceSet, classes: int, agreement: SliceSet | Non
             predict(model, agreement.images), np.asarray(agreement.labels), agreement.cases, classes
         )
     return result
+
+
+def summary(values: list[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single run) of a list of Dice figures, NaN-free."""
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return {"mean": float("nan"), "sd": float("nan"), "runs": 0}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "sd": sd, "runs": len(values)}
+
+
+def compare(arm: dict, baseline: dict) -> dict:
+    """The difference of means of two summaries, its spread (the root-sum-square of the two standard deviations), and
+    the verdict it allows: better or worse only beyond the spread."""
+    difference = arm["mean"] - baseline["mean"]
+    spread = float(np.hypot(arm["sd"], baseline["sd"]))
+    if abs(difference) <= spread or np.isnan(difference):
+        verdict = "within the spread"
+    else:
+        verdict = "better" if difference > 0 else "worse"
+    return {"difference": difference, "spread": spread, "verdict": verdict}
+
+
+# What `ragan evaluate --downstream` decides: report key -> (the arm with synthetic pairs, the same arm without them,
+# what the synthetic pairs are added to). The second holds the real share fixed; only the other quarter differs.
+COMPARISONS = {
+    "synthetic_vs_real": ("real+synthetic", "real", "the real cases alone"),
+    "synthetic_vs_augmented": ("real+augmented+synthetic", "real+augmented", "augmenting the real cases"),
+}
+
+
+def verdict(arms: dict) -> dict:
+    """Whether synthetic pairs add to what they are added to (COMPARISONS), in mean foreground Dice and in each class,
+    from the arms' figures as the report keeps them ("dice", "mean_foreground_dice", their "_sd" over the U-Net
+    seeds, None with one seed, and "seeds"): better or worse only beyond the spread (compare); with one seed the
+    spread is unknown. Each comparison comes with a sentence a researcher reads at a glance."""
+    found = {}
+    for key, (with_synthetic, without, baseline) in COMPARISONS.items():
+        a, b = arms[with_synthetic], arms[without]
+        overall = _judge(
+            a["mean_foreground_dice"],
+            a["mean_foreground_dice_sd"],
+            b["mean_foreground_dice"],
+            b["mean_foreground_dice_sd"],
+        )
+        classes = {
+            name: _judge(a["dice"][name], a["dice_sd"][name], b["dice"][name], b["dice_sd"][name]) for name in a["dice"]
+        }
+        per_class = ", ".join(f"{name} {_in_words(judged)}" for name, judged in classes.items())
+        figures = f"{with_synthetic} {a['mean_foreground_dice']:.3f} vs {without} {b['mean_foreground_dice']:.3f}"
+        found[key] = {
+            "with": with_synthetic,
+            "without": without,
+            "mean_foreground": overall,
+            "classes": classes,
+            "summary": _sentence(overall, baseline, figures, len(a["seeds"])) + f" Per class: {per_class}.",
+        }
+    return found
+
+
+def _judge(mean: float, sd: float | None, baseline_mean: float, baseline_sd: float | None) -> dict:
+    """compare() on report figures, rounded as they are: unknown without an sd, unmeasured where a Dice is NaN."""
+    if np.isnan(mean) or np.isnan(baseline_mean):
+        return {"difference": None, "spread": None, "verdict": "not measured"}
+    if sd is None or baseline_sd is None:
+        return {"difference": round(mean - baseline_mean, 4), "spread": None, "verdict": "spread unknown"}
+    found = compare({"mean": mean, "sd": sd}, {"mean": baseline_mean, "sd": baseline_sd})
+    return {**found, "difference": round(found["difference"], 4), "spread": round(found["spread"], 4)}
+
+
+def _sentence(judged: dict, baseline: str, figures: str, seeds: int) -> str:
+    """The verdict on mean foreground Dice in words: what synthetic pairs do beyond `baseline`, and why it is said."""
+    verdict = judged["verdict"]
+    if verdict == "not measured":
+        return f"Synthetic pairs cannot be weighed against {baseline}: {figures}, no class found in the held-out cases."
+    if verdict == "spread unknown":
+        return (
+            f"With one U-Net seed it is unknown whether synthetic pairs help beyond {baseline}: {figures} in mean "
+            "foreground Dice, rerun with --unet-seeds 3 to know the spread."
+        )
+    spread = f"the spread {judged['spread']:.3f} over {seeds} U-Net seeds"
+    if verdict == "within the spread":
+        return f"Synthetic pairs add nothing beyond {baseline}: {figures} in mean foreground Dice, within {spread}."
+    said = "help beyond" if verdict == "better" else "do worse than"
+    return (
+        f"Synthetic pairs {said} {baseline}: {figures} in mean foreground Dice, {verdict} by "
+        f"{abs(judged['difference']):.3f}, more than {spread}."
+    )
+
+
+def _in_words(judged: dict) -> str:
+    """A class's verdict in a few words: "better by 0.041", "within the spread", "+0.041 (spread unknown)"."""
+    if judged["verdict"] in ("better", "worse"):
+        return f"{judged['verdict']} by {abs(judged['difference']):.3f}"
+    if judged["verdict"] == "spread unknown":
+        return f"{judged['difference']:+.3f} (spread unknown)"
+    return judged["verdict"]

@@ -1,14 +1,18 @@
 """`ragan evaluate`: how close, how varied, how private and how useful synthetic slices are.
 
-    ragan evaluate --synthetic RUN/model --real train.csv --held-out test.csv --out report/ [--downstream]
+    ragan evaluate --synthetic RUN/model --real train.csv --held-out test.csv --out report/
+        [--downstream [--unet-seeds 3]]
 
 Writes report/report.json (every figure), report/report.md (the same, readable), report/samples.png (real against
 synthetic) and report/memorisation.png (the synthetic slices closest to a training slice, beside that slice). The
 folder appears whole or not at all; it must be new, empty or an earlier report folder (RaGANLib.results.outputs), where
 only these files are replaced. Everything runs offline: the features are computed here, no weights are fetched.
+With --downstream the report says whether the synthetic pairs help a U-Net beyond the real cases alone and beyond
+augmenting the real cases, only where the difference exceeds the spread over the U-Net seeds.
 """
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -23,6 +27,8 @@ from RaGANLib.quality import downstream, metrics
 from RaGANLib.quality.features import slice_features
 from RaGANLib.quality.slices import SliceSet, Space, read_set
 from RaGANLib.results import outputs, preview
+from RaGANLib.results.layouts import moved_pairs
+from RaGANLib.seeds import stream
 from RaGANLib.spec import OPTIONS
 from RaGANLib.training.runfolder import write_json_atomic
 
@@ -143,8 +149,10 @@ def evaluate(
     size: int = OPTIONS["size"].default,
     with_downstream: bool = False,
     protocol: downstream.UNetProtocol | None = None,
+    unet_seeds: int = 1,
 ) -> dict:
-    """Measure the synthetic set against the real ones and write the report folder `out`; returns the figures."""
+    """Measure the synthetic set against the real ones and write the report folder `out`; returns the figures. Each
+    downstream arm is trained with the U-Net seeds protocol.seed, +1, ... (`unet_seeds` of them)."""
     synthetic, real, held_out, out = Path(synthetic), Path(real), Path(held_out), Path(out)
     protocol = protocol or downstream.UNetProtocol()
     if count < 2:
@@ -152,7 +160,8 @@ def evaluate(
     out = Path(os.path.abspath(out))
     outputs.check(out, "report")
     from_model = (synthetic / "model.json").exists()
-    units = 9 + (3 * protocol.steps // 50 if with_downstream else 0)
+    seeds = [protocol.seed + k for k in range(unet_seeds)]
+    units = 9 + (1 + len(DOWNSTREAM_ARMS) * len(seeds) * (protocol.steps // 50) if with_downstream else 0)
     progress = Progress(reporter, units)
     reporter.emit("started", synthetic=str(synthetic), real=str(real), held_out=str(held_out), out=str(out))
 
@@ -211,24 +220,7 @@ def evaluate(
     progress.advance("diversity and label statistics")
 
     if with_downstream:
-        arms = {"real": [training], "synthetic": [fake], "real+synthetic": [training, fake]}
-        figures["downstream"] = {"protocol": dataclasses.asdict(protocol), "arms": {}}
-        for arm, sources in arms.items():
-            done = progress.done
-            result = downstream.run_arm(
-                sources,
-                test,
-                classes,
-                protocol,
-                lambda step, total, arm=arm, done=done: _unet_progress(progress, arm, done, step),
-                agreement=fake if arm == "real" else None,
-            )
-            figures["downstream"]["arms"][arm] = _named_dice(result, names)
-            if arm == "real":
-                figures["downstream"]["label_agreement"] = {
-                    "held_out": _named_dice(result, names),
-                    "synthetic": _named_dice(result["agreement"], names),
-                }
+        figures["downstream"] = downstream_figures(fake, training, test, space, protocol, seeds, seed, progress)
 
     pictures = {
         "samples.png": preview.titled(
@@ -248,9 +240,67 @@ def evaluate(
     return figures
 
 
-def _unet_progress(progress: Progress, arm: str, done_before: int, step: int) -> None:
+# The downstream arms: the slices each U-Net is trained on and their shares of a batch (equal shares when None).
+# real+augmented+synthetic against real+augmented is the clean test: the same real half, the other quarter synthetic
+# pairs or more augmented real pairs (downstream.COMPARISONS).
+DOWNSTREAM_ARMS = {
+    "real": (("real",), None),
+    "synthetic": (("synthetic",), None),
+    "real+synthetic": (("real", "synthetic"), None),
+    "real+augmented": (("real", "augmented"), None),
+    "real+augmented+synthetic": (("real", "augmented", "synthetic"), (2, 1, 1)),
+}
+
+
+def downstream_figures(
+    fake: SliceSet,
+    training: SliceSet,
+    test: SliceSet,
+    space: Space,
+    protocol: downstream.UNetProtocol,
+    seeds: list[int],
+    seed: int,
+    progress: Progress,
+) -> dict:
+    """Every downstream arm trained once per U-Net seed and tested on the held-out cases: per arm the Dice means, their
+    sd over the seeds and each seed's; the label agreement averaged over the seeds' real-trained networks; the
+    verdict. The augmented real pairs are as many as the synthetic ones, moved by the layouts' moves (seeded by
+    `seed`)."""
+    classes, names = len(space.values), list(space.names)
+    images, labels = moved_pairs(
+        np.asarray(training.labels), training.images, len(fake), stream(seed, "augmented real pairs")
+    )
+    sets = {"real": training, "synthetic": fake, "augmented": SliceSet(images, labels, np.arange(len(fake)))}
+    progress.advance("augmented real pairs")
+    settings = {key: value for key, value in dataclasses.asdict(protocol).items() if key != "seed"}
+    found = {"protocol": {**settings, "seeds": seeds}, "arms": {}}
+    for arm, (kinds, mix) in DOWNSTREAM_ARMS.items():
+        results = []
+        for unet_seed in seeds:
+            results.append(
+                downstream.run_arm(
+                    [sets[kind] for kind in kinds],
+                    test,
+                    classes,
+                    dataclasses.replace(protocol, seed=unet_seed),
+                    functools.partial(_unet_progress, progress, f"{arm} slices, seed {unet_seed}", progress.done),
+                    mix=mix,
+                    agreement=fake if arm == "real" else None,
+                )
+            )
+        found["arms"][arm] = _dice_over_seeds(results, names)
+        if arm == "real":
+            found["label_agreement"] = {
+                "held_out": found["arms"]["real"],
+                "synthetic": _dice_over_seeds([result["agreement"] for result in results], names),
+            }
+    found["verdict"] = downstream.verdict(found["arms"])
+    return found
+
+
+def _unet_progress(progress: Progress, what: str, done_before: int, step: int, total: int) -> None:
     progress.done = done_before + step // 50 - 1
-    progress.advance(f"U-Net on {arm} slices, step {step}")
+    progress.advance(f"U-Net on {what}, step {step}")
 
 
 def _named(statistics: dict, names: list[str]) -> dict:
@@ -265,6 +315,26 @@ def _named_dice(result: dict, names: list[str]) -> dict:
     return {
         "dice": {names[c]: round(v, 4) for c, v in result["per_class"].items()},
         "mean_foreground_dice": round(result["mean_foreground"], 4),
+    }
+
+
+def _dice_over_seeds(results: list[dict], names: list[str]) -> dict:
+    """One arm's Dice figures over its U-Net seeds: the means under the keys of a single network's figures, so readers
+    of those keep working; their sample sd under the same keys + "_sd" (None with one seed: unknown); and each seed's
+    figures under "seeds"."""
+
+    def over_seeds(values: list[float]) -> tuple[float, float | None]:
+        found = downstream.summary(values)
+        return round(found["mean"], 4), round(found["sd"], 4) if found["runs"] > 1 else None
+
+    per_class = {names[c]: over_seeds([r["per_class"][c] for r in results]) for c in results[0]["per_class"]}
+    mean, sd = over_seeds([r["mean_foreground"] for r in results])
+    return {
+        "dice": {name: figures[0] for name, figures in per_class.items()},
+        "mean_foreground_dice": mean,
+        "dice_sd": {name: figures[1] for name, figures in per_class.items()},
+        "mean_foreground_dice_sd": sd,
+        "seeds": [_named_dice(result, names) for result in results],
     }
 
 
@@ -347,33 +417,59 @@ def markdown(figures: dict) -> str:
         arms = figures["downstream"]["arms"]
         class_names = list(next(iter(arms.values()))["dice"])
         protocol = figures["downstream"]["protocol"]
+        seeds = protocol["seeds"]
         lines += [
             "## Downstream segmentation",
             "",
-            f"A fixed 2D U-Net ({protocol['steps']} steps, batch {protocol['batch']}, seed {protocol['seed']}) per arm,"
-            " tested on the held-out cases; Dice per case, averaged.",
+            f"A fixed 2D U-Net ({protocol['steps']} steps, batch {protocol['batch']}) per arm and U-Net seed "
+            f"({', '.join(map(str, seeds))}), tested on the held-out cases; Dice per case, averaged"
+            + (", then mean ± sd over the seeds." if len(seeds) > 1 else ".")
+            + " A mixed arm's batches are half real slices, half the other source; real+augmented+synthetic's half "
+            "real, a quarter augmented, a quarter synthetic. Augmented: real training pairs moved by random elastic + "
+            "affine moves, image and label alike, as many as the synthetic slices.",
             "",
             "| trained on | " + " | ".join(class_names) + " | mean foreground Dice |",
             "|---" * (2 + len(class_names)) + "|",
         ]
         for arm, result in arms.items():
-            dice = " | ".join(f"{v:.3f}" for v in result["dice"].values())
-            lines.append(f"| {arm} | {dice} | {result['mean_foreground_dice']:.3f} |")
+            cells = [_mean_sd(result["dice"][n], result["dice_sd"][n]) for n in class_names]
+            cells.append(_mean_sd(result["mean_foreground_dice"], result["mean_foreground_dice_sd"]))
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        verdicts = figures["downstream"]["verdict"].values()
+        lines += [
+            "",
+            "### Do the synthetic pairs help?",
+            "",
+            "Against the real cases alone, and against augmenting the real cases (the same real half, the other "
+            "quarter more augmented pairs): a difference counts only beyond the spread, the root-sum-square of the two "
+            "arms' sd over the U-Net seeds.",
+            "",
+            *[f"- {found['summary']}" for found in verdicts],
+            "",
+            "| compared | " + " | ".join(class_names) + " | mean foreground Dice |",
+            "|---" * (2 + len(class_names)) + "|",
+        ]
+        for found in verdicts:
+            cells = [_difference(found["classes"][n]) for n in class_names] + [_difference(found["mean_foreground"])]
+            lines.append(f"| {found['with']} vs {found['without']} | " + " | ".join(cells) + " |")
         agreement = figures["downstream"]["label_agreement"]
         lines += [
             "",
             "### Does each image show what its label says?",
             "",
             "The U-Net trained on the real training slices segments the synthetic images; its result is scored against"
-            " the synthetic labels, next to the same network on the held-out real slices. A synthetic set whose labels"
+            " the synthetic labels, next to the same network on the held-out real slices (each seed's network, "
+            "averaged). A synthetic set whose labels"
             " float free of its images scores far below the held-out figure.",
             "",
             "| segmented by the real-trained U-Net | " + " | ".join(class_names) + " | mean foreground Dice |",
             "|---" * (2 + len(class_names)) + "|",
         ]
         for key, title in (("held_out", "held-out real slices"), ("synthetic", "synthetic slices")):
-            dice = " | ".join(f"{v:.3f}" for v in agreement[key]["dice"].values())
-            lines.append(f"| {title} | {dice} | {agreement[key]['mean_foreground_dice']:.3f} |")
+            found = agreement[key]
+            cells = [_mean_sd(found["dice"][n], found["dice_sd"][n]) for n in class_names]
+            cells.append(_mean_sd(found["mean_foreground_dice"], found["mean_foreground_dice_sd"]))
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
         "## Pictures",
@@ -384,3 +480,16 @@ def markdown(figures: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _mean_sd(mean: float, sd: float | None) -> str:
+    return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
+
+
+def _difference(judged: dict) -> str:
+    """A report cell of downstream.verdict: "+0.021 better (spread 0.017)", "+0.004 (spread unknown)"."""
+    if judged["difference"] is None:
+        return judged["verdict"]
+    if judged["spread"] is None:
+        return f"{judged['difference']:+.3f} (spread unknown)"
+    return f"{judged['difference']:+.3f} {judged['verdict']} (spread {judged['spread']:.3f})"
