@@ -459,8 +459,7 @@ def markdown(figures: dict) -> str:
             "",
             "The U-Net trained on the real training slices segments the synthetic images; its result is scored against"
             " the synthetic labels, next to the same network on the held-out real slices (each seed's network, "
-            "averaged). A synthetic set whose labels"
-            " float free of its images scores far below the held-out figure.",
+            "averaged). A synthetic set whose labels float free of its images scores far below the held-out figure.",
             "",
             "| segmented by the real-trained U-Net | " + " | ".join(class_names) + " | mean foreground Dice |",
             "|---" * (2 + len(class_names)) + "|",
