@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--count", type=int, default=1000, help=f"slices to sample from a model, 2..{MAX_EVALUATE_COUNT} (default 1000)"
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed of sampling and metrics (default 0)")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="random seed of sampling, metrics and augmented real pairs (default 0)"
+    )
     size = OPTIONS["size"].default
     evaluate.add_argument(
         "--size", type=int, default=size, help=f"slice size when --synthetic is cases (default {size})"
