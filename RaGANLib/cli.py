@@ -292,10 +292,6 @@ def main(argv: list[str] | None = None) -> int:
             from RaGANLib.quality.evaluate import evaluate
 
             check_sampling_options(args)
-            if args.unet_steps < 1:
-                raise BadInput(f"--unet-steps must be at least 1, got {args.unet_steps}")
-            if args.unet_seeds < 1:
-                raise BadInput(f"--unet-seeds must be at least 1, got {args.unet_seeds}")
             evaluate(
                 args.synthetic,
                 args.real,

@@ -5,6 +5,7 @@ The story: a researcher measures a model against the cases it learnt from (named
 it never saw; then checks that handing in copies of the training cases as "synthetic" is caught as memorisation;
 then gives a wrong path."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -186,6 +187,18 @@ def test_unet_batches_take_each_source_in_the_proportion_given():
     assert learnt["mean_foreground"] == learnt["per_class"][1]  # one foreground class: its Dice is the mean
 
 
+def test_a_unet_run_trains_as_on_a_network_of_its_own_after_other_runs():
+    """The arms and seeds of an evaluation share one compiled training step (downstream._training_step): a run after
+    another run of other seed, sources and mix starts from its own seed's weights and a fresh optimizer, so it ends
+    with exactly the weights of the same run done first. Fails when any optimizer state (its step count, Adam's
+    moments) carries over."""
+    protocol = downstream.UNetProtocol(steps=10, width=8, depth=2)
+    first = downstream.train_unet([discs(8, 0)], 2, protocol).get_weights()
+    downstream.train_unet([discs(8, 1), discs(8, 2)], 2, dataclasses.replace(protocol, seed=1), mix=[2, 1])
+    again = downstream.train_unet([discs(8, 0)], 2, protocol).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
 def test_dice_by_case_known_answers():
     truth = np.zeros((4, 8, 8), np.uint8)
     truth[:2, :4] = 1  # case 0 has class 1 in both slices; case 1 has no class 1
@@ -277,9 +290,9 @@ def test_the_verdict_says_worse_beyond_the_spread_and_that_one_seed_leaves_the_s
         assert found["mean_foreground"]["verdict"] == "spread unknown" and found["mean_foreground"]["spread"] is None
         assert "unknown" in found["summary"] and "--unet-seeds 3" in found["summary"]
     assert one_seed["synthetic_vs_real"]["summary"] == (
-        "With one U-Net seed it is unknown whether synthetic pairs help beyond the real cases alone: real+synthetic "
-        "0.900 vs real 0.700 in mean foreground Dice, rerun with --unet-seeds 3 to know the spread. Per class: organ "
-        "+0.200 (spread unknown), lesion +0.000 (spread unknown)."
+        "Fewer than two U-Net seeds measured it, so it is unknown whether synthetic pairs help beyond the real cases "
+        "alone: real+synthetic 0.900 vs real 0.700 in mean foreground Dice, rerun with --unet-seeds 3 to know the "
+        "spread. Per class: organ +0.200 (spread unknown), lesion +0.000 (spread unknown)."
     )
 
 

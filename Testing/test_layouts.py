@@ -97,10 +97,10 @@ def test_the_training_images_move_like_their_layouts(training_labels):
     foreground = np.stack([next(drawn) for _ in range(30)]) > 0
 
     def overlap(seed: int) -> float:
-        inside = layouts.moved_sources(training_labels, images, np.random.default_rng(seed), 30) > 0
+        inside = layouts.moved_pairs(training_labels, images, 30, np.random.default_rng(seed))[0] > 0
         return (inside & foreground).sum() / (inside | foreground).sum()
 
-    moved = layouts.moved_sources(training_labels, images, np.random.default_rng(4), 30)
+    moved = layouts.moved_pairs(training_labels, images, 30, np.random.default_rng(4))[0]
     assert moved.shape == foreground.shape and moved.dtype == np.float32
     assert -1 <= moved.min() and moved.max() <= 1 and not np.isin(moved, [-1, 1]).all()  # interpolated at the edges
     assert overlap(4) > 0.9 and overlap(5) < 0.6  # the layouts' own moves, not just any

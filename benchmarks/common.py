@@ -1,5 +1,6 @@
 """What the benchmarks share: a GAN run trained (or reused) in a work folder, --train-option values, a grid of slices
-spread over a set, and the mean ± sd of repeated U-Net runs with the spread rule that compares two arms."""
+spread over a set. The mean ± sd of repeated U-Net runs and the spread rule that compares two arms are
+RaGANLib.quality.downstream's summary and compare, as `ragan evaluate` uses them."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,6 @@ import numpy as np
 from RaGANLib.errors import BadInput
 from RaGANLib.events import Reporter
 from RaGANLib.model.model_info import read_model_info
-from RaGANLib.quality.downstream import compare, summary  # noqa: F401  (the spread rule the benchmarks share)
 from RaGANLib.quality.evaluate import slice_grid
 from RaGANLib.spec import TrainSpec
 

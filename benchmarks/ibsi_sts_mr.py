@@ -42,7 +42,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import compare, spread, summary, train_gan, train_options  # noqa: E402
+from common import spread, train_gan, train_options  # noqa: E402
 
 from RaGANLib.data.prepare import survey  # noqa: E402
 from RaGANLib.errors import BadInput  # noqa: E402
@@ -54,7 +54,7 @@ from RaGANLib.quality.evaluate import fidelity, memorisation_figures, sample_mod
 from RaGANLib.quality.features import class_pixel_counts, slice_features  # noqa: E402
 from RaGANLib.quality.slices import read_set  # noqa: E402
 from RaGANLib.results import preview  # noqa: E402
-from RaGANLib.results.layouts import moved_sources  # noqa: E402
+from RaGANLib.results.layouts import moved_pairs  # noqa: E402
 from RaGANLib.seeds import stream  # noqa: E402
 from RaGANLib.spec import MODES, OLD_GENERATOR, TrainSpec  # noqa: E402
 
@@ -302,7 +302,7 @@ def memorisation_floor(model: Path, training, held_out, count: int) -> float | N
     labels = training_labels(model, description)
     if not np.array_equal(labels, training.labels):
         return None
-    moved = moved_sources(labels, training.images, stream(SAMPLE_SEED, "layouts"), count)
+    moved = moved_pairs(labels, training.images, count, stream(SAMPLE_SEED, "layouts"))[0]
     return metrics.memorisation(moved, training.images, held_out.images)["share"]
 
 
@@ -326,11 +326,13 @@ def results(args, arms, modes, options, cases, spacing, quality, runs, timings, 
     dice = {}
     for run in runs:
         dice.setdefault(run["arm"], {}).setdefault(run["gan"] or "real", []).append(run["mean foreground"])
-    dice = {arm: {gan: summary(values) for gan, values in found.items()} for arm, found in dice.items()}
+    dice = {arm: {gan: downstream.summary(values) for gan, values in found.items()} for arm, found in dice.items()}
     comparisons = {}
     for mixed, alone in (("low+synthetic", "real-low"), ("synthetic", "real-full")):
         if mixed in dice:
-            comparisons[mixed] = {gan: compare(found, dice[alone]["real"]) for gan, found in dice[mixed].items()}
+            comparisons[mixed] = {
+                gan: downstream.compare(found, dice[alone]["real"]) for gan, found in dice[mixed].items()
+            }
             for gan, found in comparisons[mixed].items():
                 if min(dice[mixed][gan]["runs"], dice[alone]["real"]["runs"]) < 2:  # a spread of 0 says nothing
                     found["verdict"] += ", but one run: no spread known"

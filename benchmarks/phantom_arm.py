@@ -39,7 +39,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import compare, spread, summary, train_gan, train_options  # noqa: E402
+from common import spread, train_gan, train_options  # noqa: E402
 
 from RaGANLib.data import phantom  # noqa: E402
 from RaGANLib.demo import demo_spec  # noqa: E402
@@ -279,10 +279,10 @@ def results(
     """The figures of the U-Net runs so far: Dice per share and class (mean ± sd), compared with the real cases."""
     dice = {}
     for share, found in runs.items():
-        dice[share] = {names[c]: summary([r["per_class"][c] for r in found]) for c in range(1, classes)}
-        dice[share]["mean foreground"] = summary([r["mean_foreground"] for r in found])
+        dice[share] = {names[c]: downstream.summary([r["per_class"][c] for r in found]) for c in range(1, classes)}
+        dice[share]["mean foreground"] = downstream.summary([r["mean_foreground"] for r in found])
     comparisons = {
-        share: {key: compare(dice[share][key], dice[0][key]) for key in dice[share]}
+        share: {key: downstream.compare(dice[share][key], dice[0][key]) for key in dice[share]}
         for share in runs
         if share and 0 in runs
     }

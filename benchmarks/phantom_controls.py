@@ -13,7 +13,7 @@ it) and trains the same U-Net (same protocol, seeds and share) on the real cases
               against `moved` at --share 50 (the same real share, the other quarter moved slices) to see whether the
               synthetic pairs add anything on top of augmentation of the real pairs;
 and prints Dice per class as mean ± sd over the U-Net seeds, as phantom_arm reports its arms, with the figures as JSON
-in the work folder (controls-KIND-SHARE.json).
+in the work folder (controls-KIND-SHARE.json, -rareN added with --add-rare N).
 """
 
 import argparse
@@ -27,7 +27,6 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import summary  # noqa: E402
 
 from RaGANLib.events import Reporter  # noqa: E402
 from RaGANLib.quality import downstream  # noqa: E402
@@ -89,7 +88,7 @@ def main() -> None:
             runs.append({"unet_seed": unet_seed, "mean foreground": result["mean_foreground"]})
             runs[-1] |= {names[c]: result["per_class"][c] for c in range(1, classes)}
             print(f"{kind}, U-Net seed {unet_seed}: {runs[-1]}", flush=True)
-        figures = {key: summary([run[key] for run in runs]) for key in runs[0] if key != "unet_seed"}
+        figures = {key: downstream.summary([run[key] for run in runs]) for key in runs[0] if key != "unet_seed"}
         (args.work / f"controls-{kind}-{args.share}{f'-rare{args.add_rare}' if args.add_rare else ''}.json").write_text(
             json.dumps({"settings": vars(args) | {"work": str(args.work)}, "runs": runs, "dice": figures}, indent=2)
         )

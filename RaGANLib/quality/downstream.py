@@ -1,13 +1,13 @@
 """The downstream test: does a segmentation network trained on synthetic pairs segment real scans, and better than
 without them?
 
-A fixed small 2D U-Net (built here, fixed seed, fixed step budget, same for every arm) is trained on one set of
-slices and tested on held-out real cases. Arms: real slices only, synthetic only, and real + synthetic (each batch
-half real, half synthetic by default, so a few real cases are not drowned by thousands of synthetic ones; `mix` sets
-other shares, e.g. a quarter synthetic). Dice is computed per
-held-out case over its slices, per class, and averaged over the cases where the class appears in the truth or the
-prediction. Arms trained with several U-Net seeds are compared by their means beyond the spread of the seeds
-(summary, compare, verdict): one seed's Dice moves by several hundredths from seed to seed.
+A fixed small 2D U-Net (built here, seeded, fixed step budget, the same for every arm) is trained on one or more
+sets of slices and tested on held-out real cases; each batch draws from the sets in the proportions `mix` (equal
+parts by default, so a few real cases are not drowned by thousands of synthetic ones). `ragan evaluate`'s arms are
+evaluate.DOWNSTREAM_ARMS. Dice is computed per held-out case over its slices, per class, and averaged over the cases
+where the class appears in the truth or the prediction. Arms trained with several U-Net seeds are compared by their
+means beyond the spread of the seeds (summary, compare, verdict): one seed's Dice moves by several hundredths from
+seed to seed.
 """
 
 import dataclasses
@@ -83,7 +83,9 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
     return network
 
 
-_COMPILED = {}  # the last (size, classes, width, depth, lr)'s network and compiled training step, for the next arm
+# The last (size, classes, width, depth, lr)'s network and compiled training step, for the next arm: one per process,
+# not for concurrent use (train_unet is called one run after another by evaluate and the benchmarks).
+_COMPILED = {}
 
 
 def _training_step(size: int, classes: int, protocol: UNetProtocol):
@@ -247,8 +249,8 @@ def _sentence(judged: dict, baseline: str, figures: str, seeds: int) -> str:
         return f"Synthetic pairs cannot be weighed against {baseline}: {figures}, no class found in the held-out cases."
     if verdict == "spread unknown":
         return (
-            f"With one U-Net seed it is unknown whether synthetic pairs help beyond {baseline}: {figures} in mean "
-            "foreground Dice, rerun with --unet-seeds 3 to know the spread."
+            f"Fewer than two U-Net seeds measured it, so it is unknown whether synthetic pairs help beyond {baseline}: "
+            f"{figures} in mean foreground Dice, rerun with --unet-seeds 3 to know the spread."
         )
     spread = f"the spread {judged['spread']:.3f} over {seeds} U-Net seeds"
     if verdict == "within the spread":

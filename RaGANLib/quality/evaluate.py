@@ -155,8 +155,13 @@ def evaluate(
     downstream arm is trained with the U-Net seeds protocol.seed, +1, ... (`unet_seeds` of them)."""
     synthetic, real, held_out, out = Path(synthetic), Path(real), Path(held_out), Path(out)
     protocol = protocol or downstream.UNetProtocol()
-    if count < 2:
-        raise BadInput(f"--count must be at least 2, got {count}")
+    for option, value, least in (
+        ("--count", count, 2),
+        ("--unet-steps", protocol.steps, 1),
+        ("--unet-seeds", unet_seeds, 1),
+    ):
+        if value < least:
+            raise BadInput(f"{option} must be at least {least}, got {value}")
     out = Path(os.path.abspath(out))
     outputs.check(out, "report")
     from_model = (synthetic / "model.json").exists()

@@ -6,8 +6,8 @@ where they fit their host (a lesion only onto organ pixels, as in the slice it c
 Label-safe: every output pixel takes the class of its nearest source pixel (no blending of class indices, no class
 invented), pixels moved in from outside the slice are background, a pasted component keeps its class. Seeded by the
 caller's generator: the same generator state gives the same layout on every machine. For the memorisation check,
-the training images moved like their layouts (moved_sources): what the layouts alone carry over from the patients;
-for the downstream test, training pairs moved alike (moved_pairs): augmentation of the real cases.
+the training pairs moved like their layouts (moved_pairs): what the layouts alone carry over from the patients, and
+for the downstream test augmentation of the real cases.
 """
 
 import dataclasses
@@ -204,30 +204,25 @@ def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0):
         yield layout
 
 
-def moved_sources(labels: np.ndarray, images: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
-    """The training images under the first `count` layouts of moved_layouts(labels, rng) without extra components:
-    each layout's source image ([-1, 1]) moved by the layout's own move, interpolated linearly. What the layouts alone
-    carry over from the training slices: the floor of a conditional generator's memorisation check."""
-    return moved_pairs(labels, images, count, rng)[0]
-
-
 def moved_pairs(
     labels: np.ndarray, images: np.ndarray, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` training pairs augmented by the layouts' random moves: (images [count, size, size] float32, labels of
     the labels' dtype), each a training slice drawn at random and moved, its label by nearest source pixel, its image
     linearly, by the same move. The labels are the first `count` layouts of moved_layouts(labels, rng) without extra
-    components. What augmenting the real cases gives, against which synthetic pairs must prove their worth."""
-    pairs = [
-        (_linear(images[index], *source), _nearest(labels[index], *source))
-        for index, source in itertools.islice(_draws(labels, rng), count)
-    ]
-    return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
+    components. What augmenting the real cases gives, against which synthetic pairs must prove their worth; its images
+    alone are what the layouts carry over from the training slices: the floor of a conditional generator's
+    memorisation check."""
+    moved_images = np.empty((count, *images.shape[1:]), np.float32)  # filled in place: the pairs may be thousands
+    moved_labels = np.empty((count, *labels.shape[1:]), labels.dtype)
+    for number, (index, source) in enumerate(itertools.islice(_draws(labels, rng), count)):
+        moved_images[number], moved_labels[number] = _linear(images[index], *source), _nearest(labels[index], *source)
+    return moved_images, moved_labels
 
 
 def _draws(labels: np.ndarray, rng: np.random.Generator):
-    """Endless (training slice index, its move) from `rng`, what every layout starts from: moved_layouts, moved_sources
-    and moved_pairs draw them alike, so the n-th source image is moved exactly as the n-th layout."""
+    """Endless (training slice index, its move) from `rng`, what every layout starts from: moved_layouts and moved_pairs
+    draw them alike, so the n-th source image is moved exactly as the n-th layout."""
     while True:
         index = rng.integers(len(labels))
         yield index, move(labels.shape[1], rng)
