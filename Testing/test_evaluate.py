@@ -67,6 +67,14 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic", "real+augmented", "real+augmented+synthetic"]
     assert figures["downstream"]["protocol"]["seeds"] == [0, 1]
+    batches = {name: arm["batch"] for name, arm in arms.items()}  # slices of each kind in a U-Net batch of 16
+    assert batches == {
+        "real": {"real": 16},
+        "synthetic": {"synthetic": 16},
+        "real+synthetic": {"real": 8, "synthetic": 8},
+        "real+augmented": {"real": 8, "augmented": 8},
+        "real+augmented+synthetic": {"real": 8, "augmented": 4, "synthetic": 4},
+    }
     for name, arm in arms.items():  # the means and sd of the two seeds' figures, under the keys of one network's
         by_seed = [seed["mean_foreground_dice"] for seed in arm["seeds"]]
         assert len(by_seed) == 2 and all(0 <= value <= 1 for value in by_seed)

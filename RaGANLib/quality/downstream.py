@@ -67,8 +67,7 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
     network = build_unet(size, classes, protocol.width, protocol.depth)  # the seed's starting weights
     trained, step = _training_step(size, classes, protocol)
     trained.set_weights(network.get_weights())
-    mix = np.ones(len(sources)) if mix is None else np.asarray(mix, np.float64)
-    shares = np.diff(np.round(np.concatenate([[0], np.cumsum(mix)]) / mix.sum() * protocol.batch).astype(int))
+    shares = batch_counts(mix, len(sources), protocol.batch)
     for number in range(protocol.steps):
         rng = stream(protocol.seed, "unet batches", number)
         chosen = [rng.integers(0, len(s.images), size=k) for s, k in zip(sources, shares)]
@@ -81,6 +80,13 @@ def train_unet(sources: list[SliceSet], classes: int, protocol: UNetProtocol, pr
             progress(number + 1, protocol.steps)
     network.set_weights(trained.get_weights())
     return network
+
+
+def batch_counts(mix, sources: int, batch: int) -> np.ndarray:
+    """Slices of each source in every batch of `batch`: the proportions `mix` (equal parts when None), rounded so that
+    they add up to the batch."""
+    mix = np.ones(sources) if mix is None else np.asarray(mix, np.float64)
+    return np.diff(np.round(np.concatenate([[0], np.cumsum(mix)]) / mix.sum() * batch).astype(int))
 
 
 # The last (size, classes, width, depth, lr)'s network and compiled training step, for the next arm: one per process,

@@ -294,6 +294,8 @@ def downstream_figures(
                 )
             )
         found["arms"][arm] = _dice_over_seeds(results, names)
+        counts = downstream.batch_counts(mix, len(kinds), protocol.batch)
+        found["arms"][arm]["batch"] = {kind: int(count) for kind, count in zip(kinds, counts)}  # what it trained on
         if arm == "real":
             found["label_agreement"] = {
                 "held_out": found["arms"]["real"],
