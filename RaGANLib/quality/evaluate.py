@@ -431,9 +431,13 @@ def markdown(figures: dict) -> str:
             f"A fixed 2D U-Net ({protocol['steps']} steps, batch {protocol['batch']}) per arm and U-Net seed "
             f"({', '.join(map(str, seeds))}), tested on the held-out cases; Dice per case, averaged"
             + (", then mean ± sd over the seeds." if len(seeds) > 1 else ".")
-            + " A mixed arm's batches are half real slices, half the other source; real+augmented+synthetic's half "
-            "real, a quarter augmented, a quarter synthetic. Augmented: real training pairs moved by random elastic + "
-            "affine moves, image and label alike, as many as the synthetic slices.",
+            + " Slices per batch: "
+            + "; ".join(
+                f"{arm} " + ", ".join(f"{n} {kind}" for kind, n in found["batch"].items())
+                for arm, found in arms.items()
+            )
+            + ". Augmented: real training pairs moved by random elastic + affine moves, image and label alike, as many "
+            "as the synthetic slices.",
             "",
             "| trained on | " + " | ".join(class_names) + " | mean foreground Dice |",
             "|---" * (2 + len(class_names)) + "|",
