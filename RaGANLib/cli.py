@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--count",
         type=int,
-        help="number of synthetic slices (default: as many as the benchmark supports beside the training slices: a "
-        "third of their number for a joint model, as many for a conditional one)",
+        help="number of synthetic slices (default: a third of the training slices' number, so that they make a "
+        "quarter of a training set with them: the share that helped on the phantom benchmark)",
     )
     generate.add_argument(
         "--labels",

@@ -178,6 +178,26 @@ def test_generate_count_paints_moved_training_labels_and_writes_pairs_like_joint
     assert len(list((tmp_path / "a" / "nnunet" / "imagesTr").iterdir())) == 6
 
 
+def test_generate_without_count_makes_a_quarter_of_a_training_set_and_warns_beyond_half(conditional, tmp_path):
+    """A conditional model's default dose is the phantom benchmark's best (25% synthetic), the warning comes only
+    beyond what it found harmless (50%): as many slices as the model trained on are not warned about, more are."""
+    run, _ = conditional
+    slices = json.loads((run / "model" / "model.json").read_text())["training"]["slices"]
+    found = {}
+    for name, count in (("default", []), ("half", ["--count", slices]), ("more", ["--count", slices + 1])):
+        result = ragan("generate", run / "model", *count, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found[name] = events_of(result.stdout)
+    assert found["default"][-1]["count"] == slices // 3 > 0
+    assert found["default"][-1]["synthetic_share"]["supported_count"] == slices
+    warnings = {
+        name: [e for e in events if e["event"] == "notice" and "training set that is" in e["message"]]
+        for name, events in found.items()
+    }
+    assert not warnings["default"] and not warnings["half"] and len(warnings["more"]) == 1
+    assert f"use at most {slices} synthetic slices" in warnings["more"][0]["message"]
+
+
 def test_generate_add_rare_pastes_more_lesions_and_vessels_repeatably_and_records_it(conditional, joint, tmp_path):
     run, _ = conditional
     found = {}

@@ -45,7 +45,7 @@ from RaGANLib.results.synthetic import (
     to_source,
     value_types,
 )
-from RaGANLib.results.synthetic_share import share_figures, share_warning, supported_count
+from RaGANLib.results.synthetic_share import default_count, share_figures, share_warning
 from RaGANLib.seeds import stream
 from RaGANLib.training.runfolder import write_json_atomic
 
@@ -109,9 +109,9 @@ def readable_size(size_bytes: int) -> str:
 
 
 def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Reporter, add_rare: int = 0) -> dict:
-    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths. `count` None: as many
-    as the benchmark supports beside the model's training slices (RaGANLib.results.synthetic_share). `add_rare`: see
-    training_layouts.
+    """Write `count` synthetic pairs from a model folder into `out`; returns the output paths. `count` None: a
+    quarter of a training set of them and the model's training slices (RaGANLib.results.synthetic_share). `add_rare`:
+    see training_layouts.
 
     `out` must be new, empty or an earlier `generate` output (see RaGANLib.results.outputs); only the entries in OUTPUTS
     are replaced there. Nothing is left behind when it fails."""
@@ -121,7 +121,7 @@ def generate(model: Path, count: int | None, seed: int, out: Path, reporter: Rep
     outputs.check(out, "generated")
     generator, description = model_folder.load(model)
     if count is None:
-        count = max(1, supported_count(description.training.slices, description.mode))
+        count = default_count(description.training.slices)
     check_space(out, count, description)
     layouts = training_layouts(model, description, seed, add_rare)
     reporter.emit("started", model=str(model), count=count, seed=seed, out=str(out), add_rare=add_rare)
