@@ -197,8 +197,9 @@ class TrainSpec:
     preview_every: int = option(250, "steps between previews", whole=True, low=1)
     log_every: int = option(10, "steps between progress reports and TensorBoard scalars", whole=True, low=1)
     score_every: int = option(
-        250,
-        "steps between quality scores of the generator; the best-scoring step becomes the model; 0: the last step",
+        0,
+        "steps between quality scores of the generator; the best-scoring step becomes the model; 0: no scores, the "
+        "model is the last step (the own-feature score can prefer blurrier steps, see README)",
         whole=True,
         low=0,
     )

@@ -19,11 +19,11 @@ def phantom_dataset(tmp_path_factory) -> Path:
 def two_case_run(root: Path, phantom_dataset: Path) -> tuple[Path, subprocess.CompletedProcess, list]:
     """A tiny joint run on two phantom cases whose headers and folder name carry a patient's identity: (the folder
     holding the cases and `run/`, the finished `ragan train`, the (image, label) pairs). --label-name and
-    --mixed-precision run too (on a CPU it trains in float32 and says so); --score-every 0: the model is the last
-    step's, unscored. test_training.py checks this run and its model; test_faults_outputs.py generates from it and
-    resumes copies of it (one training serves both). Never changed: copy it first."""
+    --mixed-precision run too (on a CPU it trains in float32 and says so); no --score-every (the default): the model
+    is the last step's, unscored. test_training.py checks this run and its model; test_faults_outputs.py generates
+    from it and resumes copies of it (one training serves both). Never changed: copy it first."""
     pairs = [phantom_pair(root / SECRET_FOLDER, seed, PatientName=SECRET, PatientID=SECRET) for seed in range(2)]
-    arguments = [a for image, label in pairs for a in ("--pair", image, label)] + ["--score-every", "0"]
+    arguments = [a for image, label in pairs for a in ("--pair", image, label)]
     result = ragan("train", *arguments, "--label-name", "1=organ", "--mixed-precision", "--out", root / "run", *TINY)
     assert result.returncode == 0, result.stdout + result.stderr
     return root, result, pairs

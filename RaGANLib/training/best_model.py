@@ -1,7 +1,8 @@
-"""Keeping the best model: GAN training oscillates, so the last step is often not the best one. Every
-`--score-every` steps the EMA generator draws a fixed sample, scored against the training slices with the
+"""Keeping the best model: GAN training oscillates, so the last step may not be the best one. With `--score-every N`
+(off by default) the EMA generator draws a fixed sample every N steps, scored against the training slices with the
 own-feature Frechet distance of `ragan evaluate` (lower is closer to real); the weights of the best-scoring step
-become the run's model/ at the end.
+become the run's model/ at the end. Off by default because on the phantom arm this score rose while the slices got
+sharper and trained a segmentation network better (docs/conditional-vs-joint-phantom.md, "Which step to keep").
 
 <run>/best.npz   the best step's EMA generator weights (ema/0000, ...), its `step` and `frechet`; written atomically at
                  every new best, so a killed run keeps it
