@@ -49,7 +49,7 @@ def test_ibsi_goals_judge_only_what_the_run_measured():
     }
     args = argparse.Namespace(
         tag="t", setting="cpu", arms="low", modes="conditional", train_option=[], gan_seeds=1, unet_seeds=3,
-        first_unet_seed=0, work=None, docs=None, data=None,
+        first_unet_seed=0, work=None, docs=None, data=None, gan_steps=None, share=50,
     )  # fmt: skip
     cases = {"full": ["case"] * 35, "low": ["case"] * 5, "test": ["case"] * 14}  # names: only their counts matter
     figures = ibsi_sts_mr.results(
@@ -110,7 +110,7 @@ def test_ibsi_quotes_a_conditional_gans_memorisation_floor_and_no_floor_for_a_jo
     }
     args = argparse.Namespace(
         tag="t", setting="cpu", arms="low", modes="joint,conditional", train_option=[], gan_seeds=1, unet_seeds=3,
-        first_unet_seed=0, work=None, docs=None, data=None,
+        first_unet_seed=0, work=None, docs=None, data=None, gan_steps=1800, share=25,
     )  # fmt: skip
     cases = {"full": ["case"] * 35, "low": ["case"] * 5, "test": ["case"] * 14}
     figures = ibsi_sts_mr.results(args, ["low"], ["joint", "conditional"], {}, cases, 1.7, quality, [], {}, 0, 0.0)
@@ -120,6 +120,9 @@ def test_ibsi_quotes_a_conditional_gans_memorisation_floor_and_no_floor_for_a_jo
     text = ibsi_sts_mr.report(figures, "-t")
     row = "| the 5 low-data cases: memorised share of its layouts' training slices, moved alike | - | - | 42.10% |"
     assert row in text
+    # --gan-steps and --share (given here) are in the command line shown and in the table
+    assert "--gan-steps 1800 --share 25" in text and "GANs 1800 steps on the 5 low-data cases" in text
+    assert "with synthetic slices from a GAN on them (25% of each batch)" in text
 
 
 def test_ibsi_refuses_a_train_option_it_sets_itself(tmp_path):

@@ -7,7 +7,7 @@
 Fixed split by case (below): 35 training cases, 14 held-out test cases, and 5 of the training cases as the
 low-data set. Two arms, each run alone with --arms or both:
 - `low`: per mode and GAN seed a `residual` GAN on the 5 cases; U-Nets trained on the 5 real cases alone (real-low)
-  and on them with synthetic slices (half of each batch);
+  and on them with synthetic slices (--share percent of each batch, half by default);
 - `full`: per mode and GAN seed a `residual` GAN on the 35 cases, and the `dcgan` baseline (joint mode); U-Nets on
   the 35 real cases (real-full) and on synthetic slices only.
 Each U-Net arm runs once per U-Net seed and GAN seed: Dice on the tumour as mean ± sd over the runs, compared with
@@ -88,6 +88,14 @@ GOALS = {
 }
 
 
+def steps_of(args) -> dict:
+    """The setting's figures, with --gan-steps (when given) for the GANs of both arms."""
+    setting = SETTINGS[args.setting]
+    if args.gan_steps is None:
+        return setting
+    return setting | {"gan_steps": args.gan_steps, "low_gan_steps": args.gan_steps}
+
+
 def split(cases: list[str], limit: list[int] | None) -> dict:
     """The case lists: 35 training cases, the 5 low-data ones among them, the 14 test cases; `limit` keeps only the
     first few of each (the smoke setting), the low cases first among the training ones."""
@@ -152,6 +160,12 @@ def main() -> None:
     parser.add_argument("--modes", default="joint,conditional", help="the GAN modes compared, a column each")
     parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE", help="a spec option")
     parser.add_argument("--gan-seeds", type=int, default=1)
+    parser.add_argument(
+        "--gan-steps", type=int, help="the GAN steps of every arm run (default: the setting's; a longer run resumes)"
+    )
+    parser.add_argument(
+        "--share", type=int, default=50, help="percent of each batch that is synthetic in the low arm's mixed U-Net"
+    )
     parser.add_argument("--unet-seeds", type=int, default=3)
     parser.add_argument(
         "--first-unet-seed", type=int, default=0, help="start the U-Net seeds here: add seeds to an earlier run's"
@@ -164,7 +178,9 @@ def main() -> None:
         parser.error(f"--modes must be one or more of {', '.join(MODES)}, comma-separated")
     if args.gan_seeds < 1 or not 0 <= args.first_unet_seed < args.unet_seeds:
         parser.error("--gan-seeds must be at least 1, and --first-unet-seed below --unet-seeds")
-    setting = SETTINGS[args.setting]
+    if not 0 < args.share < 100 or (args.gan_steps is not None and args.gan_steps < 1):
+        parser.error("--share must be a percentage in 1..99, and --gan-steps at least 1")
+    setting = steps_of(args)
     try:  # a wrong option is refused now, not after the first GAN has trained
         options = train_options(args.train_option)
         if set(options) & FIXED_OPTIONS:
@@ -283,7 +299,8 @@ def main() -> None:
                 stage(f"U-Net seed {unet_seed}: {mixed} ({network} GAN seed {gan_seed})")
                 clock = time.perf_counter()
                 sources = [real["low"], slices] if arm == "low" else [slices]
-                result = downstream.run_arm(sources, real["test"], classes, protocol)
+                mix = [100 - args.share, args.share] if arm == "low" else None
+                result = downstream.run_arm(sources, real["test"], classes, protocol, mix=mix)
                 timings[f"unet {mixed}"] = timings.get(f"unet {mixed}", 0) + time.perf_counter() - clock
                 runs.append(run_entry(mixed, network, gan_seed, unet_seed, result, names))
                 write(unet_seed)
@@ -338,7 +355,7 @@ def results(args, arms, modes, options, cases, spacing, quality, runs, timings, 
                     found["verdict"] += ", but one run: no spread known"
     figures = {
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "docs", "data")},
-        **SETTINGS[args.setting],
+        **steps_of(args),
         "cases": {key: len(names) for key, names in cases.items()},
         "spacing_mm": spacing,
         "train_options": options,
@@ -506,7 +523,8 @@ def report(figures: dict, suffix: str) -> str:
     if "low" in arms:
         rows += [
             (
-                f"{cases['low']} real cases; with synthetic slices from a GAN on them (half of each batch)",
+                f"{cases['low']} real cases; with synthetic slices from a GAN on them "
+                f"({'half' if settings['share'] == 50 else str(settings['share']) + '%'} of each batch)",
                 "real-low",
                 "low+synthetic",
             ),
