@@ -165,6 +165,12 @@ class TrainSpec:
         "intensity in the synthetic batch to the real batch's; 0: none",
         low=0,
     )
+    body: bool = option(
+        False,
+        "conditional: also give the generator the body outline of each training slice (tissue brighter than the air "
+        "around it) as a condition class of its own, so it paints anatomy inside a real outline; the written labels "
+        "never hold it (RaGANLib/data/body.py)",
+    )
     steps: int = option(2000, "total training steps", whole=True, low=1, panel=True, presets=(600, 4000, 20000))
     batch: int = option(16, "batch size, split over the GPUs", whole=True, low=1, panel=True, presets=(8, 16, 16))
     lr: float = option(0.0002, "Adam learning rate of both networks", above=0)
@@ -229,6 +235,7 @@ class TrainSpec:
         "smooth_labels",
         "border_padding",
         "pixel_noise",
+        "body",
         "batch",
         "seed",
     )
@@ -245,6 +252,9 @@ class TrainSpec:
             if problem:
                 name = (flags or {}).get(field.name, field.name)
                 raise BadInput(f"{where}: {name} {problem}, got {json.dumps(value, default=str)}")
+        if self.body and self.mode != "conditional":
+            name = (flags or {}).get("body", "body")
+            raise BadInput(f"{where}: {name} needs --mode conditional (a joint generator draws its own labels)")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

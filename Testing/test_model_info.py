@@ -70,6 +70,10 @@ def test_model_json_keeps_the_format_older_ragans_wrote(tmp_path):
     assert written["classes"][2] == {"index": 2, "value": 300, "name": "renal tumour", "color": [0.25, 0.55, 0.95]}
     joint = json.loads(write_model_info(tmp_path, dataclasses.replace(INFO, mode="joint")).read_text())
     assert joint["format"] == 1 and "labels" not in joint, "a joint model stays readable by format-1 RaGANs"
+    assert written["format"] == 2 and "body" not in written, "a conditional model without --body stays format 2"
+    body = json.loads(write_model_info(tmp_path, dataclasses.replace(INFO, body=True)).read_text())
+    assert body["format"] == 3 and body["body"] is True, "a RaGAN of format 2 refuses a body model, not misreads it"
+    assert read_model_info(tmp_path).condition_classes == len(INFO.classes) + 1
 
 
 def test_a_hand_written_model_json_without_the_optional_fields_still_loads(tmp_path):
@@ -110,6 +114,8 @@ BAD_FIELDS = {
     "versions": (lambda d: d.update(versions=["3.15.1"]), "field versions"),
     "width": (lambda d: d.update(width=3), "field width"),
     "mode": (lambda d: d.update(mode="painted"), "field mode"),
+    "body": (lambda d: d.update(body="yes"), "field body"),
+    "body of a joint model": (lambda d: d.update(body=True, mode="joint"), "field body"),
 }
 
 

@@ -48,6 +48,7 @@ def model_description(data: PreparedData, spec, step: int) -> ModelInfo:
         arch=spec.arch,
         latent_size=LATENT_SIZE,
         labels="labels.npz" if spec.mode == "conditional" else None,
+        body=spec.body,
     )
 
 
@@ -91,8 +92,9 @@ def load(folder: Path):
         generator = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise BadInput(f"'{path}' cannot be loaded as a Keras model: {error}") from None
-    size, classes, conditional = description.grid.size, len(description.classes), description.conditional
+    size, classes, conditional = description.grid.size, description.condition_classes, description.conditional
     contract = GeneratorContract(description.mode, size, classes)
+    body = " and the body outline" if description.body else ""
     takes = generator.input_shape if isinstance(generator.input_shape, list) else [generator.input_shape]
     if conditional != (len(takes) == 2):
         raise BadInput(
@@ -101,8 +103,8 @@ def load(folder: Path):
         )
     if conditional and tuple(takes[0][1:]) != contract.inputs[0]:
         raise BadInput(
-            f"{where}: fields classes ({classes} classes) and slice.size ({size}) do not fit {path.name}, "
-            f"which paints images for label maps of {takes[0][1:]}"
+            f"{where}: fields classes ({len(description.classes)} classes{body}) and slice.size ({size}) do not fit "
+            f"{path.name}, which paints images for label maps of {takes[0][1:]}"
         )
     latent, made = tuple(takes[-1][1:]), tuple(generator.output_shape[1:])
     if latent != (description.latent_size,):
@@ -121,7 +123,7 @@ def load(folder: Path):
 def training_labels(folder: Path, description: ModelInfo) -> np.ndarray:
     """The training label slices of a conditional model folder ([n, size, size] class indices), checked."""
     path = Path(folder) / description.labels
-    size, classes = description.grid.size, len(description.classes)
+    size, classes = description.grid.size, description.condition_classes
     try:
         with np.load(path, allow_pickle=False) as stored:
             labels = stored["labels"]
@@ -130,5 +132,5 @@ def training_labels(folder: Path, description: ModelInfo) -> np.ndarray:
     if labels.dtype != np.uint8 or labels.ndim != 3 or labels.shape[1:] != (size, size) or not len(labels):
         raise BadInput(f"'{path}' holds {labels.dtype} {labels.shape}, not label slices of {size}x{size}")
     if labels.max() >= classes:
-        raise BadInput(f"'{path}' holds class {labels.max()}, but model.json lists {classes} classes")
+        raise BadInput(f"'{path}' holds class {labels.max()}, but model.json has {classes} condition classes")
     return labels

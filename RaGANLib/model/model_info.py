@@ -21,8 +21,10 @@ from RaGANLib.training.runfolder import write_json_atomic
 from RaGANLib.versions import model_problem, release
 
 # Format 2 added "mode" and, for a conditional model, "labels" (absent: a joint model). A joint model is still written
-# as format 1, so that a RaGAN that knows format 1 only keeps using it.
-MODEL_FORMAT = 2
+# as format 1, so that a RaGAN that knows format 1 only keeps using it. Format 3 added "body" (true: the generator's
+# last condition class is the body outline, RaGANLib/data/body.py); only such a model is written as format 3.
+MODEL_FORMAT = 3
+CONDITIONAL_FORMAT = 2
 JOINT_FORMAT = 1
 MODALITIES = ("ct", "mr", "xray")
 MAX_LABEL_VALUE = 65535  # synthetic labels are written as 16-bit unsigned integers
@@ -149,6 +151,7 @@ class ModelInfo:
     generator: str = "generator.keras"
     labels: str | None = None  # conditional models: the file of training label slices
     selection: dict | None = None  # how the exported step was chosen (RaGANLib.training.best_model)
+    body: bool = False  # conditional models: the body outline is one more condition class, after `classes`
 
     @property
     def conditional(self) -> bool:
@@ -157,7 +160,14 @@ class ModelInfo:
     @property
     def format(self) -> int:
         """The lowest model.json format that holds this model (see MODEL_FORMAT)."""
-        return MODEL_FORMAT if self.conditional else JOINT_FORMAT
+        if self.body:
+            return MODEL_FORMAT
+        return CONDITIONAL_FORMAT if self.conditional else JOINT_FORMAT
+
+    @property
+    def condition_classes(self) -> int:
+        """The classes of the generator's label input: the label classes, and the body outline with `body`."""
+        return len(self.classes) + self.body
 
     @property
     def units(self) -> str:
@@ -190,6 +200,7 @@ class ModelInfo:
             generator=data["generator"],
             labels=data.get("labels"),
             selection=data.get("selection"),
+            body=data.get("body", False),
         )
 
     def to_json(self) -> dict:
@@ -203,6 +214,7 @@ class ModelInfo:
             **{key: value for key, value in optional.items() if value is not None},
             "mode": self.mode,
             **({"labels": self.labels} if self.conditional else {}),
+            **({"body": True} if self.body else {}),
             "classes": [c.to_json() for c in self.classes],
             "modality": self.modality,
             "intensity": {
@@ -256,6 +268,9 @@ def check_model_info(data, where: str) -> None:
         labels = _field(data, "labels", where)
         if not isinstance(labels, str) or not _plain_file_name(labels):
             _refuse(where, "labels", labels, "must be a file name inside the model folder")
+    body = data.get("body", False)
+    if body not in (True, False) or (body and mode != "conditional"):
+        _refuse(where, "body", body, "must be true (a conditional model only) or false")
     width = data.get("width")  # absent: a model from before --width
     if option_problem("width", width):
         _refuse(where, "width", width, option_problem("width", width))

@@ -62,7 +62,7 @@ def sample_model(model: Path, count: int, seed: int, add_rare: int = 0) -> tuple
 
     generator, description = load(model)
     layouts = training_layouts(model, description, seed, add_rare)
-    images, labels = sample(generator, count, seed, description.latent_size, layouts)
+    images, labels = sample(generator, count, seed, description.latent_size, layouts, description.body)
     return SliceSet(images, labels, np.arange(count)), Space.of_model(description)
 
 

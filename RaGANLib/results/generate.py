@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from RaGANLib.data.body import outline_for
 from RaGANLib.data.inputs import label_values, read_image
 from RaGANLib.data.nnunet import DatasetWriter
 from RaGANLib.data.prepare import from_slices, resample_slices, to_slices
@@ -69,7 +70,8 @@ def training_layouts(model: Path, description: ModelInfo, seed: int, add_rare: i
     check_add_rare(add_rare, model, description)
     if not description.conditional:
         return None
-    return moved_layouts(model_folder.training_labels(model, description), stream(seed, "layouts"), add_rare)
+    labels = model_folder.training_labels(model, description)
+    return moved_layouts(labels, stream(seed, "layouts"), add_rare, len(description.classes))
 
 
 def check_add_rare(add_rare: int, model: Path, description: ModelInfo) -> None:
@@ -194,7 +196,8 @@ def _write_outputs(staging: Path, generator, description: ModelInfo, count: int,
     pixel_counts = np.zeros(len(names), dtype=np.int64)
     try:
         first, index = None, 0
-        for images, labels in sample_chunks(generator, count, seed, description.latent_size, layouts):
+        chunks = sample_chunks(generator, count, seed, description.latent_size, layouts, description.body)
+        for images, labels in chunks:
             values, originals = to_source(images, labels, description)
             stacks[0].append(values)
             stacks[1].append(originals)
@@ -259,6 +262,8 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
             f"model '{model}' is a joint model: it makes its own labels and cannot paint given ones; --labels needs "
             "a model trained with --mode conditional"
         )
+    # A model conditioned on the body outline takes each slice's outline from its closest training layout.
+    training = model_folder.training_labels(model, description) if description.body else None
     reporter.emit("started", model=str(model), labels=str(labels), volumes=len(files), seed=seed, out=str(out))
     from RaGANLib.quality.evaluate import Progress
 
@@ -269,7 +274,7 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
             if name != LABEL_OUTPUTS["preview"]:
                 (staging / name).mkdir()
         for path, name in zip(files, names):
-            images, indices = _paint_volume(generator, description, path, seed, staging, name)
+            images, indices = _paint_volume(generator, description, path, seed, staging, name, training)
             labelled = indices.reshape(len(indices), -1).any(axis=1)
             shown[0].extend(images[labelled][: preview.PREVIEW_SLICES - len(shown[0])])
             shown[1].extend(indices[labelled][: preview.PREVIEW_SLICES - len(shown[1])])
@@ -284,9 +289,10 @@ def generate_for_labels(model: Path, labels: Path, seed: int, out: Path, reporte
     return reporter.emit("finished", volumes=len(files), seed=seed, outputs=paths)
 
 
-def _paint_volume(generator, description: ModelInfo, path: Path, seed: int, staging: Path, name: str):
+def _paint_volume(generator, description: ModelInfo, path: Path, seed: int, staging: Path, name: str, training=None):
     """Paint one label volume: its slices along the model's axis, resampled (nearest) onto the model's slice grid,
-    painted, and the images resampled back onto the label's grid. Returns the painted slices on the model's grid."""
+    painted, and the images resampled back onto the label's grid. Returns the painted slices on the model's grid.
+    `training`: a body model's training conditions, which the slices' outlines come from (body.outline_for)."""
     label = read_image(path, "label")
     flat = label.GetSize()[2] == 1  # a 2D label keeps its own orientation, as in training
     oriented = label if flat else sitk.DICOMOrient(label, "LPS")
@@ -304,7 +310,8 @@ def _paint_volume(generator, description: ModelInfo, path: Path, seed: int, stag
     grid = description.grid
     stack, pixel_spacing, _ = to_slices(lookup[values], oriented.GetSpacing(), grid.axis)
     indices = resample_slices(stack, pixel_spacing, grid.spacing, grid.shape, linear=False)
-    images, _ = sample(generator, len(indices), seed, description.latent_size, iter(indices))
+    conditions = indices if training is None else outline_for(indices, training, len(description.classes))
+    images, _ = sample(generator, len(indices), seed, description.latent_size, iter(conditions))
     back = resample_slices(images, grid.spacing, pixel_spacing, stack.shape[1:], linear=True)
     painted = sitk.GetImageFromArray(source_intensities(from_slices(back, grid.axis), description))
     painted.CopyInformation(oriented)

@@ -101,13 +101,14 @@ class Component:
 
 def rare_and_thin_classes(labels: np.ndarray, classes: int) -> list[int]:
     """The foreground classes that a GAN's layouts hold too little of: rare ones (by pixel share, below RARE_SHARE of
-    the most common foreground class) and thin ones (most pixels touching another class, THIN_EDGE_SHARE)."""
-    counts = np.bincount(labels.ravel(), minlength=classes)
+    the most common foreground class) and thin ones (most pixels touching another class, THIN_EDGE_SHARE). Indices
+    from `classes` on (a body outline, RaGANLib/data/body.py) are neither chosen nor compared with."""
+    counts = np.bincount(labels.ravel(), minlength=classes)[:classes]
     padded = np.pad(labels, ((0, 0), (1, 1), (1, 1)), mode="edge")
     above, below = padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]
     left, right = padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]
     edge = (above != labels) | (below != labels) | (left != labels) | (right != labels)
-    edge_counts = np.bincount(labels[edge], minlength=classes)
+    edge_counts = np.bincount(labels[edge], minlength=classes)[:classes]
     largest = counts[1:].max(initial=0)
     return [
         c
@@ -183,12 +184,13 @@ def paste_component(layout: np.ndarray, component: Component, rng: np.random.Gen
     return True
 
 
-def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0):
+def moved_layouts(labels: np.ndarray, rng: np.random.Generator, extra: int = 0, classes: int | None = None):
     """Endless layouts: a training label slice drawn at random, then moved; one after the other from `rng`.
     `extra` > 0: then up to `extra` components of each rare or thin class, each drawn from another training slice,
     are pasted where they fit (paste_component; PASTE_TRIES components are tried for each). `extra` 0 draws nothing
-    more from `rng`: the layouts of before."""
-    chosen = rare_and_thin_classes(labels, int(labels.max()) + 1) if extra else []
+    more from `rng`: the layouts of before. `classes`: the label classes, when `labels` hold a body class after them
+    (default: every index in `labels`)."""
+    chosen = rare_and_thin_classes(labels, classes or int(labels.max()) + 1) if extra else []
     components = components_of(labels, chosen)
     by_class = {}
     for component in components:

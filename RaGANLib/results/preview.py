@@ -102,7 +102,9 @@ class TrainingPreview:
         generator would have now); returns the picture and the written files (png, image, label)."""
         if self.conditional:
             layouts = iter(np.asarray(self.data.labels[self.shown]))
-            images, labels = sample(generator, len(self.shown), self.latent_seed, self.latent_size, layouts)
+            images, labels = sample(
+                generator, len(self.shown), self.latent_seed, self.latent_size, layouts, description.body
+            )
             real = np.asarray(self.data.images[self.shown], dtype=np.float32)
             title = f"step {step}: label | synthetic | real"
             picture = titled([(title, side_by_side(labels, images, real, description.colors))])

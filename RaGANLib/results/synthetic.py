@@ -15,9 +15,11 @@ BATCH = 32  # slices per generator call
 NRRD_TYPES = {"int16": "short", "float32": "float", "uint8": "unsigned char", "uint16": "unsigned short"}
 
 
-def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=None):
+def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=None, body: bool = False):
     """`count` synthetic slices as successive ([-1, 1] images, class indices) chunks of up to BATCH slices.
     A conditional generator needs `layouts`: an iterator of label slices (class indices), taken one per slice.
+    `body`: the generator's last condition class is the body outline (RaGANLib/data/body.py), background in the
+    class indices returned.
 
     Latents are drawn in order from one generator seeded with `seed`, so slice i is the same whatever `count` is
     and however the slices are chunked; memory does not grow with `count`."""
@@ -29,13 +31,18 @@ def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=No
             yield np.clip(pairs[..., 0], -1, 1), np.argmax(pairs[..., 1:], axis=-1).astype(np.uint8)
         else:
             labels = np.stack([next(layouts) for _ in latents]).astype(np.uint8)
-            one_hot = np.eye(generator.input_shape[0][-1], dtype=np.float32)[labels]
-            yield np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1), labels
+            conditions = generator.input_shape[0][-1]
+            one_hot = np.eye(conditions, dtype=np.float32)[labels]
+            images = np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1)
+            yield images, np.where(labels == conditions - 1, 0, labels).astype(np.uint8) if body else labels
 
 
-def sample(generator, count: int, seed: int, latent_size: int, layouts=None) -> tuple[np.ndarray, np.ndarray]:
-    """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is."""
-    images, labels = zip(*sample_chunks(generator, count, seed, latent_size, layouts))
+def sample(
+    generator, count: int, seed: int, latent_size: int, layouts=None, body: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` synthetic slices as ([-1, 1] images, class indices); slice i is the same whatever `count` is. `body`:
+    see sample_chunks."""
+    images, labels = zip(*sample_chunks(generator, count, seed, latent_size, layouts, body))
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from RaGANLib.data.body import with_body
 from RaGANLib.data.prepare import PreparationStopped, PreparedData, load_cache, survey, write_cache
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
@@ -395,8 +396,10 @@ def _train_prepared(
     hosts = distributed.on_several_hosts(strategy)
     everywhere = distributed.mean_over_workers(strategy) if hosts else None
 
-    # Construct networks; restore.
-    trainer = GanTrainer(spec, data, strategy, reporter)
+    # Construct networks; restore. The networks see the training labels as conditions: with --body, the body outline
+    # added as one more class (RaGANLib/data/body.py); the model's description and labels are those of `data`.
+    conditions = with_body(data) if spec.body else data
+    trainer = GanTrainer(spec, conditions, strategy, reporter)
     start = trainer.load_checkpoint(run, reporter, set_aside=chief) if resume else 0
     if hosts and everywhere([float(everywhere([start])[0] != start)])[0] > 0:  # one differs: all see it
         raise RuntimeError(f"the workers found different checkpoints in '{run.checkpoints}' (this one step {start})")
@@ -432,7 +435,7 @@ def _train_prepared(
     )
     # What the loop writes: previews, scores, progress and, at the end, the model.
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else tf.summary.create_noop_writer()
-    previews = TrainingPreview(data, spec, trainer.latent_size)
+    previews = TrainingPreview(conditions, spec, trainer.latent_size)
 
     def write_preview(step: int) -> None:
         description = model_folder.model_description(data, spec, step)
@@ -450,7 +453,7 @@ def _train_prepared(
         # The last step is kept in the checkpoint above; the model is the best-scoring step's (the trainer ends here).
         selection = trainer.best.select(trainer.ema, step)
         description = dataclasses.replace(model_folder.model_description(data, spec, step), selection=selection)
-        folder = model_folder.export(trainer.ema, description, run.model, data.labels)
+        folder = model_folder.export(trainer.ema, description, run.model, conditions.labels)
         run.clear_stop()
         return reporter.emit(
             "finished",
@@ -501,7 +504,7 @@ def _train_prepared(
             tf.summary.scalar("speed/images_per_s", spec.batch / measured, step=step)
 
     # Train.
-    batches = trainer.dataset(data, start)
+    batches = trainer.dataset(conditions, start)
     speed = Speed()
     step = start
     try:
