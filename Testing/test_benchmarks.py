@@ -3,6 +3,7 @@ difference inside the spread of the runs is called undecided, and options it set
 """
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
@@ -155,3 +156,26 @@ def test_a_gan_run_trained_with_other_options_is_refused_not_passed_off_as_the_n
     # (where RaGAN refuses this folder, which it did not make).
     with pytest.raises(BadInput, match="is not an earlier run folder made by RaGAN"):
         train_gan("gan-seed0", TrainSpec(dataset="cases", steps=900, **OLD_GENERATOR), tmp_path)
+
+
+def test_a_gan_run_longer_than_asked_is_refused_not_reported_as_the_shorter_one(tmp_path):
+    """A work folder's run of 1800 steps must not stand in for a request of 600 (its figures would be reported as
+    600 steps'): refused, naming both, before anything trains or changes."""
+    from common import train_gan
+    from test_model_info import INFO
+
+    from RaGANLib.errors import BadInput
+    from RaGANLib.model.model_info import write_model_info
+    from RaGANLib.spec import TrainSpec
+
+    spec = TrainSpec(dataset=str(tmp_path / "cases"), steps=600)
+    (tmp_path / "gan-seed0" / "model").mkdir(parents=True)
+    spec.save(tmp_path / "gan-seed0" / "spec.json")
+    longer = dataclasses.replace(INFO, training=dataclasses.replace(INFO.training, steps=1800))
+    written = write_model_info(tmp_path / "gan-seed0" / "model", longer).read_bytes()
+    with pytest.raises(
+        BadInput, match="holds a model of 1800 steps, more than the 600 asked for; give --gan-steps 1800"
+    ):
+        train_gan("gan-seed0", spec, tmp_path)
+    assert (tmp_path / "gan-seed0" / "model" / "model.json").read_bytes() == written
+    assert sorted(p.name for p in (tmp_path / "gan-seed0").iterdir()) == ["model", "spec.json"]

@@ -17,14 +17,21 @@ from RaGANLib.spec import TrainSpec
 def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:
     """Train (or resume, or reuse) the run `work/name`; returns its model folder and the seconds its training took in
     all (from its events: each start to the next finish, so a run reused from an earlier invocation keeps its time).
-    A finished run is reused when its model has at least `spec.steps` steps: name runs by everything that differs."""
+    A finished run is reused when its model has `spec.steps` steps, resumed when it has fewer, and refused when it has
+    more (its figures would pass for the shorter run's): name runs by everything that differs."""
     from RaGANLib.training.trainer import train
 
     root = work / name
     model = root / "model"
     if (root / "spec.json").exists():
         check_same_run(root, spec)
-    if not (model.exists() and read_model_info(model).training.steps >= spec.steps):
+    made = read_model_info(model).training.steps if model.exists() else 0
+    if made > spec.steps:
+        raise BadInput(
+            f"the GAN run '{root}' holds a model of {made} steps, more than the {spec.steps} asked for; give "
+            f"--gan-steps {made} to reuse it, or another --work folder"
+        )
+    if made < spec.steps:
         with open(work / f"{name}.log", "a") as log:
             train(spec, root, Reporter(stream=log), resume=(root / "checkpoints").exists())
     events = [json.loads(line) for line in (root / "events.jsonl").read_text().splitlines()]
