@@ -80,8 +80,8 @@ def test_mixed_precision_forced_on_the_cpu_trains_with_loss_scaling_and_exports_
     loss_scales = [s for s in scalars if s >= 1 and np.log2(s) == round(np.log2(s))]  # the others: learning rates
     assert len(loss_scales) == 2, scalars
     # The GPU advice is --mixed-precision with --xla: XLA refused the float16 graph's resize gradient once. This is also
-    # the test of `ragan train --xla` from the command line to an exported model (test_adaptive_training compiles the
-    # float32 step in-process).
+    # the test of `ragan train --xla` from the command line to an exported model, its step without the lazy R1 penalty
+    # (test_adaptive_training compiles the float32 step with it in-process).
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     events = events_of(resumed.stdout)
     assert next(e for e in events if e["event"] == "started")["precision"] == "mixed_float16"
