@@ -172,12 +172,14 @@ def discs(count: int, seed: int) -> SliceSet:
 
 def test_label_agreement_tells_labels_that_fit_their_images_from_labels_that_do_not():
     """A U-Net trained on real discs finds the discs of new images where their labels say (agreement near its
-    held-out Dice) and not where labels of other images say (the pairs of a GAN whose labels float free)."""
+    held-out Dice) and not where labels of other images say (the pairs of a GAN whose labels float free). One network
+    scores both sets, as run_arm would after training it (score_network)."""
     protocol = downstream.UNetProtocol(steps=120, width=8, depth=3)
     fitting = discs(32, 2)
     loose = SliceSet(fitting.images, np.roll(fitting.labels, 1, axis=0), fitting.cases)
-    faithful = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol, agreement=fitting)
-    floating = downstream.run_arm([discs(64, 0)], discs(16, 1), 2, protocol, agreement=loose)
+    network = downstream.train_unet([discs(64, 0)], 2, protocol)
+    faithful = downstream.score_network(network, discs(16, 1), 2, agreement=fitting)
+    floating = downstream.score_network(network, discs(16, 1), 2, agreement=loose)
     assert faithful["agreement"]["mean_foreground"] > 0.8 * faithful["mean_foreground"] > 0.7
     assert floating["agreement"]["mean_foreground"] < 0.5 * floating["mean_foreground"]
 

@@ -1,5 +1,6 @@
-"""Real scans beside the project (../shared/data): a few training steps on 5 IBSI soft-tissue-sarcoma MR cases and
-on the pyradiomics multi-class prostate phantom, then generation. Skipped with a reason where the scans are absent."""
+"""Real scans beside the project (../shared/data): a few training steps on 5 IBSI soft-tissue-sarcoma MR cases (with
+the body outline as a condition) and on the pyradiomics multi-class prostate phantom, then generation. Skipped with
+a reason where the scans are absent."""
 
 import json
 
@@ -25,10 +26,14 @@ def test_five_ibsi_mr_cases(tmp_path):
     cases = sorted(folder.glob("STS_*"))[:5]
     lines = ["image,label,case"] + [f"{c}/MR_T1_image.nii.gz,{c}/MR_T1_mask.nii.gz,{c.name}" for c in cases]
     (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
-    description, label = train_and_generate(tmp_path, ["--pairs-file", tmp_path / "pairs.csv"], "128")
+    # The labels hold the tumour only: the generator is given the limb's outline too (--body).
+    description, label = train_and_generate(tmp_path, ["--pairs-file", tmp_path / "pairs.csv", "--body"], "128")
     assert description["modality"] == "mr" and description["training"]["cases"] == 5
-    assert description["training"]["slices"] > 50
-    assert label.GetSize() == (128, 128, 4)
+    assert description["training"]["slices"] > 50 and description["body"] is True
+    assert label.GetSize() == (128, 128, 4) and set(np.unique(sitk.GetArrayFromImage(label))) <= {0, 1}
+    with np.load(tmp_path / "run" / "model" / "labels.npz") as stored:
+        shares = np.bincount(stored["labels"].ravel(), minlength=3) / stored["labels"].size
+    assert shares[1] < shares[2] < 0.9, shares  # tumour, body (the limb around it), not the air around the limb
 
 
 def test_pyradiomics_multi_class_prostate_phantom(tmp_path):
