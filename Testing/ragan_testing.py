@@ -89,11 +89,14 @@ def shared_case_folder(name: str) -> Path:
 
 
 class Ahead:
-    """The fixtures' trainings, run one at a time in a background thread from the start of the session while the
+    """The fixtures' trainings, run WORKERS at a time in background threads from the start of the session while the
     tests before the first one that needs a run go on. A tiny `ragan` child keeps about one core busy (tracing is one
     Python thread), so on CI's two cores a fixture's training mostly costs no time; a test that needs a run not yet
     finished waits for it, and an assertion that failed in a training is raised in that test's setup. The trainings
-    run niced: the test in the foreground keeps the CPU first (some tests time a stop), the trainings take the rest."""
+    run niced: the test in the foreground keeps the CPU first (some tests time a stop), the trainings take the rest.
+    Two at a time: with one, the foreground waited about 2.5 minutes in all for runs not yet done while a core idled."""
+
+    WORKERS = 2
 
     def __init__(self):
         self.trainings = {}  # fixture name -> training(folder, phantom_dataset)
@@ -102,7 +105,9 @@ class Ahead:
 
     def start(self, names: list[str], make_folder, phantom_dataset: Path) -> None:
         """Queue the trainings of the fixtures `names`, in that order (the order the tests first use them)."""
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragan-ahead", initializer=lower_priority)
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.WORKERS, thread_name_prefix="ragan-ahead", initializer=lower_priority
+        )
         for name in names:
             self.results[name] = self.executor.submit(self.trainings[name], make_folder(name), phantom_dataset)
 
