@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from common import spread, train_gan, train_options  # noqa: E402
 
+from RaGANLib.data.body import without_body  # noqa: E402
 from RaGANLib.data.prepare import survey  # noqa: E402
 from RaGANLib.errors import BadInput  # noqa: E402
 from RaGANLib.events import Reporter  # noqa: E402
@@ -317,7 +318,7 @@ def memorisation_floor(model: Path, training, held_out, count: int) -> float | N
     if not description.conditional:
         return None
     labels = training_labels(model, description)
-    labels = np.where(labels >= len(description.classes), 0, labels)  # a body outline (--body) is no label class
+    labels = without_body(labels, len(description.classes))
     if not np.array_equal(labels, training.labels):
         return None
     moved = moved_pairs(labels, training.images, count, stream(SAMPLE_SEED, "layouts"))[0]

@@ -75,15 +75,21 @@ def outline_for(indices: np.ndarray, training: np.ndarray, body_index: int) -> n
     without any the largest training outline. Labelled pixels keep their class."""
     labelled = training.reshape(len(training), -1)
     labelled = (labelled > 0) & (labelled != body_index)
-    sizes = labelled.sum(axis=1)
     given = indices.reshape(len(indices), -1) > 0
     matches = np.full(len(indices), int(np.argmax((training == body_index).reshape(len(training), -1).sum(axis=1))))
     holding = np.flatnonzero(given.any(axis=1))
-    for index in holding:
-        overlap = labelled @ given[index].astype(np.int64)  # pixels labelled in both, per training slice
-        matches[index] = int(np.argmax(2 * overlap / (sizes + given[index].sum())))
     if len(holding):
+        columns = labelled.any(axis=0)  # only pixels some training slice labels can overlap
+        overlap = given[holding][:, columns].astype(np.float32) @ labelled[:, columns].T.astype(np.float32)
+        sizes = labelled.sum(axis=1)[None, :] + given[holding].sum(axis=1)[:, None]
+        matches[holding] = np.argmax(2 * overlap / np.maximum(sizes, 1), axis=1)
         nearest = holding[np.abs(np.arange(len(indices))[:, None] - holding[None, :]).argmin(axis=1)]
         matches = matches[nearest]
     body = training[matches] != 0
     return np.where((indices == 0) & body, body_index, indices).astype(np.uint8)
+
+
+def without_body(labels: np.ndarray, body_index: int) -> np.ndarray:
+    """Class indices with the body condition (`body_index` and above) turned back into background: no label RaGAN
+    writes or scores holds the body class."""
+    return np.where(labels >= body_index, 0, labels).astype(np.uint8)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from RaGANLib.data.body import without_body
 from RaGANLib.data.prepare import slice_directions
 from RaGANLib.model.model_info import ModelInfo, SliceGrid
 
@@ -34,7 +35,7 @@ def sample_chunks(generator, count: int, seed: int, latent_size: int, layouts=No
             conditions = generator.input_shape[0][-1]
             one_hot = np.eye(conditions, dtype=np.float32)[labels]
             images = np.clip(np.asarray(generator([one_hot, latents], training=False))[..., 0], -1, 1)
-            yield images, np.where(labels == conditions - 1, 0, labels).astype(np.uint8) if body else labels
+            yield images, without_body(labels, conditions - 1) if body else labels
 
 
 def sample(

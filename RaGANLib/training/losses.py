@@ -27,16 +27,18 @@ def generator_loss(fake_score: tf.Tensor) -> tf.Tensor:
     return tf.nn.softplus(-fake_score[:, 0])
 
 
-def scores_and_r1(discriminator, real: tf.Tensor, with_r1: bool) -> tuple[tf.Tensor, tf.Tensor]:
-    """The discriminator's scores of the `real` pairs and each pair's R1 penalty ([batch]; zeros unless `with_r1`)."""
-    if not with_r1:
-        return discriminator(real, training=True), tf.zeros([tf.shape(real)[0]])
+def scores_and_r1(discriminator, real: tf.Tensor, with_r1) -> tuple[tf.Tensor, tf.Tensor]:
+    """The discriminator's scores of the `real` pairs and each pair's R1 penalty ([batch]; zeros unless `with_r1`).
+    `with_r1` may be a boolean tensor: the compiled train step holds both cases in one graph (one trace, not two)."""
     with tf.GradientTape() as tape:
         tape.watch(real)
         score = discriminator(real, training=True)
         total = tf.reduce_sum(score)
-    gradient = tape.gradient(total, real)
-    return score, tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3])
+
+    def penalty():
+        return tf.reduce_sum(tf.square(tape.gradient(total, real)), axis=[1, 2, 3])
+
+    return score, tf.cond(tf.convert_to_tensor(with_r1), penalty, lambda: tf.zeros([tf.shape(real)[0]]))
 
 
 def with_r1_penalty(adversarial: tf.Tensor, r1: tf.Tensor, gamma: float) -> tf.Tensor:

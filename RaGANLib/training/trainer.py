@@ -106,10 +106,10 @@ class GanTrainer:
             self.ada_sums = tf.Variable([0.0, 0.0], trainable=False, name="ada_sums")
         self.best = BestModel(spec, data, self.latent_size)
         self._last_r1 = 0.0
-        self._steps = {r1: tf.function(self._distributed_step(r1), jit_compile=spec.xla) for r1 in (False, True)}
+        self._step = tf.function(self._distributed_step, jit_compile=spec.xla)  # R1 or not: one trace, a tf.cond
 
     # Train.
-    def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1: bool = False):
+    def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1=False):
         import tensorflow as tf
 
         from RaGANLib.training import losses
@@ -165,24 +165,21 @@ class GanTrainer:
         label = tf.one_hot(tf.cast(layouts, tf.int32), self.classes)
         return tf.concat([self.generator([label, latents], training=True), label], axis=-1)
 
-    def _distributed_step(self, with_r1: bool):
+    def _distributed_step(self, batch, ema_beta, with_r1):
         import tensorflow as tf
 
         from RaGANLib.training.augment import ada_adjust
 
-        def step(batch, ema_beta):
-            results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
-            results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
-            self._update_ema(ema_beta)
-            if self.adaptive:
-                images = float(self.spec.batch)
-                sign_sum = self.ada_sums[0] + results["real_sign"] * images
-                p, sign_sum, seen = ada_adjust(self.augment_p, sign_sum, self.ada_sums[1] + images)
-                self.augment_p.assign(p)
-                self.ada_sums.assign(tf.stack([sign_sum, seen]))
-            return results
-
-        return step
+        results = self.strategy.run(self._replica_step, args=batch, kwargs={"with_r1": with_r1})
+        results = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in results.items()}
+        self._update_ema(ema_beta)
+        if self.adaptive:
+            images = float(self.spec.batch)
+            sign_sum = self.ada_sums[0] + results["real_sign"] * images
+            p, sign_sum, seen = ada_adjust(self.augment_p, sign_sum, self.ada_sums[1] + images)
+            self.augment_p.assign(p)
+            self.ada_sums.assign(tf.stack([sign_sum, seen]))
+        return results
 
     def _update_ema(self, beta) -> None:
         import tensorflow as tf
@@ -196,7 +193,7 @@ class GanTrainer:
         # The EMA starts short and grows to its half-life, so early previews already show something.
         beta = min(0.5 ** (1 / self.spec.ema_halflife), (1 + step) / (10 + step))
         with_r1 = step % R1_INTERVAL == 0
-        results = self._steps[with_r1](batch, np.float32(beta))
+        results = self._step(batch, np.float32(beta), np.bool_(with_r1))
         if with_r1:
             self._last_r1 = results["r1"]
         return {**results, "r1": self._last_r1}  # the penalty of the latest step that computed it
