@@ -165,6 +165,13 @@ class TrainSpec:
         "intensity in the synthetic batch to the real batch's; 0: none",
         low=0,
     )
+    seg_consistency: float = option(
+        0.0,
+        "weight of a generator loss from a small segmentation network trained alongside on the real pairs: it "
+        "segments each synthetic image, scored against that image's label, so the image shows each class where the "
+        "label puts it; 0: none (RaGANLib/training/trainer.py)",
+        low=0,
+    )
     body: bool = option(
         False,
         "conditional: also give the generator the body outline of each training slice (tissue brighter than the air "
@@ -236,6 +243,7 @@ class TrainSpec:
         "border_padding",
         "pixel_noise",
         "body",
+        "seg_consistency",
         "batch",
         "seed",
     )

@@ -112,12 +112,7 @@ def _training_step(size: int, classes: int, protocol: UNetProtocol):
         def step(images, labels):
             truth = tf.one_hot(tf.cast(labels, tf.int32), classes)
             with tf.GradientTape() as tape:
-                predicted = model(images[..., None], training=True)
-                cross_entropy = tf.reduce_mean(keras.losses.categorical_crossentropy(truth, predicted))
-                overlap = tf.reduce_sum(truth * predicted, axis=[0, 1, 2])
-                total = tf.reduce_sum(truth + predicted, axis=[0, 1, 2])
-                soft_dice = tf.reduce_mean(((2 * overlap + 1) / (total + 1))[1:])
-                loss = cross_entropy + (1 - soft_dice)
+                loss = segmentation_loss(truth, model(images[..., None], training=True))
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply(gradients, model.trainable_variables)
             return loss
@@ -128,6 +123,19 @@ def _training_step(size: int, classes: int, protocol: UNetProtocol):
     for variable, value in zip(optimizer.variables, start):
         variable.assign(value)
     return model, step
+
+
+def segmentation_loss(truth, predicted):
+    """Cross-entropy plus (1 - soft Dice over the foreground classes) of class probabilities `predicted` against
+    one-hot `truth` ([batch, size, size, classes] both): the U-Net's loss, also the segmenter's in a GAN run with
+    --seg-consistency (RaGANLib/training/trainer.py)."""
+    import keras
+    import tensorflow as tf
+
+    cross_entropy = tf.reduce_mean(keras.losses.categorical_crossentropy(truth, predicted))
+    overlap = tf.reduce_sum(truth * predicted, axis=[0, 1, 2])
+    total = tf.reduce_sum(truth + predicted, axis=[0, 1, 2])
+    return cross_entropy + (1 - tf.reduce_mean(((2 * overlap + 1) / (total + 1))[1:]))
 
 
 def predict(model, images: np.ndarray, batch: int = 32) -> np.ndarray:

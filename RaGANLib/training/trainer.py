@@ -15,7 +15,8 @@ generator and the compiled train step; each other part has its own module:
 - RaGANLib/training/checkpoints.py: save with a checksum, load the newest usable one, set damaged ones aside;
 - RaGANLib/training/best_model.py: the EMA generator scored every `--score-every` steps, the best step's weights kept;
 - RaGANLib/results/preview.py: the previews, drawn from the EMA generator.
-- RaGANLib/training/distributed.py: the device, the strategy over GPUs and hosts, stop signals, what hosts agree on.
+- RaGANLib/training/distributed.py: the device, the strategy over GPUs and hosts, stop signals, what hosts agree on;
+- RaGANLib/quality/downstream.py: the U-Net and its loss, here the segmenter of --seg-consistency.
 
 Modes (spec.mode): joint, the generator makes the image and its label; conditional, the generator makes an image
 for a label layout (a batch's real labels, moved: RaGANLib.results.layouts) and the synthetic pair is (that image, that
@@ -44,6 +45,9 @@ from RaGANLib.training.best_model import BestModel
 from RaGANLib.training.runfolder import RunFolder, block_stop_signals
 
 FORCE_MIXED_PRECISION = "RAGAN_FORCE_MIXED_PRECISION"  # set (to anything): --mixed-precision also without a GPU
+# --seg-consistency's segmenter: a U-Net half as wide as the downstream test's (a quarter of its compute per step),
+# trained at the downstream test's learning rate.
+SEGMENTER_WIDTH, SEGMENTER_DEPTH, SEGMENTER_LR = 8, 4, 1e-3
 
 
 def with_width(spec: TrainSpec) -> TrainSpec:
@@ -63,6 +67,7 @@ class GanTrainer:
         import tensorflow as tf
 
         from RaGANLib.model.networks import LATENT_SIZE, GeneratorContract, family
+        from RaGANLib.quality.downstream import build_unet
 
         spec = with_width(spec)
         self.spec, self.strategy = spec, strategy
@@ -96,6 +101,14 @@ class GanTrainer:
                 self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+            # --seg-consistency: a small U-Net learns to segment the real pairs as the GAN trains; its loss on each
+            # synthetic image against that image's label is a generator loss term (an image that does not show its
+            # label costs). It is a training aid only: checkpoints keep it, the model folder does not.
+            self.segmenter = None
+            if spec.seg_consistency:
+                self.segmenter = build_unet(spec.size, self.classes, SEGMENTER_WIDTH, SEGMENTER_DEPTH)
+                self.s_optimizer = keras.optimizers.Adam(SEGMENTER_LR)
+                self.s_optimizer.build(self.segmenter.trainable_variables)
             # Augmentation probability (ADA adjusts it from 0; otherwise --augment's) and ADA's running sums (signs of
             # real scores, images seen): variables, so the compiled step reads them without retracing and every
             # checkpoint keeps them.
@@ -112,6 +125,7 @@ class GanTrainer:
     def _replica_step(self, images, labels, latents, seed, layouts=None, with_r1=False):
         import tensorflow as tf
 
+        from RaGANLib.quality.downstream import segmentation_loss
         from RaGANLib.training import losses
         from RaGANLib.training.augment import augment_pairs
 
@@ -133,17 +147,30 @@ class GanTrainer:
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
 
+        share = tf.cast(tf.shape(images)[0], "float32") / global_batch  # the replicas' mean terms sum to one mean
+        segmented = {}
+        if self.segmenter is not None:  # learns the real (augmented) pairs, as a segmentation network would
+            with tf.GradientTape() as tape:
+                truth = real_augmented[..., 1:]
+                segmented["seg_real"] = share * segmentation_loss(truth, self.segmenter(real_augmented[..., :1]))
+            variables = self.segmenter.trainable_variables
+            self.s_optimizer.apply(tape.gradient(segmented["seg_real"], variables), variables)
+
         with tf.GradientTape() as tape:
             fake = self._fake_pair(latents[1], layouts)
             score = self.discriminator(augment_pairs(fake, p, seeds[2]), training=True)
             g_loss = tf.reduce_sum(losses.generator_loss(score)) / global_batch
             if spec.class_intensity and layouts is not None:
-                share = tf.cast(tf.shape(images)[0], "float32") / global_batch  # the replicas' terms sum to one mean
                 g_loss += spec.class_intensity * share * losses.class_intensity_gap(fake, images, labels, self.classes)
+            if self.segmenter is not None:  # its loss on the synthetic image against the synthetic label
+                fake32 = tf.cast(fake, "float32")
+                segmented["seg_fake"] = share * segmentation_loss(fake32[..., 1:], self.segmenter(fake32[..., :1]))
+                g_loss += spec.seg_consistency * segmented["seg_fake"]
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
         return {
+            **segmented,
             "d_loss": tf.reduce_sum(d_adversarial) / global_batch,
             "g_loss": g_loss,
             "r1": tf.reduce_sum(r1) / global_batch,
@@ -212,6 +239,11 @@ class GanTrainer:
             "g_optimizer": self.g_optimizer.variables,
             "d_optimizer": self.d_optimizer.variables,
             "augment": [self.augment_p, self.ada_sums],
+            **(
+                {"segmenter": self.segmenter.weights, "s_optimizer": self.s_optimizer.variables}
+                if self.segmenter is not None
+                else {}
+            ),
         }
 
     def save_checkpoint(self, run: RunFolder, step: int) -> Path:
