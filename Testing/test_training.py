@@ -351,3 +351,38 @@ def test_class_intensity_gap_measures_each_classs_mean_and_spread_against_the_re
     assert gap(organ_darker) == pytest.approx(0.2, abs=1e-4)
     flat = np.where(labels == 2, images.mean(where=labels == 2), images)  # class 2 without its noise
     assert gap(flat) == pytest.approx(float(images[labels == 2].std()), abs=1e-3)
+
+
+def test_seg_consistency_trains_a_segmenter_on_the_real_pairs_and_adds_its_loss_on_synthetic_ones_to_the_generator():
+    """One step from the same start with --seg-consistency 0 and 1: the discriminator's update is the same, the
+    segmenter learns from the real pairs, and its loss on the synthetic pairs changes the generator's update."""
+    import tensorflow as tf
+
+    from RaGANLib.data.prepare import PreparedData
+    from RaGANLib.events import Reporter
+    from RaGANLib.training.trainer import GanTrainer
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((8, 64, 64), np.uint8)
+    labels[:, 16:40, 20:44] = 1
+    images = np.where(labels == 1, 0.4, -0.5) + rng.normal(0, 0.05, labels.shape)
+    classes = [{"index": i, "value": i, "name": n, "color": [0, 0, 0]} for i, n in enumerate(["bg", "organ"])]
+    data = PreparedData(images.astype(np.float16), labels, {"classes": classes})
+    after = {}
+    for weight in (0.0, 1.0):
+        spec = TrainSpec(pairs=[["a", "b"]], size=64, batch=4, steps=1, width=8, seg_consistency=weight)
+        trainer = GanTrainer(spec, data, tf.distribute.get_strategy(), Reporter())
+        segmenter = trainer.segmenter and [w.numpy() for w in trainer.segmenter.weights]
+        losses = trainer._replica_step(*next(trainer.dataset(data, 0)))  # eager: no trace to wait for
+        after[weight] = (
+            [w.numpy() for w in trainer.generator.weights],
+            [w.numpy() for w in trainer.discriminator.weights],
+        )
+        if weight:
+            assert losses["seg_real"] > 0 and losses["seg_fake"] > 0
+            changed = [not np.array_equal(a, w.numpy()) for a, w in zip(segmenter, trainer.segmenter.weights)]
+            assert any(changed)
+        else:
+            assert trainer.segmenter is None and "seg_fake" not in losses
+    assert all(np.array_equal(a, b) for a, b in zip(after[0.0][1], after[1.0][1]))
+    assert not all(np.allclose(a, b) for a, b in zip(after[0.0][0], after[1.0][0]))
