@@ -79,9 +79,9 @@ def outline_for(indices: np.ndarray, training: np.ndarray, body_index: int) -> n
     matches = np.full(len(indices), int(np.argmax((training == body_index).reshape(len(training), -1).sum(axis=1))))
     holding = np.flatnonzero(given.any(axis=1))
     if len(holding):
-        columns = labelled.any(axis=0)  # only pixels some training slice labels can overlap
-        overlap = given[holding][:, columns].astype(np.float32) @ labelled[:, columns].T.astype(np.float32)
-        sizes = labelled.sum(axis=1)[None, :] + given[holding].sum(axis=1)[:, None]
+        held, columns = given[holding], labelled.any(axis=0)  # only pixels some training slice labels can overlap
+        overlap = held[:, columns].astype(np.float32) @ labelled[:, columns].T.astype(np.float32)
+        sizes = labelled.sum(axis=1)[None, :] + held.sum(axis=1)[:, None]
         matches[holding] = np.argmax(2 * overlap / np.maximum(sizes, 1), axis=1)
         nearest = holding[np.abs(np.arange(len(indices))[:, None] - holding[None, :]).argmin(axis=1)]
         matches = matches[nearest]
