@@ -113,10 +113,12 @@ def test_a_checkpoint_without_augmentation_state_resumes_with_p_from_zero(straig
 
 
 def test_the_whole_train_step_compiles_with_xla_and_updates_p_inside(phantom_dataset, tmp_path):
-    """The conditional generator's options (their layers and loss term) compile into the same XLA step. Steps 0, 4
-    and 8, those with the lazy R1 penalty: one trace and one XLA compilation for the step with and without R1 (a
-    tf.cond inside), as in every run."""
+    """The conditional generator's options (their layers and loss terms, the segmenter of --seg-consistency) compile
+    into the same XLA step. Steps 0, 4 and 8, those with the lazy R1 penalty: one trace and one XLA compilation for
+    the step with and without R1 (a tf.cond inside), as in every run. Networks of width 4: compiling, not computing,
+    is what is tested."""
     options = dict(mode="conditional", border_padding="reflect", pixel_noise=True, class_intensity=1.0)
+    options |= dict(seg_consistency=1.0, width=4)
     spec = TrainSpec(dataset=str(phantom_dataset), size=64, batch=32, steps=20, augment="ada", xla=True, **options)
     data = prepare(spec, tmp_path / "cache", QUIET)
     trainer = GanTrainer(spec, data, choose_strategy(spec, QUIET), QUIET)
