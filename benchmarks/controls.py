@@ -1,19 +1,23 @@
-"""Controls for the phantom arm: is a mixed arm's gain over the real cases alone due to the synthetic pairs, or would
+"""Controls for a benchmark's mixed arm: is its gain over the real cases alone due to the synthetic pairs, or would
 other extra slices at the same share do as much?
 
-    .venv/bin/python benchmarks/phantom_controls.py --work /tmp/ragan-benchmark-phantom/conditional --gan gan-seed0
+    .venv/bin/python benchmarks/controls.py --work /tmp/ragan-benchmark-phantom/conditional --gan gan-seed0
+    .venv/bin/python benchmarks/controls.py --work /tmp/ragan-benchmark-ibsi-sts-mr/cpu --train low.csv \
+        --held-out test.csv --gan low-residual-conditional-seed0 --count 800 --share 50 --unet-steps 500
 
-Reads a phantom arm's work folder (benchmarks/phantom_arm.py: its train-N and held_out-M case sets and a GAN run in
-it) and trains the same U-Net (same protocol, seeds and share) on the real cases mixed with
+Reads a benchmark's work folder, a phantom arm's (benchmarks/phantom_arm.py: its train-N and held_out-M case sets,
+the default) or the IBSI MR benchmark's (benchmarks/ibsi_sts_mr.py: --train low.csv --held-out test.csv, with its
+--count, --share and U-Net steps), and a GAN run in it, and trains the same U-Net (same protocol, seeds and share) on
+the real cases mixed with
     moved     the training cases' own slices moved by the conditional layouts' random elastic + affine moves, image and
               label alike (RaGANLib.results.layouts): what augmentation of the real pairs alone gives;
-    shuffled  the GAN's synthetic images (sampled as phantom_arm samples them) with their labels shuffled among them:
-              the same images, the pairs broken, so whether the images show their labels matters;
+    shuffled  the GAN's synthetic images (sampled as both benchmarks sample them) with their labels shuffled among
+              them: the same images, the pairs broken, so whether the images show their labels matters;
     moved+synthetic  half the share moved training slices, half the GAN's synthetic pairs: run it at --share 50
               against `moved` at --share 50 (the same real share, the other quarter moved slices) to see whether the
               synthetic pairs add anything on top of augmentation of the real pairs;
-and prints Dice per class as mean ± sd over the U-Net seeds, as phantom_arm reports its arms, with the figures as JSON
-in the work folder (controls-KIND-SHARE.json, -rareN added with --add-rare N).
+and prints Dice per class as mean ± sd over the U-Net seeds, as the benchmarks report their arms, with the figures as
+JSON in the work folder (controls-KIND-SHARE.json, -rareN added with --add-rare N).
 """
 
 import argparse
@@ -56,7 +60,9 @@ def control_slices(kind: str, train: SliceSet, synthetic: SliceSet, seed: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, required=True, help="a phantom arm's work folder (WORK/TAG)")
+    parser.add_argument("--work", type=Path, required=True, help="a benchmark's work folder (phantom arm: WORK/TAG)")
+    parser.add_argument("--train", default="train-*", help="the training cases in it: a folder or CSV (a glob)")
+    parser.add_argument("--held-out", default="held_out-*", help="the held-out cases in it: a folder or CSV (a glob)")
     parser.add_argument("--gan", required=True, help="the GAN run's folder name in it, e.g. gan-seed0")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"controls to run, of {', '.join(KINDS)}")
     parser.add_argument("--count", type=int, default=400, help="synthetic slices sampled (phantom_arm's --count)")
@@ -68,12 +74,17 @@ def main() -> None:
     kinds = args.kinds.split(",")
     if set(kinds) - set(KINDS):
         parser.error(f"--kinds must be among {', '.join(KINDS)}")
-    sets = {name: next(args.work.glob(f"{name}-*"), None) for name in ("train", "held_out")}
+    sets = {
+        name: next(args.work.glob(pattern), None)
+        for name, pattern in (("train", args.train), ("held_out", args.held_out))
+    }
     if None in sets.values() or not (args.work / args.gan / "model").is_dir():
-        parser.error(f"'{args.work}' needs train-N/, held_out-M/ and {args.gan}/model/ (a phantom arm's work folder)")
+        parser.error(
+            f"'{args.work}' needs {args.train}, {args.held_out} and {args.gan}/model/ (a benchmark's work folder)"
+        )
 
     model = args.work / args.gan / "model"
-    synthetic, space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)  # as phantom_arm samples
+    synthetic, space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)  # as both benchmarks sample
     quiet = Reporter(stream=open(args.work / "prepare.log", "a"))
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         real = {name: read_set(folder, space, Path(scratch), name, quiet)[0] for name, folder in sets.items()}
