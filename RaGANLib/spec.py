@@ -171,6 +171,8 @@ class TrainSpec:
         "segments each synthetic image, scored against that image's label, so the image shows each class where the "
         "label puts it; 0: none (RaGANLib/training/trainer.py)",
         low=0,
+        high=10,
+        panel=True,
     )
     body: bool = option(
         False,

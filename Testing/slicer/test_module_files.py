@@ -65,9 +65,12 @@ def bound_parameter(widget) -> str | None:
     )
 
 
-def number_property(widget, name: str) -> int | None:
-    found = [p.find("number").text for p in widget.findall("property") if p.get("name") == name]
-    return int(found[0]) if found else None
+def number_property(widget, name: str) -> int | float | None:
+    """A spin box's number: an int of a QSpinBox, a float of a QDoubleSpinBox (<double>)."""
+    for prop in (p for p in widget.findall("property") if p.get("name") == name):
+        found = prop.find("number")
+        return int(found.text) if found is not None else float(prop.find("double").text)
+    return None
 
 
 def test_every_choice_parameter_offers_the_same_items_as_its_combo_box():
@@ -97,12 +100,14 @@ def test_every_training_option_spin_box_has_the_spec_range_step_and_default():
 
     from RaGANLib.spec import OPTIONS
 
-    spin_boxes = {bound_parameter(w): w for w in ui_widgets().values() if w.get("class") == "QSpinBox"}
+    kinds = {"QSpinBox": int, "QDoubleSpinBox": float}
+    spin_boxes = {bound_parameter(w): w for w in ui_widgets().values() if w.get("class") in kinds}
     numbers = [name for name in training_options.PANEL_OPTIONS if training_options.panel_choices(name) is None]
-    assert set(numbers) == {"size", "steps", "batch", "seed"}
+    assert set(numbers) == {"size", "steps", "batch", "seed", "seg_consistency"}
     for name in numbers:
         widget = spin_boxes[name]
         low, high = training_options.panel_range(name)
+        assert kinds[widget.get("class")] is type(low), f"{name}: a {widget.get('class')} for a {type(low).__name__}"
         shown = (number_property(widget, "minimum"), number_property(widget, "maximum"))
         assert shown == (low, high), f"{name}: .ui allows {shown}, the spec {low}..{high}"
         assert number_property(widget, "value") == training_options.panel_default(name), name
