@@ -136,6 +136,18 @@ def test_ibsi_refuses_a_train_option_it_sets_itself(tmp_path):
     assert not work.exists()  # refused before anything is written
 
 
+def test_controls_name_the_sets_and_the_gan_run_a_work_folder_lacks(tmp_path):
+    """benchmarks/controls.py reads a phantom arm's sets by default and the MR benchmark's CSVs when named: a work
+    folder without them is refused, naming what it looks for, before any sampling or training."""
+    script = REPOSITORY / "benchmarks" / "controls.py"
+    (tmp_path / "low.csv").write_text("image,label\n")
+    for sets, named in (([], "train-*, held_out-*"), (["--train", "low.csv", "--held-out", "test.csv"], "test.csv")):
+        command = [sys.executable, str(script), "--work", str(tmp_path), "--gan", "gan-seed0", *sets]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+        assert done.returncode == 2 and named in done.stderr and "gan-seed0/model/" in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["low.csv"]
+
+
 def test_a_gan_run_trained_with_other_options_is_refused_not_passed_off_as_the_new_setting(tmp_path):
     """A benchmark reuses a GAN run by its folder name; one made before a default changed (here the plain generator
     of spec version 3) must not stand in for today's defaults. Nothing trains: the check comes first."""
