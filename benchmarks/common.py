@@ -1,6 +1,6 @@
 """What the benchmarks share: a GAN run trained (or reused) in a work folder, --train-option values, a grid of slices
-spread over a set. The mean ± sd of repeated U-Net runs and the spread rule that compares two arms are
-RaGANLib.quality.downstream's summary and compare, as `ragan evaluate` uses them."""
+spread over a set, the synthetic slices' seed. The mean ± sd of repeated U-Net runs and the spread rule that compares
+two arms are RaGANLib.quality.downstream's summary and compare, as `ragan evaluate` uses them."""
 
 import json
 from pathlib import Path
@@ -12,6 +12,8 @@ from RaGANLib.events import Reporter
 from RaGANLib.model.model_info import read_model_info
 from RaGANLib.quality.evaluate import slice_grid
 from RaGANLib.spec import TrainSpec
+
+SAMPLE_SEED = 1  # the synthetic slices' seed (latents, and a conditional model's layouts) in every benchmark
 
 
 def train_gan(name: str, spec: TrainSpec, work: Path) -> tuple[Path, float]:

@@ -32,6 +32,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 
+from common import SAMPLE_SEED  # noqa: E402
+
 from RaGANLib.events import Reporter  # noqa: E402
 from RaGANLib.quality import downstream  # noqa: E402
 from RaGANLib.quality.evaluate import sample_model  # noqa: E402
@@ -74,17 +76,14 @@ def main() -> None:
     kinds = args.kinds.split(",")
     if set(kinds) - set(KINDS):
         parser.error(f"--kinds must be among {', '.join(KINDS)}")
-    sets = {
-        name: next(args.work.glob(pattern), None)
-        for name, pattern in (("train", args.train), ("held_out", args.held_out))
-    }
-    if None in sets.values() or not (args.work / args.gan / "model").is_dir():
+    sets = {"train": next(args.work.glob(args.train), None), "held_out": next(args.work.glob(args.held_out), None)}
+    model = args.work / args.gan / "model"
+    if None in sets.values() or not model.is_dir():
         parser.error(
             f"'{args.work}' needs {args.train}, {args.held_out} and {args.gan}/model/ (a benchmark's work folder)"
         )
 
-    model = args.work / args.gan / "model"
-    synthetic, space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)  # as both benchmarks sample
+    synthetic, space = sample_model(model, args.count, seed=SAMPLE_SEED, add_rare=args.add_rare)  # as the benchmarks
     quiet = Reporter(stream=open(args.work / "prepare.log", "a"))
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         real = {name: read_set(folder, space, Path(scratch), name, quiet)[0] for name, folder in sets.items()}

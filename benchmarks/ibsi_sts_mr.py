@@ -42,7 +42,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import spread, train_gan, train_options  # noqa: E402
+from common import SAMPLE_SEED, spread, train_gan, train_options  # noqa: E402
 
 from RaGANLib.data.body import without_body  # noqa: E402
 from RaGANLib.data.prepare import survey  # noqa: E402
@@ -73,7 +73,6 @@ SETTINGS = {
 }
 GAN_OPTIONS = {"batch": 16, "lr": 0.0002, "checkpoint_every": 200, "preview_every": 400, "log_every": 50}
 FIXED_OPTIONS = {"pairs_file", "dataset", "pairs", "size", "spacing", "arch", "mode", "steps", "seed"}  # set per GAN
-SAMPLE_SEED = 1  # the synthetic slices' seed (latents, and a conditional model's layouts)
 BASELINE = "dcgan"  # the baseline network, trained on the 35 cases in joint mode: its figures are a reference
 ARMS = ("low", "full")
 CASES_TITLE = {"low": "low-data cases", "full": "training cases"}  # what each arm's GANs learn from

@@ -39,7 +39,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from common import spread, train_gan, train_options  # noqa: E402
+from common import SAMPLE_SEED, spread, train_gan, train_options  # noqa: E402
 
 from RaGANLib.data import phantom  # noqa: E402
 from RaGANLib.demo import demo_spec  # noqa: E402
@@ -154,7 +154,7 @@ def main() -> None:
     quiet = Reporter(stream=open(work / "prepare.log", "a"))
     synthetic = {}
     for gan_seed, model in models.items():
-        synthetic[gan_seed], space = sample_model(model, args.count, seed=1, add_rare=args.add_rare)
+        synthetic[gan_seed], space = sample_model(model, args.count, seed=SAMPLE_SEED, add_rare=args.add_rare)
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         real = {key: read_set(folder, space, Path(scratch), key, quiet)[0] for key, folder in folders.items()}
     classes, names = len(space.values), list(space.names)
