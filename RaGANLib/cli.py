@@ -14,7 +14,7 @@ from pathlib import Path
 from RaGANLib import __version__
 from RaGANLib.errors import BadInput, DiskFull, RaGANError
 from RaGANLib.events import Reporter
-from RaGANLib.spec import MAX_SEED, OLD_GENERATOR, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
+from RaGANLib.spec import MAX_SEED, OLD_DEFAULTS, OPTIONS, PRESETS, TrainSpec, describe_option, flag_of, option_problem
 from RaGANLib.training.runfolder import block_stop_signals
 
 STARTED = time.time()  # when the command began: a STOP file older than that is from an earlier run
@@ -27,9 +27,9 @@ SWITCHES = [name for name in FLAGGED if isinstance(OPTIONS[name].default, bool)]
 TRAIN_OPTIONS = [name for name in FLAGGED if name not in SWITCHES]
 FLAGS = {name: flag_of(name) for name in FLAGGED} | {"ct_window": "--ct-window", "label_names": "--label-name"}
 MAX_EVALUATE_COUNT = 100_000  # the sampled slices and their features are held in memory
-# Options whose default changed (spec versions 3 and 4): a run resumed by its flags keeps its own values of them
+# Options whose default changed (spec versions 3 to 5): a run resumed by its flags keeps its own values of them
 # unless a flag sets one, whatever today's default.
-KEPT_ON_RESUME = ("mode", "smooth_labels", *OLD_GENERATOR)
+KEPT_ON_RESUME = tuple(name for values in OLD_DEFAULTS.values() for name in values)
 
 
 def _add_events_flag(parser: argparse.ArgumentParser) -> None:

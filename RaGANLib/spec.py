@@ -19,13 +19,16 @@ from RaGANLib.errors import BadInput, read_json
 from RaGANLib.training.runfolder import write_json_atomic
 
 # 2: `width` (None: by device); a version-1 spec, written before it, had the CPU width. 3: `mode` defaults to
-# conditional, and `smooth_labels`; a spec of version 1 or 2 (or without version, read as 2) that does not name them
-# means joint and the hard label map, the defaults when it was written, so a run made then resumes as it trained.
-# 4: `border_padding` reflect, `pixel_noise` on and `class_intensity` 1 by default; a spec before version 4 that does
-# not name them means zero padding, no noise and no intensity term.
-SPEC_VERSION = 4
-OLD_GENERATOR = {"border_padding": "zero", "pixel_noise": False, "class_intensity": 0.0}  # before version 4
-OLD_MODE = "joint"  # the mode a spec.json before version 3 means when it does not name one
+# conditional, and `smooth_labels`. 4: `border_padding` reflect, `pixel_noise` on and `class_intensity` 1 by default.
+# 5: `seg_consistency` 1 by default. A spec written before a version (without version: read as 2) that does not name
+# the options whose default changed then means the defaults it was written under (OLD_DEFAULTS), so a run made then
+# resumes as it trained.
+SPEC_VERSION = 5
+OLD_DEFAULTS = {  # version -> the values of the options whose default changed with it, for specs written before
+    3: {"mode": "joint", "smooth_labels": False},
+    4: {"border_padding": "zero", "pixel_noise": False, "class_intensity": 0.0},
+    5: {"seg_consistency": 0.0},
+}
 AXES = ("axial", "coronal", "sagittal")
 INTENSITY_PRESETS = ("auto", "ct", "mr", "xray")
 SLICE_CHOICES = ("labelled", "all")
@@ -166,7 +169,7 @@ class TrainSpec:
         low=0,
     )
     seg_consistency: float = option(
-        0.0,
+        1.0,
         "weight of a generator loss from a small segmentation network trained alongside on the real pairs: it "
         "segments each synthetic image, scored against that image's label, so the image shows each class where the "
         "label puts it; 0: none (RaGANLib/training/trainer.py)",
@@ -281,12 +284,10 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"{where}: unknown option(s) {', '.join(unknown)}")
-        # Written before version 3 (no version: read as 2): joint by default, and a conditional generator that
-        # modulated from the hard label map; before version 4: the generator without the options against its defects.
-        if data.get("version", 2) in (1, 2):
-            data = {"mode": OLD_MODE, "smooth_labels": False, **data}
-        if data.get("version", 2) in (1, 2, 3):
-            data = {**OLD_GENERATOR, **data}
+        written = data.get("version", 2)  # without a version: 2
+        for version, values in OLD_DEFAULTS.items():
+            if type(written) is int and written < version:  # a version not a whole number is refused below
+                data = {**values, **data}
         try:
             spec = cls(**data)
         except TypeError as error:

@@ -150,24 +150,28 @@ def test_controls_name_the_sets_and_the_gan_run_a_work_folder_lacks(tmp_path):
 
 def test_a_gan_run_trained_with_other_options_is_refused_not_passed_off_as_the_new_setting(tmp_path):
     """A benchmark reuses a GAN run by its folder name; one made before a default changed (here the plain generator
-    of spec version 3) must not stand in for today's defaults. Nothing trains: the check comes first."""
+    of spec version 3, without the segmenter term of version 5) must not stand in for today's defaults. Nothing
+    trains: the check comes first."""
     from common import train_gan
 
     from RaGANLib.errors import BadInput
-    from RaGANLib.spec import OLD_GENERATOR, TrainSpec
+    from RaGANLib.spec import OLD_DEFAULTS, TrainSpec
 
-    old = TrainSpec(dataset=str(tmp_path / "cases"), steps=600, **OLD_GENERATOR)
+    before = OLD_DEFAULTS[4] | OLD_DEFAULTS[5]
+    old = TrainSpec(dataset=str(tmp_path / "cases"), steps=600, **before)
     (tmp_path / "gan-seed0").mkdir()
     old.save(tmp_path / "gan-seed0" / "spec.json")
     written = (tmp_path / "gan-seed0" / "spec.json").read_bytes()
-    with pytest.raises(BadInput, match="trained with other border_padding, class_intensity, pixel_noise than"):
+    with pytest.raises(
+        BadInput, match="trained with other border_padding, class_intensity, pixel_noise, seg_consistency than"
+    ):
         train_gan("gan-seed0", TrainSpec(dataset=str(tmp_path / "cases"), steps=600), tmp_path)
     assert sorted(p.name for p in (tmp_path / "gan-seed0").iterdir()) == ["spec.json"]
     assert (tmp_path / "gan-seed0" / "spec.json").read_bytes() == written
     # A longer request of the same options, the cases named by another path, passes the check and goes on to train
     # (where RaGAN refuses this folder, which it did not make).
     with pytest.raises(BadInput, match="is not an earlier run folder made by RaGAN"):
-        train_gan("gan-seed0", TrainSpec(dataset="cases", steps=900, **OLD_GENERATOR), tmp_path)
+        train_gan("gan-seed0", TrainSpec(dataset="cases", steps=900, **before), tmp_path)
 
 
 def test_a_gan_run_longer_than_asked_is_refused_not_reported_as_the_shorter_one(tmp_path):

@@ -19,11 +19,11 @@ from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
 
 from RaGANLib.cli import build_parser, spec_from_arguments
 from RaGANLib.data import phantom
-from RaGANLib.spec import OLD_GENERATOR, SPEC_VERSION, TrainSpec
+from RaGANLib.spec import OLD_DEFAULTS, SPEC_VERSION, TrainSpec
 
 SCORED = ["--score-every", "3"]
-# The fixtures' conditional runs train with --seg-consistency: its segmenter is in their checkpoints and its term in
-# their generator loss, so the bit-identical resume below covers it too.
+# The fixtures' conditional runs train with --seg-consistency (the default, which TINY turns off): its segmenter is in
+# their checkpoints and its term in their generator loss, so the bit-identical resume below covers it too.
 SEGMENTED = ["--mode", "conditional", "--seg-consistency", "1"]
 
 
@@ -42,7 +42,7 @@ def joint(folder, phantom_dataset):
     """A tiny joint run, 2 steps, with networks half the CPU's default width."""
     run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
-    steps += ["--width", "8", "--mode", "joint"]
+    steps += ["--width", "8", "--mode", "joint", "--seg-consistency", "0"]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
@@ -144,12 +144,25 @@ def test_the_generator_options_against_its_defects_are_in_the_saved_model(condit
     # Every 3x3 convolution pads by mirroring: 2 per doubling (4 doublings to 64 px) and 3 per modulation (9).
     assert len(saved_layers(run / "model", "_pad")) == 2 * 4 + 3 * 9
     assert len(saved_layers(run / "model", "_noise")) == 9  # before every normalisation
-    # The defaults since spec version 4; a spec before it that does not name them means the generator as it was.
-    new = TrainSpec.from_json({k: v for k, v in spec.items() if k not in OLD_GENERATOR}, "spec")
-    assert (new.border_padding, new.pixel_noise, new.class_intensity) == ("reflect", True, 1.0)
-    spec = {k: v for k, v in spec.items() if k not in OLD_GENERATOR} | {"version": 3}
-    old = TrainSpec.from_json(spec, "spec")
-    assert (old.border_padding, old.pixel_noise, old.class_intensity) == ("zero", False, 0.0)
+    # The defaults since spec versions 4 and 5; a spec before one that does not name its options means the generator
+    # (and its loss) as it was.
+    unnamed = {k: v for k, v in spec.items() if k not in OLD_DEFAULTS[4] | OLD_DEFAULTS[5]}
+    new = TrainSpec.from_json(unnamed, "spec")
+    assert (new.border_padding, new.pixel_noise, new.class_intensity, new.seg_consistency) == (
+        "reflect",
+        True,
+        1.0,
+        1.0,
+    )
+    old = TrainSpec.from_json(unnamed | {"version": 4}, "spec")
+    assert (old.border_padding, old.pixel_noise, old.class_intensity, old.seg_consistency) == (
+        "reflect",
+        True,
+        1.0,
+        0.0,
+    )
+    old = TrainSpec.from_json(unnamed | {"version": 3}, "spec")
+    assert (old.border_padding, old.pixel_noise, old.class_intensity, old.seg_consistency) == ("zero", False, 0.0, 0.0)
 
 
 def test_new_runs_modulate_from_smoothed_labels_and_a_run_from_before_resumes_with_hard_ones(conditional, tmp_path):
@@ -330,8 +343,9 @@ def test_mode_is_validated_like_every_option(phantom_dataset, tmp_path):
 def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_resumes_as_trained(joint, tmp_path):
     """Conditional became the default with spec version 3. A spec of version 1 or 2, or without a version, that names
     no mode means joint, the default it was written under: a run started from such a spec.json resumes as the joint
-    run it is, from its joint checkpoint, and its spec.json stays as written. Resumed by its flags, a run keeps its
-    own mode and generator options too; a new run gets the defaults."""
+    run it is, from its joint checkpoint (without a segmenter: --seg-consistency defaults to 1 since version 5), and its
+    spec.json stays as written. Resumed by its flags, a run keeps its own mode, generator options and segmenter term
+    too; a new run gets the defaults."""
     for old in ({"version": 1}, {"version": 2}, {}):
         assert TrainSpec.from_json({"dataset": "data", **old}, "old spec").mode == "joint"
     assert TrainSpec.from_json({"dataset": "data", "version": 3}, "new spec").mode == "conditional"
@@ -341,8 +355,8 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
     shutil.copytree(joint, run)
     spec = json.loads((run / "spec.json").read_text())
     assert spec["mode"] == "joint" and spec["version"] == SPEC_VERSION
-    del spec["mode"], spec["version"]  # as a hand-written spec.json the run was started with
-    spec |= OLD_GENERATOR  # and naming the generator options' values before spec version 4
+    del spec["mode"], spec["version"], spec["seg_consistency"]  # as a hand-written spec.json the run was started with
+    spec |= OLD_DEFAULTS[4]  # and naming the generator options' values before spec version 4
     (run / "spec.json").write_text(json.dumps(spec))
     written = (run / "spec.json").read_bytes()
 
@@ -350,15 +364,18 @@ def test_a_spec_from_before_version_3_without_a_mode_means_joint_and_its_run_res
         return spec_from_arguments(build_parser().parse_args(["train", *map(str, flags)]))
 
     # Resumed by its flags, the run keeps its own values of the options whose default changed since (spec versions 3
-    # and 4: the mode and the generator options); a flag still sets one, and a new run gets the defaults.
+    # to 5: the mode, the generator options, the segmenter's term); a flag still sets one, and a new run gets the
+    # defaults.
     kept = spec_by("--dataset", spec["dataset"], "--out", run, "--resume")
     assert (kept.mode, kept.border_padding, kept.pixel_noise, kept.class_intensity) == ("joint", "zero", False, 0.0)
+    assert kept.seg_consistency == 0.0
     assert (
         spec_by("--dataset", spec["dataset"], "--out", run, "--resume", "--mode", "conditional").mode == "conditional"
     )
     assert spec_by("--dataset", spec["dataset"], "--out", run, "--resume", "--pixel-noise").pixel_noise is True
     new = spec_by("--dataset", spec["dataset"], "--out", tmp_path / "new")
     assert (new.mode, new.border_padding, new.pixel_noise, new.class_intensity) == ("conditional", "reflect", True, 1.0)
+    assert new.seg_consistency == 1.0
     by_flags = tmp_path / "by-flags"
     shutil.copytree(run, by_flags)
     flags = ["--dataset", spec["dataset"], "--size", 64, "--batch", 4, "--steps", 2]  # the run's; it is complete

@@ -57,7 +57,7 @@ from RaGANLib.quality.slices import read_set  # noqa: E402
 from RaGANLib.results import preview  # noqa: E402
 from RaGANLib.results.layouts import moved_pairs  # noqa: E402
 from RaGANLib.seeds import stream  # noqa: E402
-from RaGANLib.spec import MODES, OLD_GENERATOR, TrainSpec  # noqa: E402
+from RaGANLib.spec import MODES, OLD_DEFAULTS, TrainSpec  # noqa: E402
 
 TEST = [
     "STS_004", "STS_006", "STS_007", "STS_010", "STS_011", "STS_014", "STS_021",
@@ -116,9 +116,9 @@ def write_pairs(data: Path, cases: list[str], path: Path) -> Path:
 
 def gan_spec(pairs: Path, network: str, steps: int, seed: int, grid: dict, options: dict) -> TrainSpec:
     """The benchmark's training settings for one GAN (validated like a spec file): `network` is a mode, which trains
-    the residual GAN with the --train-option values, or the dcgan baseline (joint mode, no options, and the plain
-    generator of spec versions before 4, as it was first measured)."""
-    baseline = {"arch": BASELINE, "mode": "joint", **OLD_GENERATOR}
+    the residual GAN with the --train-option values, or the dcgan baseline (joint mode, no options, the plain
+    generator of spec versions before 4 and no segmenter term, as it was first measured)."""
+    baseline = {"arch": BASELINE, "mode": "joint", **OLD_DEFAULTS[4], **OLD_DEFAULTS[5]}
     base = {"arch": "residual", "mode": network} if network in MODES else baseline
     spec = TrainSpec(pairs_file=str(pairs), steps=steps, seed=seed, **grid, **base, **GAN_OPTIONS)
     return TrainSpec.from_json({**spec.to_json(), **(options if network in MODES else {})}, "--train-option")
