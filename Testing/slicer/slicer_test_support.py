@@ -29,8 +29,9 @@ needs_trainer = pytest.mark.skipif(
 
 # Tiny training settings: a few steps on 64x64 slices, enough for every event kind to appear.
 TINY_TRAINING = {"size": 64, "steps": 6, "batch": 4, "checkpoint_every": 3, "preview_every": 3, "log_every": 1}
-TINY_TRAINING |= {"mode": "joint"}  # as TINY (Testing/ragan_testing.py); the module's default, conditional, trains in
-#                                     conftest.py's conditional_run
+# As TINY (Testing/ragan_testing.py): the joint mode without the segmenter term; the module's default mode,
+# conditional, trains in conftest.py's conditional_run.
+TINY_TRAINING |= {"mode": "joint", "seg_consistency": 0.0}
 
 
 CLASSES = [
