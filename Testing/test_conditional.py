@@ -147,22 +147,14 @@ def test_the_generator_options_against_its_defects_are_in_the_saved_model(condit
     # The defaults since spec versions 4 and 5; a spec before one that does not name its options means the generator
     # (and its loss) as it was.
     unnamed = {k: v for k, v in spec.items() if k not in OLD_DEFAULTS[4] | OLD_DEFAULTS[5]}
-    new = TrainSpec.from_json(unnamed, "spec")
-    assert (new.border_padding, new.pixel_noise, new.class_intensity, new.seg_consistency) == (
-        "reflect",
-        True,
-        1.0,
-        1.0,
-    )
-    old = TrainSpec.from_json(unnamed | {"version": 4}, "spec")
-    assert (old.border_padding, old.pixel_noise, old.class_intensity, old.seg_consistency) == (
-        "reflect",
-        True,
-        1.0,
-        0.0,
-    )
-    old = TrainSpec.from_json(unnamed | {"version": 3}, "spec")
-    assert (old.border_padding, old.pixel_noise, old.class_intensity, old.seg_consistency) == ("zero", False, 0.0, 0.0)
+
+    def read_as(version: int) -> tuple:
+        found = TrainSpec.from_json(unnamed | {"version": version}, "spec")
+        return found.border_padding, found.pixel_noise, found.class_intensity, found.seg_consistency
+
+    assert read_as(SPEC_VERSION) == ("reflect", True, 1.0, 1.0)
+    assert read_as(4) == ("reflect", True, 1.0, 0.0)
+    assert read_as(3) == ("zero", False, 0.0, 0.0)
 
 
 def test_new_runs_modulate_from_smoothed_labels_and_a_run_from_before_resumes_with_hard_ones(conditional, tmp_path):
