@@ -23,9 +23,11 @@ SHARED_DATA = Path(os.environ.get("RAGAN_SHARED_DATA", REPOSITORY.parent / "shar
 # networks build in less time than the conditional mode's (20.9 s against 28.5 s of CPU time for such a run), and
 # most tests check what both modes share; test_conditional.py gives `--mode conditional` after TINY (later flags win).
 # Without the segmenter of --seg-consistency (on by default: a third more time per step and its own graph to build);
-# the conditional fixtures, the float16, mirrored and XLA runs train with it.
+# the conditional fixtures, the float16, mirrored and XLA runs train with it. TINY_NETWORKS: the tests' other tiny
+# runs take the same networks.
+TINY_NETWORKS = ["--mode", "joint", "--seg-consistency", "0"]
 TINY = ["--size", "64", "--steps", "6", "--batch", "4", "--checkpoint-every", "3", "--preview-every", "3"]
-TINY += ["--log-every", "1", "--mode", "joint", "--seg-consistency", "0"]
+TINY += ["--log-every", "1", *TINY_NETWORKS]
 
 
 # A patient's identity planted in the headers and the folder name of the shared run's cases (conftest.two_case_run).

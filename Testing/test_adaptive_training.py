@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from ragan_testing import events_of, ragan, read_until, start_ragan, trained_ahead
+from ragan_testing import TINY_NETWORKS, events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib.data.prepare import prepare
 from RaGANLib.events import Reporter
@@ -27,7 +27,7 @@ from RaGANLib.training.trainer import GanTrainer
 STEPS, BATCH = 32, 4
 OPTIONS = ["--size", "64", "--batch", BATCH, "--steps", STEPS, "--checkpoint-every", "16", "--log-every", "1"]
 OPTIONS += ["--preview-every", "1000", "--lr", "0.0005", "--augment", "ada"]
-OPTIONS += ["--mode", "joint", "--seg-consistency", "0"]  # as TINY
+OPTIONS += TINY_NETWORKS
 QUIET = Reporter(stream=open(os.devnull, "w"))
 
 

@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import SimpleITK as sitk
 from PIL import Image
-from ragan_testing import REPOSITORY, TINY, events_of, ragan, trained_ahead
+from ragan_testing import REPOSITORY, TINY, TINY_NETWORKS, events_of, ragan, trained_ahead
 
 from RaGANLib.cli import build_parser, spec_from_arguments
 from RaGANLib.data import phantom
@@ -42,7 +42,7 @@ def joint(folder, phantom_dataset):
     """A tiny joint run, 2 steps, with networks half the CPU's default width."""
     run = folder / "run"
     steps = ["--size", "64", "--batch", "4", "--steps", "2", "--checkpoint-every", "2", "--preview-every", "2"]
-    steps += ["--width", "8", "--mode", "joint", "--seg-consistency", "0"]
+    steps += ["--width", "8", *TINY_NETWORKS]
     result = ragan("train", "--dataset", phantom_dataset, "--out", run, *steps)
     assert result.returncode == 0, result.stdout + result.stderr
     return run

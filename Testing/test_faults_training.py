@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, events_of, ragan, read_until, start_ragan, trained_ahead
+from ragan_testing import REPOSITORY, TINY_NETWORKS, events_of, ragan, read_until, start_ragan, trained_ahead
 
 from RaGANLib.data import phantom
 from RaGANLib.data.inputs import file_hash
@@ -31,7 +31,7 @@ from RaGANLib.training.checkpoints import checkpoint_digest
 
 STEPS = 12
 RUN = ["--size", "64", "--batch", "4", "--log-every", "1", "--preview-every", "1000", "--checkpoint-every", "2"]
-RUN += ["--mode", "joint", "--seg-consistency", "0"]  # as TINY (ragan_testing.py)
+RUN += TINY_NETWORKS
 QUIET = Reporter(stream=open(os.devnull, "w"))
 
 

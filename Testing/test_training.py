@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, events_of, ragan, read_until
+from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, TINY_NETWORKS, events_of, ragan, read_until
 
 from RaGANLib.spec import SPEC_VERSION, TrainSpec, default_width
 from RaGANLib.training.distributed import stop_requests
@@ -196,7 +196,7 @@ def test_no_patient_identity_or_source_path_reaches_model_or_outputs(trained, tm
 def start_training(arguments, run: Path, steps: int, every: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "RaGANLib", "train", *map(str, arguments), "--out", str(run), "--events", "json"]
     options = ["--size", "64", "--batch", "4", "--steps", steps, "--checkpoint-every", every, "--log-every", "1"]
-    options += ["--preview-every", "1000", "--mode", "joint"]  # as TINY
+    options += ["--preview-every", "1000", *TINY_NETWORKS]
     return subprocess.Popen(command + list(map(str, options)), stdout=subprocess.PIPE, text=True, cwd=REPOSITORY)
 
 
