@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE", help="a spec option")
     parser.add_argument("--gan-seeds", type=int, default=1)
     parser.add_argument(
+        "--first-gan-seed", type=int, default=0, help="start the GAN seeds here: a seed's own run beside an earlier one"
+    )
+    parser.add_argument(
         "--gan-steps", type=int, help="the GAN steps of every arm run (default: the setting's; a longer run resumes)"
     )
     parser.add_argument(
@@ -176,8 +179,8 @@ def main() -> None:
         parser.error(f"--arms must be one or both of {', '.join(ARMS)}, comma-separated")
     if not modes or not set(modes) <= set(MODES) or len(set(modes)) < len(modes):
         parser.error(f"--modes must be one or more of {', '.join(MODES)}, comma-separated")
-    if args.gan_seeds < 1 or not 0 <= args.first_unet_seed < args.unet_seeds:
-        parser.error("--gan-seeds must be at least 1, and --first-unet-seed below --unet-seeds")
+    if not 0 <= args.first_gan_seed < args.gan_seeds or not 0 <= args.first_unet_seed < args.unet_seeds:
+        parser.error("--first-gan-seed must be below --gan-seeds, and --first-unet-seed below --unet-seeds")
     if not 0 < args.share < 100 or (args.gan_steps is not None and args.gan_steps < 1):
         parser.error("--share must be a percentage in 1..99, and --gan-steps at least 1")
     setting = steps_of(args)
@@ -219,7 +222,7 @@ def main() -> None:
     for arm in arms:
         steps = setting["low_gan_steps" if arm == "low" else "gan_steps"]
         for network in modes + ([BASELINE] if arm == "full" else []):
-            for seed in range(args.gan_seeds):
+            for seed in range(args.first_gan_seed, args.gan_seeds):
                 name = run_name(arm, network, seed, options)
                 stage(f"training GAN {name} ({steps} steps)")
                 spec = gan_spec(pairs[arm], network, steps, seed, {"size": size, "spacing": spacing}, options)
@@ -257,7 +260,7 @@ def main() -> None:
     rows += [
         (f"synthetic: {network} GAN on the {len(cases[arm])} {CASES_TITLE[arm]}", spread(slices, space.colors))
         for (arm, network, seed), slices in synthetic.items()
-        if seed == 0
+        if seed == args.first_gan_seed
     ]
     args.docs.mkdir(parents=True, exist_ok=True)
     preview.save_png(preview.titled(rows), args.docs / f"benchmark-ibsi-sts-mr{suffix}.png")
@@ -499,6 +502,7 @@ def report(figures: dict, suffix: str) -> str:
             "-" if entry is None else f"{entry['difference']:+.3f} (spread {entry['spread']:.3f}): {entry['verdict']}"
         )
 
+    first_gan = settings.get("first_gan_seed", 0)  # figures written before the option have none
     columns = ["real alone", *modes] + ([f"{BASELINE} baseline"] if "full" in arms else [])
     lines = [
         "# Benchmark: IBSI soft-tissue sarcoma MR (ibsi-sts-mr)" + (f", {suffix[1:]}" if suffix else ""),
@@ -511,7 +515,9 @@ def report(figures: dict, suffix: str) -> str:
             f"{figures['low_gan_steps' if arm == 'low' else 'gan_steps']} steps on the {cases[arm]} {CASES_TITLE[arm]}"
             for arm in arms
         )
-        + f" (batch 16, lr 2e-4), {settings['gan_seeds']} GAN seed(s), {figures['count']} synthetic slices each; "
+        + f" (batch 16, lr 2e-4), {settings['gan_seeds'] - first_gan} GAN seed(s)"
+        + (f" (seeds {first_gan} to {settings['gan_seeds'] - 1})" if first_gan else "")
+        + f", {figures['count']} synthetic slices each; "
         f"U-Net {figures['unet_steps']} steps per arm, {planned} U-Net seed(s)"
         + (f" (only {done} complete when the run was cut short)" if done < planned else "")
         + f". Split by case, fixed in the script; {cases['test']} held-out test cases. Dice: the tumour (GTV, "
