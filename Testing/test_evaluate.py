@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import TINY, events_of, phantom_pair, ragan, trained_ahead
 
-from RaGANLib.quality import downstream
+from RaGANLib.quality import downstream, evaluate, metrics
 from RaGANLib.quality.slices import SliceSet
 from RaGANLib.results.outputs import MARKER
 
@@ -64,6 +64,8 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     assert set(figures["labels"]["synthetic"]["classes"]) == {"label_1", "label_2", "label_3"}
     assert figures["memorisation"]["share"] == 0 and "privacy" not in (out / "report.md").read_text(encoding="utf-8")
     report = (out / "report.md").read_text(encoding="utf-8")
+    yardstick = figures["memorisation"]["moved_training_share"]
+    assert 0 <= yardstick <= 1 and f"moved alike) are flagged at {yardstick:.1%}" in report
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic", "real+augmented", "real+augmented+synthetic"]
     assert figures["downstream"]["protocol"]["seeds"] == [0, 1]
@@ -124,6 +126,25 @@ def test_copies_of_training_cases_are_flagged_as_memorised(split):
     assert figures["fidelity"]["synthetic_vs_training"]["frechet"] < 1e-6
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "privacy leak" in report and f"{figures['memorisation']['flagged']} synthetic slices (100.0%)" in report
+
+
+def test_the_memorisation_yardstick_flags_moved_training_slices_and_not_other_scans():
+    """The report's yardstick, training slices moved as augmentation moves them, is flagged by the memorisation check
+    where the scans differ from one another (smooth random textures here; on the phantom's look-alike cases the
+    report's yardstick is 0), and other scans of the same kind are not."""
+    rng = np.random.default_rng(0)
+
+    def scans(count: int) -> SliceSet:
+        noise = [sitk.GetImageFromArray(rng.normal(size=(64, 64))) for _ in range(count)]
+        images = np.stack([sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(n, 3.0)) for n in noise])
+        images = (images / np.abs(images).max(axis=(1, 2), keepdims=True)).astype(np.float32)
+        return SliceSet(images, (images > 0.2).astype(np.uint8), np.arange(count))
+
+    training, held_out = scans(20), scans(20)
+    moved = evaluate.augmented_pairs(training, 40, seed=0)
+    assert moved.images.shape == (40, 64, 64) and not np.array_equal(moved.images[0], training.images[0])
+    assert metrics.memorisation(moved.images, training.images, held_out.images)["share"] > 0.5
+    assert metrics.memorisation(scans(40).images, training.images, held_out.images)["share"] < 0.1
 
 
 def test_bad_inputs_are_refused_before_anything_is_written(split, tmp_path):

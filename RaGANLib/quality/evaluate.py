@@ -166,7 +166,7 @@ def evaluate(
     outputs.check(out, "report")
     from_model = (synthetic / "model.json").exists()
     seeds = [protocol.seed + k for k in range(unet_seeds)]
-    units = 9 + (1 + len(DOWNSTREAM_ARMS) * len(seeds) * (protocol.steps // 50) if with_downstream else 0)
+    units = 10 + (len(DOWNSTREAM_ARMS) * len(seeds) * (protocol.steps // 50) if with_downstream else 0)
     progress = Progress(reporter, units)
     reporter.emit("started", synthetic=str(synthetic), real=str(real), held_out=str(held_out), out=str(out))
 
@@ -192,7 +192,13 @@ def evaluate(
     for key, slices in (("training", training), ("held_out", test), ("synthetic", fake)):
         features[key], feature_names = slice_features(slices.images, slices.labels, classes)
         progress.advance(f"features of {key} slices")
+    augmented = augmented_pairs(training, len(fake), seed)
+    progress.advance("augmented real pairs")
     memorised, found = memorisation_figures(fake, training, test)
+    # The yardstick: real slices moved as augmentation (and a conditional model's layouts) move them.
+    memorised["moved_training_share"] = float(
+        metrics.memorisation(augmented.images, training.images, test.images)["share"]
+    )
     progress.advance("nearest training slices")
     figures = {
         "sets": {
@@ -225,7 +231,7 @@ def evaluate(
     progress.advance("diversity and label statistics")
 
     if with_downstream:
-        figures["downstream"] = downstream_figures(fake, training, test, space, protocol, seeds, seed, progress)
+        figures["downstream"] = downstream_figures(fake, training, augmented, test, space, protocol, seeds, progress)
 
     pictures = {
         "samples.png": preview.titled(
@@ -257,26 +263,30 @@ DOWNSTREAM_ARMS = {
 }
 
 
+def augmented_pairs(training: SliceSet, count: int, seed: int) -> SliceSet:
+    """`count` training pairs moved by the layouts' random elastic + affine moves, seeded by `seed`: the downstream
+    arms' augmented real pairs, and the memorisation check's yardstick."""
+    images, labels = moved_pairs(
+        np.asarray(training.labels), training.images, count, stream(seed, "augmented real pairs")
+    )
+    return SliceSet(images, labels, np.arange(count))
+
+
 def downstream_figures(
     fake: SliceSet,
     training: SliceSet,
+    augmented: SliceSet,
     test: SliceSet,
     space: Space,
     protocol: downstream.UNetProtocol,
     seeds: list[int],
-    seed: int,
     progress: Progress,
 ) -> dict:
     """Every downstream arm trained once per U-Net seed and tested on the held-out cases: per arm the Dice means, their
     sd over the seeds and each seed's; the label agreement averaged over the seeds' real-trained networks; the
-    verdict. The augmented real pairs are as many as the synthetic ones, moved by the layouts' moves (seeded by
-    `seed`)."""
+    verdict."""
     classes, names = len(space.values), list(space.names)
-    images, labels = moved_pairs(
-        np.asarray(training.labels), training.images, len(fake), stream(seed, "augmented real pairs")
-    )
-    sets = {"real": training, "synthetic": fake, "augmented": SliceSet(images, labels, np.arange(len(fake)))}
-    progress.advance("augmented real pairs")
+    sets = {"real": training, "synthetic": fake, "augmented": augmented}
     settings = {key: value for key, value in dataclasses.asdict(protocol).items() if key != "seed"}
     found = {"protocol": {**settings, "seeds": seeds}, "arms": {}}
     for arm, (kinds, mix) in DOWNSTREAM_ARMS.items():
@@ -418,6 +428,12 @@ def markdown(figures: dict) -> str:
         f"{mem['held_out_ncc_median']:.3f}).",
         "",
         verdict,
+        "",
+        f"Yardstick: as many training slices moved by random elastic + affine moves (augmentation of the real cases; a "
+        f"conditional model's label layouts are the training labels moved alike) are flagged at "
+        f"{mem['moved_training_share']:.1%}. The check compares whole slices, so synthetic slices that keep the "
+        "training slices' outlines are flagged even where their texture is the model's own; a share near or above "
+        "the yardstick means they are as close to the patients' scans as augmented copies of them.",
         "",
     ]
     if "downstream" in figures:
