@@ -91,6 +91,11 @@ def test_ibsi_goals_judge_only_what_the_run_measured():
     assert early_verdicts["5-case GAN memorised <= 2%"] == "not met: 2.50%"
     assert "only 0 complete when the run was cut short" in ibsi_sts_mr.report(early, "-t")
 
+    # A second GAN seed run on its own (--first-gan-seed) says which seed its figures are of.
+    later = argparse.Namespace(**{**vars(args), "gan_seeds": 2, "first_gan_seed": 1})
+    second = ibsi_sts_mr.results(later, ["low"], ["conditional"], {}, cases, 1.7, quality, [], {}, 0, 0.0)
+    assert "1 GAN seed(s) (from seed 1)" in ibsi_sts_mr.report(second, "-t") and "1 GAN seed(s)," in text
+
 
 def test_ibsi_quotes_a_conditional_gans_memorisation_floor_and_no_floor_for_a_joint_one():
     """A conditional GAN's layouts are moved copies of training labels: its memorised share is shown beside the share
@@ -126,13 +131,16 @@ def test_ibsi_quotes_a_conditional_gans_memorisation_floor_and_no_floor_for_a_jo
     assert "with synthetic slices from a GAN on them (25% of each batch)" in text
 
 
-def test_ibsi_refuses_a_train_option_it_sets_itself(tmp_path):
+def test_ibsi_refuses_a_train_option_it_sets_itself_and_seeds_out_of_order(tmp_path):
     script = REPOSITORY / "benchmarks" / "ibsi_sts_mr.py"
     work = tmp_path / "work"
     command = [sys.executable, str(script), "--train-option", "mode=joint", "--work", str(work)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
     assert done.returncode == 2
     assert "--train-option cannot set mode" in done.stderr and "--modes" in done.stderr
+    seeds = [sys.executable, str(script), "--gan-seeds", "1", "--first-gan-seed", "1", "--work", str(work)]
+    done = subprocess.run(seeds, capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert done.returncode == 2 and "--first-gan-seed must be below --gan-seeds" in done.stderr
     assert not work.exists()  # refused before anything is written
 
 

@@ -516,7 +516,7 @@ def report(figures: dict, suffix: str) -> str:
             for arm in arms
         )
         + f" (batch 16, lr 2e-4), {settings['gan_seeds'] - first_gan} GAN seed(s)"
-        + (f" (seeds {first_gan} to {settings['gan_seeds'] - 1})" if first_gan else "")
+        + (f" (from seed {first_gan})" if first_gan else "")
         + f", {figures['count']} synthetic slices each; "
         f"U-Net {figures['unet_steps']} steps per arm, {planned} U-Net seed(s)"
         + (f" (only {done} complete when the run was cut short)" if done < planned else "")
