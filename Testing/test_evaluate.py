@@ -66,6 +66,13 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     report = (out / "report.md").read_text(encoding="utf-8")
     yardstick = figures["memorisation"]["moved_training_share"]
     assert 0 <= yardstick <= 1 and f"moved alike) are flagged at {yardstick:.1%}" in report
+    detail = fidelity["fine_detail"]  # unseen phantom cases have the training cases' grain; the verdict says so
+    assert 0.8 < detail["held_out_vs_training"] < 1.25 and detail["verdict"] == metrics.detail_verdict(
+        detail["synthetic_vs_training"]
+    )
+    assert f"synthetic {detail['synthetic_vs_training']:.2f}x" in report and f"are {detail['verdict']}.**" in report
+    flagged = metrics.detail_is_off(detail["synthetic_vs_training"])
+    assert flagged == any("look at samples.png" in e.get("message", "") for e in events if e["event"] == "notice")
     arms = figures["downstream"]["arms"]
     assert list(arms) == ["real", "synthetic", "real+synthetic", "real+augmented", "real+augmented+synthetic"]
     assert figures["downstream"]["protocol"]["seeds"] == [0, 1]

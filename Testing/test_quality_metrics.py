@@ -1,12 +1,18 @@
 """Quality metrics: slice features have the stated names and defaults, the distances are 0 for identical sets, match
 the closed form for Gaussians and grow for shifted or blurred sets, MS-SSIM tells copies from noise, label
-statistics count empty and fragmented slices, and nearest NCC finds copies, so memorisation flags them."""
+statistics count empty and fragmented slices, nearest NCC finds copies, so memorisation flags them, and fine detail
+reads blur as low and speckle as high."""
 
 import numpy as np
 import pytest
 
 from RaGANLib.quality.features import component_counts, feature_names, slice_features
 from RaGANLib.quality.metrics import (
+    DETAIL_BAND,
+    detail_is_off,
+    detail_verdict,
+    fine_detail,
+    fine_detail_ratio,
     frechet_distance,
     kernel_distance,
     label_statistics,
@@ -188,3 +194,18 @@ def test_memorisation_flags_copies_and_not_fresh_samples():
     assert copied["threshold"] < 0.99 and len(copied["held_out_ncc"]) == 60
     fresh = memorisation(blobs(60, seed=10)[0], training, held_out)
     assert fresh["share"] < 0.2 and len(fresh["synthetic_ncc"]) == 60
+
+
+def test_fine_detail_is_low_for_blur_high_for_speckle_and_one_for_more_of_the_same():
+    images, _ = blobs(40, seed=0)
+    others, _ = blobs(40, seed=1)
+    speckled = images + np.random.default_rng(2).normal(0, 0.3, images.shape)
+    assert fine_detail(np.zeros((2, SIZE, SIZE))).tolist() == [0.0, 0.0]
+    assert 0.8 < fine_detail_ratio(images, others) < 1.25  # other slices of the same kind
+    blurred, grainy = fine_detail_ratio(images, box_blur(images)), fine_detail_ratio(images, speckled)
+    assert blurred < DETAIL_BAND[0] and grainy > DETAIL_BAND[1]
+    assert "blurred" in detail_verdict(blurred) and "grainier" in detail_verdict(grainy)
+    assert detail_verdict(1.0).startswith("within")
+    assert detail_is_off(blurred) and detail_is_off(grainy) and not detail_is_off(1.0)
+    nothing = fine_detail_ratio(np.zeros((2, SIZE, SIZE)), images)  # constant real slices: no ratio, no verdict
+    assert np.isnan(nothing) and not detail_is_off(nothing)

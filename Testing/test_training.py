@@ -18,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 from ragan_testing import REPOSITORY, SECRET, SECRET_FOLDER, TINY_NETWORKS, events_of, ragan, read_until
 
+from RaGANLib.quality.metrics import detail_is_off, detail_verdict
 from RaGANLib.spec import SPEC_VERSION, TrainSpec, default_width
 from RaGANLib.training.distributed import stop_requests
 
@@ -25,7 +26,7 @@ EVENT_FIELDS = {
     "prepared": {"cases", "slices", "classes", "size", "spacing", "modality"},
     "started": {"run", "device", "step", "total", "resumed"},
     "progress": {"step", "total", "images_per_s", "losses", "eta_s"},
-    "preview": {"step", "png", "image", "label"},
+    "preview": {"step", "png", "image", "label", "fine_detail"},
     "checkpoint": {"step", "path"},
     "finished": {"reason", "step", "model"},
 }
@@ -62,6 +63,11 @@ def test_events_arrive_in_order_with_their_fields(trained):
     assert list((root / "run" / "tensorboard").glob("events.out.tfevents.*"))
     preview = next(e for e in events if e["event"] == "preview")
     assert Path(preview["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each preview's fine detail against real slices; a blurred or grainy one is said in words right after it.
+    for index in (i for i, e in enumerate(events) if e["event"] == "preview"):
+        ratio, said = events[index]["fine_detail"], events[index + 1].get("message", "")
+        assert ratio > 0 and detail_is_off(ratio) == said.startswith(f"preview at step {events[index]['step']}: ")
+        assert not detail_is_off(ratio) or detail_verdict(ratio) in said
 
 
 def test_model_folder_describes_the_model(trained):

@@ -244,6 +244,7 @@ def main() -> None:
         quality[arm][f"{network} seed {seed}"] = {
             **fidelity(features[arm], slice_features(slices.images, slices.labels, classes)[0]),
             "ms_ssim": float(metrics.mean_pairwise_ms_ssim(slices.images)),
+            "fine_detail": metrics.fine_detail_ratio(real[arm].images, slices.images),
             "memorised_share": memorised["share"],
             "memorised_floor": memorisation_floor(models[arm, network, seed], real[arm], real["test"], len(slices)),
             "class_shares": class_shares(slices, names),
@@ -252,6 +253,7 @@ def main() -> None:
         quality[arm]["real"] = {
             **fidelity(features[arm], features["test"]),
             "ms_ssim": float(metrics.mean_pairwise_ms_ssim(real[arm].images)),
+            "fine_detail": metrics.fine_detail_ratio(real[arm].images, real["test"].images),
             "class_shares": class_shares(real[arm], names),
         }
 
@@ -560,6 +562,7 @@ def report(figures: dict, suffix: str) -> str:
         ("Frechet distance", "frechet", "{:.2f}"),
         ("KID", "kid", "{:.3f}"),
         ("MS-SSIM (diversity; real: the training slices)", "ms_ssim", "{:.3f}"),
+        ("fine detail, x the training slices' (below 0.5: blurred; above 2: grainy)", "fine_detail", "{:.2f}"),
         ("memorised share", "memorised_share", "{:.2%}"),
         ("memorised share of its layouts' training slices, moved alike", "memorised_floor", "{:.2%}"),
     ]
@@ -591,7 +594,8 @@ def report(figures: dict, suffix: str) -> str:
         "slices closer (NCC) to a training slice than 99% of held-out slices are; its layouts' training slices, "
         "moved alike (a conditional GAN): the same check on each layout's source training slice moved by the "
         "layout's own move, what the layouts alone carry over (docs/benchmark-ibsi-sts-mr-memorisation.md). "
-        "Label agreement: the U-Net trained "
+        "Fine detail: the mean square of each slice minus its 3x3 local mean, as a multiple of the training slices' "
+        "(RaGANLib/quality/metrics.py). Label agreement: the U-Net trained "
         "on the real cases alone segments the synthetic images, scored against their labels, next to its Dice on "
         "held-out real cases. Several GAN seeds: mean ± sd over them.",
         "",

@@ -117,6 +117,7 @@ class TrainingView(JobView):
         self.lossChart = results.LossChart(scene)
         self.preview = results.PreviewNodes(scene)
         self.newPreview = None  # (volume, label or None) of a preview that just arrived: the panel shows it once
+        self.previewDetail = ""  # what the last preview's fine detail says (blurred, grainy or like the real slices)
         self.model: Path | None = None
 
     def forgetScene(self) -> None:
@@ -145,13 +146,20 @@ class TrainingView(JobView):
             self.total, self.step = event["total"], event["step"]
             self.status = self.tr("Step {step}/{total}, {speed:.1f} images/s, {eta} left.").format(
                 step=event["step"], total=event["total"], speed=event["images_per_s"], eta=duration(event["eta_s"])
-            )
+            ) + (" " + self.previewDetail if self.previewDetail else "")
             if self.lossChart is None:
                 self.lossChart = results.LossChart(self.scene)
             self.lossChart.add(event)
-        elif kind == "preview" and self.preview is not None and self.preview.update(event):
-            if self.preview.step == event.get("step") and self.preview.volume is not None:
-                self.newPreview = (self.preview.volume, self.preview.label)
+        elif kind == "preview":
+            if event.get("fine_detail") is not None:
+                from RaGANLib.quality.metrics import detail_verdict
+
+                self.previewDetail = self.tr("Last preview (step {step}): synthetic slices {verdict}.").format(
+                    step=event.get("step"), verdict=detail_verdict(event["fine_detail"])
+                )
+            if self.preview is not None and self.preview.update(event):
+                if self.preview.step == event.get("step") and self.preview.volume is not None:
+                    self.newPreview = (self.preview.volume, self.preview.label)
         elif kind == "notice":
             self.status = event.get("message", "")
 

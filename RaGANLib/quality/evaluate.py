@@ -217,6 +217,10 @@ def evaluate(
             "features": len(feature_names),
             "synthetic_vs_training": fidelity(features["training"], features["synthetic"]),
             "held_out_vs_training": fidelity(features["training"], features["held_out"]),
+            "fine_detail": {
+                "synthetic_vs_training": metrics.fine_detail_ratio(training.images, fake.images),
+                "held_out_vs_training": metrics.fine_detail_ratio(training.images, test.images),
+            },
         },
         "diversity": {
             "ms_ssim_synthetic": float(metrics.mean_pairwise_ms_ssim(fake.images, seed=seed)),
@@ -228,6 +232,10 @@ def evaluate(
         },
         "memorisation": memorised,
     }
+    detail = figures["fidelity"]["fine_detail"]
+    detail["verdict"] = metrics.detail_verdict(detail["synthetic_vs_training"])
+    if metrics.detail_is_off(detail["synthetic_vs_training"]):
+        reporter.notice(f"the synthetic slices are {detail['verdict']}: look at samples.png")
     progress.advance("diversity and label statistics")
 
     if with_downstream:
@@ -389,7 +397,12 @@ def markdown(figures: dict) -> str:
     ]
     for key, title in (("synthetic_vs_training", "synthetic"), ("held_out_vs_training", "held-out real")):
         lines.append(f"| {title} | {fid[key]['frechet']:.3f} | {fid[key]['kid']:.4f} ± {fid[key]['kid_std']:.4f} |")
+    detail = fid["fine_detail"]
     lines += [
+        "",
+        f"Fine detail (the mean square of each slice minus its 3x3 local mean) as a multiple of the training "
+        f"slices': synthetic {detail['synthetic_vs_training']:.2f}x, held-out real "
+        f"{detail['held_out_vs_training']:.2f}x. **The synthetic slices are {detail['verdict']}.**",
         "",
         "## Diversity",
         "",

@@ -1,12 +1,12 @@
 """Numbers that compare sets of slices: distances between feature distributions (the Frechet distance and the
 kernel distance over RaGAN's own features, not over a pretrained network's), diversity within a set
-(MS-SSIM between pairs), label statistics, and memorisation (synthetic slices closer to a training slice than real
-unseen slices get).
+(MS-SSIM between pairs), fine detail (blur and speckle), label statistics, and memorisation (synthetic slices closer to
+a training slice than real unseen slices get).
 """
 
 import numpy as np
 
-from RaGANLib.quality.features import PERCENTILES, class_pixel_counts, component_counts
+from RaGANLib.quality.features import CHUNK, PERCENTILES, class_pixel_counts, component_counts
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001)  # the first 3 of the standard 5 scale weights, renormalised below
 MS_SSIM_FILTER = 7  # fits the coarsest of 3 scales of a 64 px slice
@@ -81,6 +81,47 @@ def mean_pairwise_ms_ssim(images: np.ndarray, pairs: int = 200, seed: int = 0) -
         filter_size=MS_SSIM_FILTER,
     )
     return float(np.mean(scores.numpy()))
+
+
+# A set's fine detail against the training slices' (fine_detail_ratio), outside this band, reads as blurred (below) or
+# grainy (above). Measured on the IBSI MR few-case arm (docs/benchmarks.md): a smooth generator without pixel noise
+# 0.24, one speckled by --seg-consistency with pixel noise 3.9, a grainy one without the term 1.4.
+DETAIL_BAND = (0.5, 2.0)
+
+
+def fine_detail(images: np.ndarray) -> np.ndarray:
+    """Each slice's fine detail: the mean square of the image minus its 3x3 local mean (the border repeated). Blur
+    lowers it; speckle and pixel noise raise it."""
+    values = [np.zeros(0, dtype=np.float64)]
+    for start in range(0, len(images), CHUNK):
+        x = np.asarray(images[start : start + CHUNK], dtype=np.float32)
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        h, w = x.shape[1:]
+        local_mean = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+        values.append(np.mean(np.square(x - local_mean), axis=(1, 2), dtype=np.float64))
+    return np.concatenate(values)
+
+
+def fine_detail_ratio(reference: np.ndarray, other: np.ndarray) -> float:
+    """The other slices' mean fine detail as a multiple of the reference slices' (1: as much; nan when the reference
+    has none, e.g. constant slices)."""
+    base = float(np.mean(fine_detail(reference)))
+    return float(np.mean(fine_detail(other))) / base if base > 0 else float("nan")
+
+
+def detail_is_off(ratio: float) -> bool:
+    """Whether a fine_detail_ratio lies outside DETAIL_BAND (blurred or grainy); NaN (no reference detail) is not."""
+    return ratio < DETAIL_BAND[0] or ratio > DETAIL_BAND[1]
+
+
+def detail_verdict(ratio: float) -> str:
+    """How a fine_detail_ratio against the training slices reads, in words."""
+    low, high = DETAIL_BAND
+    if ratio < low:
+        return f"smoother than the real slices (below {low}x): blurred, fine structure missing"
+    if ratio > high:
+        return f"grainier than the real slices (above {high}x): speckle or noise the real slices do not have"
+    return f"within {low}-{high}x of the real slices"
 
 
 def label_statistics(labels: np.ndarray, classes: int) -> dict:

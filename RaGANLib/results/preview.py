@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from RaGANLib.quality.metrics import fine_detail_ratio
 from RaGANLib.results.synthetic import sample, to_source, write_volumes
 from RaGANLib.seeds import seed_of
 from RaGANLib.training.runfolder import write_bytes_atomic
@@ -99,13 +100,15 @@ class TrainingPreview:
 
     def write(self, generator, description, folder: Path, step: int) -> tuple[Image.Image, dict]:
         """Write preview-STEP.png and the preview stacks into `folder` for `description` (the model.json the
-        generator would have now); returns the picture and the written files (png, image, label)."""
+        generator would have now); returns the picture and what the preview event reports: the written files (png,
+        image, label) and `fine_detail`, the synthetic slices' fine detail as a multiple of the shown real slices'
+        (RaGANLib/quality/metrics.py: below 0.5 blurred, above 2 grainy)."""
+        real = np.asarray(self.data.images[self.shown], dtype=np.float32)
         if self.conditional:
             layouts = iter(np.asarray(self.data.labels[self.shown]))
             images, labels = sample(
                 generator, len(self.shown), self.latent_seed, self.latent_size, layouts, description.body
             )
-            real = np.asarray(self.data.images[self.shown], dtype=np.float32)
             title = f"step {step}: label | synthetic | real"
             picture = titled([(title, side_by_side(labels, images, real, description.colors))])
         else:
@@ -114,4 +117,4 @@ class TrainingPreview:
         png = folder / f"preview-{step:08d}.png"
         save_png(picture, png)
         volumes = write_volumes(folder, *to_source(images, labels, description), description, stem="preview")
-        return picture, {"png": str(png), **volumes}
+        return picture, {"png": str(png), **volumes, "fine_detail": round(fine_detail_ratio(real, images), 3)}

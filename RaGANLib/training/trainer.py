@@ -37,6 +37,7 @@ from RaGANLib.data.prepare import PreparationStopped, PreparedData, load_cache, 
 from RaGANLib.errors import BadInput, OutOfMemory
 from RaGANLib.events import Reporter
 from RaGANLib.model import model_folder
+from RaGANLib.quality.metrics import detail_is_off, detail_verdict
 from RaGANLib.results import outputs
 from RaGANLib.results.preview import TrainingPreview
 from RaGANLib.spec import TrainSpec, default_width
@@ -468,10 +469,14 @@ def _train_prepared(
 
     def write_preview(step: int) -> None:
         description = model_folder.model_description(data, spec, step)
-        picture, files = previews.write(trainer.ema, description, run.previews, step)
+        picture, found = previews.write(trainer.ema, description, run.previews, step)
         with writer.as_default():
             tf.summary.image("preview", np.asarray(picture)[None], step=step)
-        reporter.emit("preview", step=step, **files)
+            tf.summary.scalar("fine_detail", found["fine_detail"], step=step)
+        reporter.emit("preview", step=step, **found)
+        detail = found["fine_detail"]
+        if detail_is_off(detail):
+            reporter.notice(f"preview at step {step}: the synthetic slices are {detail_verdict(detail)}")
 
     def finish(step: int, reason: str) -> dict:
         if not chief:

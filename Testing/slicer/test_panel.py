@@ -262,3 +262,20 @@ def test_the_extra_lesions_spin_box_says_what_it_does_and_why_a_joint_model_cann
         "enabled": True,
         "toolTip": reason + ". Set it to 0 to generate from this model.",
     }
+
+
+def test_the_training_status_keeps_what_the_last_preview_showed(scene, tmp_path):
+    """Events as the trainer sends them (test_training.py checks that it does): after a preview, every progress line
+    says in words whether the synthetic slices were blurred, grainy or like the real ones."""
+    training = panel.TrainingView(TrainerJob(["train"], "python", tmp_path), scene)
+    progress = {"event": "progress", "step": 300, "total": 800, "images_per_s": 5.0, "eta_s": 600, "losses": {}}
+    training.take(progress)
+    assert training.status == "Step 300/800, 5.0 images/s, 10m00s left."
+    training.take({"event": "preview", "step": 250, "png": "", "image": "", "label": "", "fine_detail": 0.24})
+    training.take(progress)
+    assert training.status.endswith(" Last preview (step 250): synthetic slices smoother than the real slices "
+                                    "(below 0.5x): blurred, fine structure missing.")  # fmt: skip
+    training.take({"event": "preview", "step": 500, "png": "", "image": "", "label": "", "fine_detail": 1.1})
+    training.take(progress)
+    assert training.status.endswith("Last preview (step 500): synthetic slices within 0.5-2.0x of the real slices.")
+    assert training.newPreview is None, "no preview stack was written, so nothing to show"
