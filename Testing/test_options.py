@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from RaGANLib import cli
+from RaGANLib import __version__, cli
 from RaGANLib.errors import BadInput
 from RaGANLib.spec import OPTIONS, PRESETS, TrainSpec, describe_option, flag_of
 
@@ -80,3 +80,11 @@ def test_every_numeric_option_is_refused_outside_its_declared_range_by_its_flag(
         with pytest.raises(BadInput, match=rf"^options: {cli.FLAGS.get(name, name)} must be .*, got"):
             dataclasses.replace(spec, **{name: value}).validate("options", cli.FLAGS)
     dataclasses.replace(spec, **{name: OPTIONS[name].default}).validate("options", cli.FLAGS)
+
+
+def test_version_flag_prints_the_installed_version_and_exits_zero(capsys):
+    """`ragan --version`: the version the package (and pyproject.toml) declares."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ragan {__version__}"
