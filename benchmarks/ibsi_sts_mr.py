@@ -562,7 +562,7 @@ def report(figures: dict, suffix: str) -> str:
         ("Frechet distance", "frechet", "{:.2f}"),
         ("KID", "kid", "{:.3f}"),
         ("MS-SSIM (diversity; real: the training slices)", "ms_ssim", "{:.3f}"),
-        ("fine detail, x the training slices' (below 0.5: blurred; above 2: grainy)", "fine_detail", "{:.2f}"),
+        ("fine detail, x the training slices' (below 0.5: blurred; above 1.5: grainy)", "fine_detail", "{:.2f}"),
         ("memorised share", "memorised_share", "{:.2%}"),
         ("memorised share of its layouts' training slices, moved alike", "memorised_floor", "{:.2%}"),
     ]

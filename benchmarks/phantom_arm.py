@@ -378,7 +378,7 @@ def report(figures: dict, suffix: str) -> str:
         "",
         "Frechet distance and KID over RaGAN's own slice features against the training slices; the held-out real row "
         "is what a perfect generator would reach. Fine detail: the mean square of each slice minus its 3x3 local mean, "
-        "as a multiple of the training slices' (below 0.5: blurred; above 2: grainy). Class pixel shares: synthetic "
+        "as a multiple of the training slices' (below 0.5: blurred; above 1.5: grainy). Class pixel shares: synthetic "
         "against the training slices'.",
         "",
         "| slices | " + " | ".join(f"{n} intensity, mean ± sd" for n in class_names) + " |",

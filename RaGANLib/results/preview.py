@@ -102,7 +102,7 @@ class TrainingPreview:
         """Write preview-STEP.png and the preview stacks into `folder` for `description` (the model.json the
         generator would have now); returns the picture and what the preview event reports: the written files (png,
         image, label) and `fine_detail`, the synthetic slices' fine detail as a multiple of the shown real slices'
-        (RaGANLib/quality/metrics.py: below 0.5 blurred, above 2 grainy)."""
+        (RaGANLib/quality/metrics.py: below 0.5 blurred, above 1.5 grainy)."""
         real = np.asarray(self.data.images[self.shown], dtype=np.float32)
         if self.conditional:
             layouts = iter(np.asarray(self.data.labels[self.shown]))

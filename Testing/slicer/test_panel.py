@@ -277,5 +277,5 @@ def test_the_training_status_keeps_what_the_last_preview_showed(scene, tmp_path)
                                     "(below 0.5x): blurred, fine structure missing.")  # fmt: skip
     training.take({"event": "preview", "step": 500, "png": "", "image": "", "label": "", "fine_detail": 1.1})
     training.take(progress)
-    assert training.status.endswith("Last preview (step 500): synthetic slices within 0.5-2.0x of the real slices.")
+    assert training.status.endswith("Last preview (step 500): synthetic slices within 0.5-1.5x of the real slices.")
     assert training.newPreview is None, "no preview stack was written, so nothing to show"
