@@ -42,7 +42,8 @@ def test_report_of_a_model_against_training_and_held_out_cases(split):
     stages = [e["stage"] for e in events if e["event"] == "progress"]
     assert stages[-1] == "report written" and "augmented real pairs" in stages
     assert "U-Net on real+augmented+synthetic slices, seed 1, step 4" in stages
-    assert [e["step"] for e in events if e["event"] == "progress"] == sorted(e["step"] for e in events[1:-1])
+    steps = [e["step"] for e in events if e["event"] == "progress"]  # a notice may come between (fine detail off)
+    assert steps == sorted(steps) and {e["event"] for e in events[1:-1]} <= {"progress", "notice"}
     assert events[-1]["event"] == "finished"
     assert sorted(p.name for p in out.iterdir()) == [
         MARKER,
